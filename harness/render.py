@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from harness.cache import atomic_write_bytes
 from harness.errors import HarnessError
 from harness.volume import Volume
 
@@ -337,9 +338,5 @@ def write_pngs(images: list[RenderedImage], out_dir, stem: str) -> list[Path]:
     paths = []
     for img in images:
         name = f"{stem}_{img.plane}_{img.slices[0]:03d}.png" if len(img.slices) == 1 else f"{stem}_{img.plane}_montage_{img.slices[0]:03d}-{img.slices[-1]:03d}.png"
-        path = out / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(img.png)
-        tmp.replace(path)
-        paths.append(path)
+        paths.append(atomic_write_bytes(out / name, img.png))
     return paths

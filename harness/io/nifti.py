@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from harness.cache import atomic_write_bytes
 from harness.errors import HarnessWarning, VolumeError
 from harness.volume import Volume, to_canonical
 
@@ -100,8 +102,15 @@ def save_nifti(volume: Volume, path, dtype=None) -> Path:
     img.header.set_xyzt_units("mm", "sec")
     img.set_sform(volume.affine, code=1)
     img.set_qform(volume.affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp" + ("".join(s for s in path.suffixes)))
-    nib.save(img, str(tmp))
-    tmp.replace(path)
-    return path
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        raise VolumeError(path, "output name must end in .nii or .nii.gz")
+    # nibabel chooses compression from the suffix, so serialise in memory and write atomically.
+    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
+    return atomic_write_bytes(path, _nifti_bytes(img, suffix))
+
+
+def _nifti_bytes(img, suffix: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / f"volume{suffix}"
+        nib.save(img, str(target))
+        return target.read_bytes()
