@@ -1,0 +1,153 @@
+"""Model specs (`vllm:Qwen/Qwen2.5-VL-7B-Instruct`, `openai:gpt-4.1`, `hf:PATH`, `scripted:NAME`, ...) and named
+profiles from a TOML file, so a team can share endpoints and limits:
+
+    [models.qwen7b]
+    spec = "vllm:Qwen/Qwen2.5-VL-7B-Instruct"
+    base_url = "http://gpu-box:8000/v1"
+    max_images = 8
+    native_tools = true
+
+API keys are never stored here: a profile names the environment variable that holds the key (`api_key_env`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from harness.models.types import ModelConfigError
+
+BACKENDS = ("vllm", "openai", "openai-compatible", "vllm-local", "hf", "scripted")
+DEFAULT_BASE_URLS = {"vllm": "http://localhost:8000/v1", "openai": "https://api.openai.com/v1"}
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY"}
+DEFAULT_SERVE_COMMAND = "vllm serve {model} --host {host} --port {port}"
+CONFIG_FILENAME = "harness.toml"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    backend: str
+    model: str  # id, local path, or scripted baseline name; sent as the request's `model`
+    name: str = ""  # profile name, or the spec string
+    base_url: str | None = None
+    api_key_env: str | None = None  # name of the environment variable holding the key; never the key
+    revision: str | None = None  # goes into cache keys; set it when a server's weights can change under one id
+    max_concurrency: int = 16
+    timeout_s: float = 300.0
+    max_retries: int = 5
+    max_images: int | None = None  # per request; older images are dropped beyond it
+    max_pixels: int | None = None  # per image; larger images are downscaled
+    native_tools: bool | None = None  # None: the backend's default (OpenAI yes, others: text protocol)
+    images_in_tool_results: bool = False  # most chat APIs take images only in user messages
+    max_reply_chars: int = 1_000_000
+    extra_body: dict = field(default_factory=dict)  # passed through to the server (e.g. vLLM chat_template_kwargs)
+    serve_command: str = DEFAULT_SERVE_COMMAND  # for --serve; {model} {host} {port} are filled in
+    device: str | None = None  # in-process backends: "cpu", "cuda", ...
+
+    @property
+    def uses_native_tools(self) -> bool:
+        return self.native_tools if self.native_tools is not None else self.backend == "openai"
+
+    @property
+    def endpoint(self) -> str:
+        """What distinguishes one deployment of a model from another in cache keys and concurrency limits."""
+        return self.base_url or f"{self.backend}:local"
+
+    def api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ModelConfigError(f"model {self.name or self.model!r} reads its API key from ${self.api_key_env}, which is not set")
+        return key
+
+    def describe(self) -> dict:
+        """Settings for listings and run manifests: no key, only the name of its variable."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in d.items() if v not in (None, {}, "")}
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(ModelSpec)}
+
+
+def parse_model_spec(text: str, **settings) -> ModelSpec:
+    """`BACKEND:MODEL` -> ModelSpec; `settings` override the backend's defaults (base_url, max_images, ...)."""
+    backend, sep, model = text.partition(":")
+    backend = backend.strip().lower()
+    if not sep or not model.strip():
+        raise ModelConfigError(f"cannot read model spec {text!r}; use BACKEND:MODEL with BACKEND one of {', '.join(BACKENDS)}")
+    if backend not in BACKENDS:
+        raise ModelConfigError(f"unknown model backend {backend!r} in {text!r}; use one of {', '.join(BACKENDS)}")
+    unknown = set(settings) - set(_FIELD_TYPES) - {"spec"}
+    if unknown:
+        raise ModelConfigError(f"unknown model setting(s) {', '.join(sorted(unknown))} for {text!r}; known: {', '.join(sorted(_FIELD_TYPES))}")
+    settings = {k: v for k, v in settings.items() if v is not None and k != "spec"}
+    base = dict(
+        backend=backend,
+        model=model.strip(),
+        name=text,
+        base_url=DEFAULT_BASE_URLS.get(backend),
+        api_key_env=DEFAULT_KEY_ENV.get(backend),
+    )
+    if backend == "openai-compatible" and not settings.get("base_url"):
+        raise ModelConfigError(f"{text!r} needs a base URL (--base-url or base_url in the profile), e.g. http://localhost:30000/v1")
+    base.update(settings)
+    if base.get("base_url"):
+        base["base_url"] = str(base["base_url"]).rstrip("/")
+    try:
+        spec = ModelSpec(**base)
+    except TypeError as exc:
+        raise ModelConfigError(f"bad settings for {text!r}: {exc}") from None
+    for name in ("max_concurrency", "max_retries", "max_images", "max_pixels"):
+        value = getattr(spec, name)
+        if value is not None and (not isinstance(value, int) or value < (0 if name == "max_retries" else 1)):
+            raise ModelConfigError(f"{name} for {text!r} must be a positive integer, got {value!r}")
+    return spec
+
+
+def default_config_path() -> Path | None:
+    path = Path.cwd() / CONFIG_FILENAME
+    return path if path.is_file() else None
+
+
+def load_profiles(path: Path | str | None = None) -> dict[str, ModelSpec]:
+    """Profiles from the `[models.NAME]` tables of a TOML file (default: ./harness.toml when it exists)."""
+    path = Path(path) if path is not None else default_config_path()
+    if path is None:
+        return {}
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelConfigError(f"{path}: not valid TOML ({exc})") from None
+    table = doc.get("models", {})
+    if not isinstance(table, dict):
+        raise ModelConfigError(f"{path}: [models] must be a table of profiles")
+    profiles = {}
+    for name, settings in table.items():
+        if not isinstance(settings, dict) or not isinstance(settings.get("spec"), str):
+            raise ModelConfigError(f"{path}: profile [models.{name}] needs spec = \"BACKEND:MODEL\"")
+        if "api_key" in settings:
+            raise ModelConfigError(f"{path}: profile [models.{name}] holds an API key; name its environment variable with api_key_env instead")
+        try:
+            spec = parse_model_spec(settings["spec"], **{k: v for k, v in settings.items() if k != "spec"})
+        except ModelConfigError as exc:
+            raise ModelConfigError(f"{path}: profile [models.{name}]: {exc}") from None
+        profiles[name] = replace(spec, name=name)
+    return profiles
+
+
+def resolve_model_spec(name_or_spec: str, config: Path | str | None = None, **overrides) -> ModelSpec:
+    """A profile name from the config file, else a `BACKEND:MODEL` spec; command-line overrides win."""
+    profiles = load_profiles(config)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if name_or_spec in profiles:
+        spec = profiles[name_or_spec]
+        return replace(spec, **overrides) if overrides else spec
+    if ":" not in name_or_spec:
+        known = ", ".join(sorted(profiles)) or "none configured"
+        raise ModelConfigError(f"{name_or_spec!r} is neither a profile (profiles: {known}) nor a BACKEND:MODEL spec")
+    return parse_model_spec(name_or_spec, **overrides)

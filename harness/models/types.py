@@ -1,0 +1,229 @@
+"""The values every model backend speaks: messages with text and images, tool specs, sampling params, replies.
+
+Images travel as PNG bytes (from harness.render). Each image is identified by its sha256, base64-encoded at most
+once per process (not per request or retry), and appears in transcripts and cache keys by hash only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from harness.errors import HarnessError
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+# Why a request or a sample failed. A failure is recorded with one of these, never scored as an answer.
+FailureReason = Literal[
+    "rate_limited",  # 429s until the retry budget ran out
+    "server_error",  # 5xx until the retry budget ran out
+    "timeout",
+    "connection",
+    "bad_request",  # 4xx other than 429: not retried
+    "auth",  # 401/403: not retried
+    "malformed_reply",  # the server answered 200 with something that is not a chat completion
+    "reply_too_large",
+    "refusal",
+    "empty_reply",
+    "backend_error",  # an in-process backend raised
+    "budget_exceeded",
+    "no_answer",
+]
+
+
+class ModelError(HarnessError):
+    """A request that did not produce a usable reply. `reason` is one of FailureReason; the message never holds keys."""
+
+    def __init__(self, reason: str, detail: str, *, attempts: int = 1, status: int | None = None):
+        self.reason = reason
+        self.detail = detail
+        self.attempts = attempts
+        self.status = status
+        super().__init__(f"{reason}: {detail}" + (f" (after {attempts} attempts)" if attempts > 1 else ""))
+
+
+class ModelConfigError(HarnessError):
+    """A model spec, profile or config file that cannot be used."""
+
+
+_DATA_URLS: "OrderedDict[str, str]" = OrderedDict()
+_DATA_URL_CACHE_SIZE = 512
+
+
+@dataclass(frozen=True, eq=False)
+class ImagePart:
+    """One PNG image in a message. `spec_key` is the render spec that made it (None for other sources)."""
+
+    png: bytes
+    sha256: str
+    width: int
+    height: int
+    spec_key: str | None = None
+    label: str | None = None  # e.g. "axial slice 90" - for transcripts, never sent instead of the image
+
+    @classmethod
+    def from_png(cls, png: bytes, *, spec_key: str | None = None, label: str | None = None) -> "ImagePart":
+        from PIL import Image
+        import io
+
+        with Image.open(io.BytesIO(png)) as im:
+            width, height = im.size
+        return cls(png, hashlib.sha256(png).hexdigest(), width, height, spec_key, label)
+
+    @classmethod
+    def from_rendered(cls, image, label: str | None = None) -> "ImagePart":
+        """From a harness.render.RenderedImage."""
+        return cls(image.png, image.sha256, image.width, image.height, image.spec_key, label)
+
+    @property
+    def data_url(self) -> str:
+        url = _DATA_URLS.get(self.sha256)
+        if url is None:
+            url = "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+            _DATA_URLS[self.sha256] = url
+            if len(_DATA_URLS) > _DATA_URL_CACHE_SIZE:
+                _DATA_URLS.popitem(last=False)
+        else:
+            _DATA_URLS.move_to_end(self.sha256)
+        return url
+
+    def ref(self) -> dict:
+        """What transcripts and cache keys hold instead of the bytes."""
+        return {"image_sha256": self.sha256, "spec_key": self.spec_key, "width": self.width, "height": self.height, "label": self.label}
+
+
+Part = str | ImagePart
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict | None  # None when the model's arguments were not a JSON object
+    raw_arguments: str = ""
+    error: str | None = None  # why the arguments could not be read
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: tuple[Part, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant messages
+    tool_call_id: str | None = None  # tool messages
+    name: str | None = None  # tool messages: the tool's name
+
+    @classmethod
+    def system(cls, text: str) -> "Message":
+        return cls("system", (text,))
+
+    @classmethod
+    def user(cls, *parts: Part) -> "Message":
+        return cls("user", tuple(parts))
+
+    @classmethod
+    def assistant(cls, text: str = "", tool_calls=()) -> "Message":
+        return cls("assistant", (text,) if text else (), tuple(tool_calls))
+
+    @classmethod
+    def tool(cls, call_id: str, name: str, *parts: Part) -> "Message":
+        return cls("tool", tuple(parts), tool_call_id=call_id, name=name)
+
+    @property
+    def text(self) -> str:
+        return "".join(p for p in self.content if isinstance(p, str))
+
+    @property
+    def images(self) -> list[ImagePart]:
+        return [p for p in self.content if isinstance(p, ImagePart)]
+
+    def to_record(self) -> dict:
+        """JSON-ready form with image hashes instead of bytes (transcripts, cache keys)."""
+        d: dict[str, Any] = {"role": self.role, "content": [p if isinstance(p, str) else p.ref() for p in self.content]}
+        if self.tool_calls:
+            d["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            d["name"] = self.name
+        return d
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict  # JSON schema of the arguments object
+
+    def to_openai(self) -> dict:
+        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def deterministic(self) -> bool:
+        return self.temperature == 0 or self.seed is not None
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    raw_id: str | None = None
+    refusal: str | None = None
+    cached: bool = False
+    attempts: int = 1
+    image_adjustments: tuple[str, ...] = ()  # downscaling / dropping done to respect the model's image limits
+
+    def to_record(self) -> dict:
+        d = asdict(self)
+        d["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        d["usage"] = {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens}
+        d["image_adjustments"] = list(self.image_adjustments)
+        return d
+
+    @classmethod
+    def from_record(cls, d: dict) -> "Reply":
+        return cls(
+            text=d["text"],
+            tool_calls=tuple(ToolCall(**c) for c in d.get("tool_calls", [])),
+            usage=Usage(**d.get("usage", {})),
+            latency_s=d.get("latency_s", 0.0),
+            finish_reason=d.get("finish_reason"),
+            raw_id=d.get("raw_id"),
+            refusal=d.get("refusal"),
+            cached=d.get("cached", False),
+            attempts=d.get("attempts", 1),
+            image_adjustments=tuple(d.get("image_adjustments", ())),
+        )
