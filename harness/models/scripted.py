@@ -89,7 +89,7 @@ def _inspect_then_submit(spec) -> Policy:
     return steps_policy(
         [
             call("volume_info", 0),
-            call("view_montage", 1, plane="axial", start_fraction=0.3, stop_fraction=0.8, count=9),
+            call("view_montage", 1, plane="axial"),
             call("submit", 2, answer="unknown"),
         ]
     )
