@@ -125,6 +125,9 @@ async def run_agent(model: Model, messages: Sequence[Message], toolbox: Toolbox,
                 return finish("budget_exceeded", f"{forced_reason}: the forced-submit call did not finish in time")
             pending_limit = "wall_time"
             continue
+        except Exception as exc:  # a backend bug must not take the other samples of a run down with it
+            res.transcript.append({"type": "model_error", "reason": "backend_error", "detail": f"{type(exc).__name__}: {exc}"})
+            return finish("backend_error", f"{type(exc).__name__}: {str(exc)[:500]}")
         res.steps += 1
         res.usage = res.usage + reply.usage
         # Deterministic call ids keep re-runs byte-identical, so the response cache answers every later turn too.

@@ -24,7 +24,7 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_prompt(name: str, **context) -> str:
+def render_prompt(name: str, /, **context) -> str:
     """Render prompts/<name> (e.g. "agent/tool_protocol.j2") with the given variables."""
     try:
         return _env().get_template(name).render(**context).strip()

@@ -37,7 +37,7 @@ def step_number(messages: Sequence[Message]) -> int:
     return sum(1 for m in messages if m.role == "assistant")
 
 
-def call(name: str, step: int, index: int = 0, **arguments) -> ToolCall:
+def call(name: str, step: int, index: int = 0, /, **arguments) -> ToolCall:
     return ToolCall(f"call_s{step}_{index}", name, arguments, json.dumps(arguments, sort_keys=True))
 
 
