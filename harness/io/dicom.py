@@ -22,7 +22,7 @@ from harness.errors import HarnessWarning, VolumeError
 from harness.io.nifti import check_finite
 from harness.volume import Volume, to_canonical
 
-NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTRECORD", "PR", "KO", "REG", "DOC", "RWV", "FID", "PLAN"}
+NON_IMAGE_MODALITIES = {"SR", "SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "PR", "KO", "REG", "DOC", "RWV", "FID", "PLAN"}
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines within a series must agree to this
 TILT_TOLERANCE_DEG = 0.05
@@ -61,16 +61,26 @@ def _find_files(path: Path) -> list[Path]:
     return files
 
 
+def _has_dicom_magic(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(128)
+        return fh.read(4) == b"DICM"
+
+
 def _read_headers(files: list[Path], root: Path) -> list[tuple[Path, pydicom.Dataset]]:
     headers, skipped = [], []
     for f in files:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except InvalidDicomError:
+        except InvalidDicomError as exc:
+            if _has_dicom_magic(f):  # claims to be DICOM, so it is a broken one, not a stray file
+                raise VolumeError(f, f"corrupt or truncated DICOM file ({exc})") from None
             skipped.append(f)
             continue
         except Exception as exc:  # truncated or corrupt header: the file claims to be DICOM but cannot be parsed
             raise VolumeError(f, f"corrupt or truncated DICOM file ({exc.__class__.__name__}: {exc})") from None
+        if len(ds) == 0:  # pydicom returns an empty dataset for a file cut inside its meta header
+            raise VolumeError(f, "truncated DICOM file: nothing after the file meta header")
         headers.append((f, ds))
     if not headers:
         raise VolumeError(root, f"no DICOM files found ({len(skipped)} other files ignored)")

@@ -68,6 +68,11 @@ def load_nifti(path, *, modality: str | None = None, frame: int | None = None) -
             HarnessWarning,
             stacklevel=2,
         )
+    if sform_code > 0:
+        sform = np.asarray(header.get_sform(), dtype=np.float64)
+        if not np.all(np.isfinite(sform)) or abs(np.linalg.det(sform[:3, :3])) < 1e-9:
+            # nibabel would silently fall back to a pixdim-only affine; a wrong orientation is worse than no answer
+            raise VolumeError(path, "header sform is singular or not finite; voxel geometry is unknown")
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise VolumeError(path, "header affine is singular or not finite; voxel geometry is unknown")
