@@ -281,7 +281,10 @@ class Toolbox:
             if not 0 <= index < n:
                 raise ToolError(f"index {index} is outside the {plane} range 0..{n - 1}")
             return index
-        return Slices("mm", (mm,)).resolve(volume, plane)[0]
+        try:
+            return Slices("mm", (mm,)).resolve(volume, plane)[0]
+        except RenderError as exc:
+            raise ToolError(str(exc)) from None
 
     @staticmethod
     def _window(window: str):
