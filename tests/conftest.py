@@ -79,3 +79,11 @@ def small_head() -> Volume:
 @pytest.fixture
 def small_ct() -> Volume:
     return make_head(modality="CT")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory) -> Path:
+    """A tiny randomly initialised LLaVA (tests/fixtures/tiny_vlm.py): < 1 MB, ~8 s to build, offline."""
+    from tests.fixtures.tiny_vlm import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
