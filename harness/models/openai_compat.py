@@ -8,6 +8,7 @@ Retry-After is honoured, and each endpoint's concurrency adapts down on 429s.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import openai
@@ -17,7 +18,8 @@ from harness.models.retry import PERMANENT, RATE_LIMIT, TRANSIENT, RetryPolicy, 
 from harness.models.types import Message, ModelError, Reply, Sampling, ToolCall, ToolSpec, Usage
 from harness.models.wire import parse_arguments, to_openai_messages
 
-NO_KEY = "EMPTY"  # local servers (vLLM, SGLang) accept any key; the client insists on one
+NO_KEY = "EMPTY"
+CONNECTIONS_PER_POOL = 8  # local servers (vLLM, SGLang) accept any key; the client insists on one
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -35,10 +37,18 @@ class OpenAICompatModel(ChatModel):
         super().__init__(spec, cache)
         self._key = spec.api_key() or NO_KEY
         self.retry = retry or RetryPolicy(max_retries=spec.max_retries)
-        self.client = openai.AsyncOpenAI(base_url=spec.base_url, api_key=self._key, max_retries=0, timeout=spec.timeout_s)
+        # Several small connection pools instead of one big one: the HTTP pool scans every connection on every
+        # request, which at 64 connections cost more CPU than the rest of a request (benchmarks/models.py).
+        n_pools = max(1, -(-spec.max_concurrency // CONNECTIONS_PER_POOL))
+        self.clients = [
+            openai.AsyncOpenAI(base_url=spec.base_url, api_key=self._key, max_retries=0, timeout=spec.timeout_s)
+            for _ in range(n_pools)
+        ]
+        self._next_client = 0
 
     def _request(self, messages: list[Message], tools: list[ToolSpec], sampling: Sampling) -> dict:
-        kwargs: dict = {
+        body: dict = {
+            **self.spec.extra_body,
             "model": self.spec.model,
             "messages": to_openai_messages(messages, native_tools=self.native_tools, images_in_tool_results=self.spec.images_in_tool_results),
             "temperature": sampling.temperature,
@@ -46,55 +56,67 @@ class OpenAICompatModel(ChatModel):
             "stream": False,
         }
         if sampling.top_p is not None:
-            kwargs["top_p"] = sampling.top_p
+            body["top_p"] = sampling.top_p
         if sampling.seed is not None:
-            kwargs["seed"] = sampling.seed
+            body["seed"] = sampling.seed
         if sampling.stop:
-            kwargs["stop"] = list(sampling.stop)
+            body["stop"] = list(sampling.stop)
         if tools:
-            kwargs["tools"] = [t.to_openai() for t in tools]
-        if self.spec.extra_body:
-            kwargs["extra_body"] = dict(self.spec.extra_body)
-        return kwargs
+            body["tools"] = [t.to_openai() for t in tools]
+        return body
 
-    def _parse(self, completion, latency: float, attempts: int) -> Reply:
-        choices = getattr(completion, "choices", None)
-        if not isinstance(choices, list) or not choices:
+    def _parse(self, raw: bytes, latency: float, attempts: int) -> Reply:
+        """A chat completion from untrusted bytes: anything unexpected is a malformed reply, never a crash."""
+        if len(raw) > 4 * self.spec.max_reply_chars + 65536:
+            raise ModelError("reply_too_large", f"{len(raw)} bytes", attempts=attempts)
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _Malformed(f"not JSON: {exc}") from None
+        choices = doc.get("choices") if isinstance(doc, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise _Malformed("the reply has no choices")
         choice = choices[0]
-        message = getattr(choice, "message", None)
-        if message is None:
+        message = choice.get("message")
+        if not isinstance(message, dict):
             raise _Malformed("the reply's first choice has no message")
-        text = message.content or ""
+        text = message.get("content") or ""
         if not isinstance(text, str):
             raise _Malformed("the reply's content is not text")
         if len(text) > self.spec.max_reply_chars:
             raise ModelError("reply_too_large", f"{len(text)} characters (limit {self.spec.max_reply_chars})", attempts=attempts)
         calls = []
-        for i, tc in enumerate(message.tool_calls or []):
-            fn = getattr(tc, "function", None)
-            name = getattr(fn, "name", None) or ""
-            raw = getattr(fn, "arguments", None) or ""
-            args, error = parse_arguments(raw)
-            calls.append(ToolCall(getattr(tc, "id", None) or f"call_{i}", name, args, raw if isinstance(raw, str) else str(raw), error))
-        usage = getattr(completion, "usage", None)
-        refusal = getattr(message, "refusal", None)
-        finish = choice.finish_reason
+        for i, tc in enumerate(message.get("tool_calls") or []):
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if not isinstance(fn, dict):
+                raise _Malformed("a tool call has no function")
+            raw_args = fn.get("arguments")
+            args, error = parse_arguments(raw_args)
+            raw_text = raw_args if isinstance(raw_args, str) else json.dumps(raw_args)
+            calls.append(ToolCall(str(tc.get("id") or f"call_{i}"), str(fn.get("name") or ""), args, raw_text, error))
+        usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
+        refusal = message.get("refusal") if isinstance(message.get("refusal"), str) else None
+        finish = choice.get("finish_reason")
         if finish == "content_filter" and not refusal:
             refusal = "the provider's content filter stopped the reply"
+
+        def count(name):
+            value = usage.get(name)
+            return value if isinstance(value, int) and value >= 0 else 0
+
         return Reply(
             text=text,
             tool_calls=tuple(calls),
-            usage=Usage(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0),
+            usage=Usage(count("prompt_tokens"), count("completion_tokens")),
             latency_s=latency,
-            finish_reason=finish,
-            raw_id=getattr(completion, "id", None),
+            finish_reason=finish if isinstance(finish, str) else None,
+            raw_id=str(doc["id"]) if doc.get("id") is not None else None,
             refusal=refusal,
             attempts=attempts,
         )
 
     async def _complete(self, messages, tools, sampling) -> Reply:
-        kwargs = self._request(messages, tools, sampling)
+        body = self._request(messages, tools, sampling)
         limiter = limiter_for(self.spec.endpoint, self.spec.max_concurrency)
         attempt = 0
         while True:
@@ -105,8 +127,12 @@ class OpenAICompatModel(ChatModel):
             try:
                 async with limiter:
                     t0 = time.perf_counter()
-                    completion = await self.client.chat.completions.create(**kwargs)
-                reply = self._parse(completion, time.perf_counter() - t0, attempt)
+                    # post() rather than chat.completions.create(): the SDK's request transform and response
+                    # model cost more CPU than everything else here, and we parse untrusted replies ourselves.
+                    client = self.clients[self._next_client % len(self.clients)]
+                    self._next_client += 1
+                    raw = await client.post("/chat/completions", cast_to=bytes, body=body)
+                reply = self._parse(raw, time.perf_counter() - t0, attempt)
                 limiter.on_success()
                 return reply
             except openai.APIStatusError as exc:
@@ -121,7 +147,7 @@ class OpenAICompatModel(ChatModel):
                 kind, reason, detail = TRANSIENT, "timeout", f"no reply from {self.spec.base_url} within {self.spec.timeout_s:g} s"
             except openai.APIConnectionError as exc:
                 kind, reason, detail = TRANSIENT, "connection", f"cannot reach {self.spec.base_url} ({type(exc.__cause__ or exc).__name__})"
-            except (openai.APIResponseValidationError, _Malformed, AttributeError, TypeError, ValueError) as exc:
+            except (openai.APIResponseValidationError, _Malformed) as exc:
                 kind, reason, detail = TRANSIENT, "malformed_reply", f"{self.spec.base_url} sent something that is not a chat completion ({str(exc)[:200]})"
             detail = redact(detail, self._key)
             if kind == PERMANENT or attempt > self.retry.max_retries:
@@ -131,4 +157,5 @@ class OpenAICompatModel(ChatModel):
             await asyncio.sleep(self.retry.delay(attempt, retry_after))
 
     async def aclose(self) -> None:
-        await self.client.close()
+        for client in self.clients:
+            await client.close()
