@@ -340,3 +340,18 @@ def test_cache_key_depends_on_endpoint_model_tools_and_sampling():
     }
     assert len(keys) == 7
     assert request_key(base, msgs, [], Sampling()) == request_key(parse_model_spec("vllm:m"), [Message.user("q", ImagePart.from_png(png()))], [], Sampling())
+
+
+def test_vllm_local_without_vllm_says_what_to_do():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelConfigError, match=r"defacing-harness\[vllm\]"):
+            create_model("vllm-local:Qwen/Qwen2.5-VL-3B-Instruct")
+    else:
+        pytest.skip("vLLM is installed here")
+
+
+def test_scripted_names_are_checked():
+    with pytest.raises(ModelConfigError, match="unknown scripted baseline 'nope'.*inspect-then-submit"):
+        create_model("scripted:nope")
