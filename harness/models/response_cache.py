@@ -28,7 +28,7 @@ def request_key(spec, messages, tools, sampling) -> str:
         endpoint=spec.endpoint,
         native_tools=spec.uses_native_tools,
         extra_body=spec.extra_body,
-        messages=[m.to_record() for m in messages],
+        messages=[m.to_record(labels=False) for m in messages],
         tools=[t.to_openai() for t in tools],
         sampling=sampling.to_dict(),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
@@ -107,20 +108,14 @@ class AdaptiveLimiter:
             cond.notify_all()
 
 
-_LIMITERS: dict[tuple[str, int], AdaptiveLimiter] = {}
+# Keyed by the event loop object (weakly), since asyncio primitives belong to the loop that first used them.
+_LIMITERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AdaptiveLimiter]]" = weakref.WeakKeyDictionary()
 
 
 def limiter_for(endpoint: str, limit: int) -> AdaptiveLimiter:
-    """One limiter per endpoint and event loop, shared by every model object that talks to it."""
-    try:
-        loop_id = id(asyncio.get_running_loop())
-    except RuntimeError:
-        loop_id = 0
-    key = (endpoint, loop_id)
-    if key not in _LIMITERS:
-        _LIMITERS[key] = AdaptiveLimiter(limit)
-    return _LIMITERS[key]
+    """One limiter per endpoint (and event loop), shared by every model object that talks to that endpoint."""
+    per_loop = _LIMITERS.setdefault(asyncio.get_running_loop(), {})
+    if endpoint not in per_loop:
+        per_loop[endpoint] = AdaptiveLimiter(limit)
+    return per_loop[endpoint]
 
-
-async def sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)

@@ -90,9 +90,12 @@ class ImagePart:
             _DATA_URLS.move_to_end(self.sha256)
         return url
 
-    def ref(self) -> dict:
-        """What transcripts and cache keys hold instead of the bytes."""
-        return {"image_sha256": self.sha256, "spec_key": self.spec_key, "width": self.width, "height": self.height, "label": self.label}
+    def ref(self, label: bool = True) -> dict:
+        """What transcripts (with the label) and cache keys (without: it is never sent) hold instead of the bytes."""
+        d = {"image_sha256": self.sha256, "spec_key": self.spec_key, "width": self.width, "height": self.height}
+        if label:
+            d["label"] = self.label
+        return d
 
 
 Part = str | ImagePart
@@ -142,9 +145,9 @@ class Message:
     def images(self) -> list[ImagePart]:
         return [p for p in self.content if isinstance(p, ImagePart)]
 
-    def to_record(self) -> dict:
-        """JSON-ready form with image hashes instead of bytes (transcripts, cache keys)."""
-        d: dict[str, Any] = {"role": self.role, "content": [p if isinstance(p, str) else p.ref() for p in self.content]}
+    def to_record(self, labels: bool = True) -> dict:
+        """JSON-ready form with image hashes instead of bytes (transcripts; cache keys use labels=False)."""
+        d: dict[str, Any] = {"role": self.role, "content": [p if isinstance(p, str) else p.ref(labels) for p in self.content]}
         if self.tool_calls:
             d["tool_calls"] = [c.to_dict() for c in self.tool_calls]
         if self.tool_call_id is not None:
