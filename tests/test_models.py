@@ -356,3 +356,19 @@ def test_vllm_local_without_vllm_says_what_to_do():
 def test_scripted_names_are_checked():
     with pytest.raises(ModelConfigError, match="unknown scripted baseline 'nope'.*inspect-then-submit"):
         create_model("scripted:nope")
+
+
+def test_text_protocol_parsing():
+    from harness.models.wire import parse_text_tool_calls
+
+    text = ('I will look first.\n<tool_call>{"name": "view_slice", "arguments": {"plane": "axial", "index": 3}}</tool_call>\n'
+            '<tool_call>{"name": "measure", "arguments": "{\\"plane\\": \\"axial\\"}"}</tool_call>'
+            '<tool_call>{"name": broken}</tool_call><tool_call>["no", "name"]</tool_call>'
+            '<tool_call>{"name": "submit", "arguments": {"answer": "0.3"}}')
+    calls = parse_text_tool_calls(text)
+    assert [c.name for c in calls] == ["view_slice", "measure", "", "", "submit"]
+    assert calls[0].arguments == {"plane": "axial", "index": 3} and calls[1].arguments == {"plane": "axial"}
+    assert "not valid JSON" in calls[2].error and '"name" and "arguments"' in calls[3].error
+    assert calls[4].arguments == {"answer": "0.3"}  # an unclosed last block (stopped at a stop token) still counts
+    assert len({c.id for c in calls}) == 5 and calls == parse_text_tool_calls(text)  # ids are deterministic
+    assert parse_text_tool_calls("The answer is 0.3.") == ()

@@ -16,7 +16,8 @@ import re
 from harness.models.types import ImagePart, Message, ToolCall, ToolSpec
 from harness.prompts import render_prompt
 
-TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+# A closing tag may be missing when generation stopped at a stop token right after the JSON.
+TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 
 
 def openai_image(image: ImagePart) -> dict:
