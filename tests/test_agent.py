@@ -212,3 +212,14 @@ def test_single_turn_mode(toolbox):
     assert ok.ok and ok.answer == "Evans ratio 0.31" and ok.images_sent == 1 and ok.steps == 1
     assert empty.failure == "empty_reply" and empty.answer is None
     assert "base64" not in json.dumps(ok.to_record())
+
+
+def test_retried_requests_count_once(toolbox):
+    with FakeOpenAI() as fake:
+        fake.script = [("status", 503), ("status", 429, {"Retry-After": "0"}), ("tool", "submit", '{"answer": "x"}')]
+        model = create_model(parse_model_spec("openai-compatible:m", base_url=fake.base_url, native_tools=True),
+                             retry=RetryPolicy(max_retries=3, base_delay_s=0.01))
+        res = run(model, toolbox)
+    assert res.answer == "x" and res.steps == 1 and res.backend_calls == 1 and len(fake.requests) == 3
+    assert (res.usage.prompt_tokens, res.usage.completion_tokens) == (10, 5)
+    assert [e["attempts"] for e in res.transcript if e["type"] == "reply"] == [3]
