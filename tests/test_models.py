@@ -372,3 +372,12 @@ def test_text_protocol_parsing():
     assert calls[4].arguments == {"answer": "0.3"}  # an unclosed last block (stopped at a stop token) still counts
     assert len({c.id for c in calls}) == 5 and calls == parse_text_tool_calls(text)  # ids are deterministic
     assert parse_text_tool_calls("The answer is 0.3.") == ()
+
+
+def test_openai_backend_sends_key_and_max_completion_tokens(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-unit-test-0000000000")
+    with FakeOpenAI() as fake:
+        spec = parse_model_spec("openai:gpt-4.1", base_url=fake.base_url)
+        reply = chat(create_model(spec, retry=FAST_RETRY), [Message.user("hi")], sampling=Sampling(max_tokens=9))
+    assert reply.text == "ok"
+    assert fake.requests[0]["max_completion_tokens"] == 9 and "max_tokens" not in fake.requests[0]

@@ -52,7 +52,8 @@ class OpenAICompatModel(ChatModel):
             "model": self.spec.model,
             "messages": to_openai_messages(messages, native_tools=self.native_tools, images_in_tool_results=self.spec.images_in_tool_results),
             "temperature": sampling.temperature,
-            "max_tokens": sampling.max_tokens,
+            # OpenAI's newer models refuse max_tokens; other servers do not all know max_completion_tokens.
+            ("max_completion_tokens" if self.spec.backend == "openai" else "max_tokens"): sampling.max_tokens,
             "stream": False,
         }
         if sampling.top_p is not None:
