@@ -3,8 +3,16 @@
     spec = resolve_model_spec("vllm:Qwen/Qwen2.5-VL-7B-Instruct", base_url="http://gpu:8000/v1")
     async with create_model(spec, cache=ResponseCache()) as model:
         reply = await model.chat([Message.user("Describe this slice.", ImagePart.from_rendered(img))])
-"""
 
+Specs: `vllm:MODEL` (a `vllm serve MODEL` server, default http://localhost:8000/v1), `openai:MODEL` (key from
+$OPENAI_API_KEY), `openai-compatible:MODEL` with a base_url (SGLang, `transformers serve`, Ollama, hosted APIs;
+key from the variable named by api_key_env), `vllm-local:PATH_OR_ID`, `hf:PATH_OR_ID`, `scripted:NAME`. Profiles
+in ./harness.toml ([models.NAME] tables) name shared settings; see harness.models.spec.
+
+Native tool calling is used for `openai:` and wherever a profile sets native_tools = true (for vLLM that needs
+`vllm serve ... --enable-auto-tool-choice --tool-call-parser hermes`); everything else gets the text protocol of
+prompts/agent/tool_protocol.j2. A model object belongs to the event loop it was first used in.
+"""
 from __future__ import annotations
 
 from harness.models.base import ChatModel, Model
