@@ -381,3 +381,38 @@ def test_openai_backend_sends_key_and_max_completion_tokens(monkeypatch):
         reply = chat(create_model(spec, retry=FAST_RETRY), [Message.user("hi")], sampling=Sampling(max_tokens=9))
     assert reply.text == "ok"
     assert fake.requests[0]["max_completion_tokens"] == 9 and "max_tokens" not in fake.requests[0]
+
+
+def test_vllm_local_batches_concurrent_requests(monkeypatch):
+    """vLLM itself needs a GPU; a stand-in engine with vLLM's LLM.chat signature checks our batching and mapping."""
+    import sys
+    import types as pytypes
+
+    batches = []
+
+    class LLM:
+        def __init__(self, model, **kw):
+            self.model = model
+
+        def chat(self, conversations, params, use_tqdm=False):
+            batches.append(len(conversations))
+            outs = []
+            for conv, p in zip(conversations, params):
+                text = conv[-1]["content"] if isinstance(conv[-1]["content"], str) else conv[-1]["content"][0]["text"]
+                gen = pytypes.SimpleNamespace(text=f"echo {text}", token_ids=[1, 2], finish_reason="stop")
+                outs.append(pytypes.SimpleNamespace(outputs=[gen], prompt_token_ids=[0] * 7, request_id=f"r{len(outs)}"))
+            return outs
+
+    fake = pytypes.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = LLM, lambda **kw: kw
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    model = create_model("vllm-local:some/model")
+
+    async def go():
+        replies = await asyncio.gather(*(model.chat([Message.user(f"q{i}", ImagePart.from_png(png(value=i)))]) for i in range(20)))
+        await model.aclose()
+        return replies
+
+    replies = asyncio.run(go())
+    assert [r.text for r in replies] == [f"echo q{i}" for i in range(20)]
+    assert sum(batches) == 20 and len(batches) <= 2 and replies[0].usage.prompt_tokens == 7
