@@ -1,0 +1,461 @@
+"""The run store: one folder per evaluation run, written so that a killed run loses and duplicates nothing.
+
+    RUN/manifest.json   how the run was made (harness.manifest), rewritten atomically
+    RUN/samples.jsonl   one JSON line per sample outcome, append-only
+    RUN/summary.json    aggregates (harness.summary), written atomically at the end
+    RUN/qc/             QC files (defacing overlays, ...); original renders never leave this folder
+    RUN/.lock           flock'ed by the one process writing the run; holds its PID
+
+samples.jsonl rules (what resume relies on):
+- Each append is one complete line written with a single write, then fsync. If the write fails half way (disk
+  full, interrupt) the file is truncated back to where the line started, so earlier lines are never touched.
+- A crash can at worst leave a torn last line (no trailing newline). Opening the run for writing truncates it with
+  a warning; readers ignore it.
+- A sample id is finished once a line with status "ok" or "unparsable" exists: it is never written again
+  (`append` refuses). A "failed" sample may be retried: the retry appends a new line for the same id, and the
+  latest line for an id is its final record. `load_samples()` returns exactly one record per id.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from harness.cache import atomic_write_text
+from harness.errors import HarnessError, HarnessWarning
+from harness.manifest import redact, redact_text
+from harness.sample import DONE_STATUSES, Sample, SampleFormatError, find_image_bytes, utc_now
+
+MANIFEST = "manifest.json"
+SAMPLES = "samples.jsonl"
+SUMMARY = "summary.json"
+QC_DIR = "qc"
+LOCK = ".lock"
+
+
+class RunStoreError(HarnessError):
+    """A run directory cannot be read or written; names the path and what to do."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class RunLockedError(RunStoreError):
+    """Another process is writing the same run directory."""
+
+    def __init__(self, path, pid: int | None):
+        self.pid = pid
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(path, f"run directory is in use by {holder} (another `harness eval` on the same --out/--resume?); "
+                               "wait for it to finish or stop it, or choose another run directory")
+
+
+def _os_problem(exc: OSError, doing: str) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while {doing}; free space and resume the run (completed samples are kept)"
+    if exc.errno == errno.EDQUOT:
+        return f"disk quota exceeded while {doing}; free space and resume the run (completed samples are kept)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied while {doing}; choose a run directory you can write to"
+    if exc.errno == errno.EROFS:
+        return f"read-only file system while {doing}; choose a run directory you can write to"
+    return f"{exc.strerror or exc} while {doing}"
+
+
+@dataclass
+class ScanResult:
+    """What reading samples.jsonl found: the latest record per id (file order of first appearance)."""
+
+    status: dict[str, str]  # sample id -> latest status
+    latest: dict[str, dict]  # sample id -> latest record, only filled when asked for (keep_records=True)
+    attempts: dict[str, int]
+    lines: int
+    bad_lines: list[int]  # 1-based numbers of complete lines that are not valid samples
+    torn_tail: int  # bytes after the last newline (a crash mid-append), 0 when the file ends cleanly
+    valid_size: int  # bytes up to and including the last newline
+
+
+def scan_samples(path: Path, keep_records: bool = False) -> ScanResult:
+    """Read samples.jsonl without changing it. A torn last line is reported, never parsed; bad lines are listed."""
+    status: dict[str, str] = {}
+    latest: dict[str, dict] = {}
+    attempts: dict[str, int] = {}
+    bad: list[int] = []
+    number = valid_size = torn = 0
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:  # streamed: a 100k-sample file is never held in memory at once
+                if not raw.endswith(b"\n"):
+                    torn = len(raw)  # only the last line can lack its newline
+                    break
+                number += 1
+                valid_size += len(raw)
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    bad.append(number)
+                    continue
+                sid = record.get("sample_id") if isinstance(record, dict) else None
+                if not isinstance(sid, str) or record.get("status") not in ("ok", "unparsable", "failed"):
+                    bad.append(number)
+                    continue
+                attempts[sid] = attempts.get(sid, 0) + 1
+                if status.get(sid) in DONE_STATUSES:
+                    continue  # a finished sample is final; a later line for it can only come from a hand-edited file
+                status[sid] = record["status"]
+                if keep_records:
+                    latest[sid] = record
+    except FileNotFoundError:
+        return ScanResult({}, {}, {}, 0, [], 0, 0)
+    except OSError as exc:
+        raise RunStoreError(path, _os_problem(exc, "reading samples")) from exc
+    return ScanResult(status, latest, attempts, number, bad, torn, valid_size)
+
+
+def _parse_records(path: Path, records: dict[str, dict]) -> list[Sample]:
+    out = []
+    for sid, record in records.items():
+        try:
+            out.append(Sample.from_dict(record))
+        except (SampleFormatError, TypeError) as exc:
+            warnings.warn(f"{path}: sample {sid} ignored: {exc}", HarnessWarning, stacklevel=3)
+    return out
+
+
+def read_samples(run_dir) -> list[Sample]:
+    """One Sample per id (latest line wins) from a run directory, read-only and without taking the lock."""
+    path = Path(run_dir) / SAMPLES
+    return _parse_records(path, scan_samples(path, keep_records=True).latest)
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object file, None when missing; a clear error when unreadable or not an object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RunStoreError(path, _os_problem(exc, "reading")) from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RunStoreError(path, f"not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RunStoreError(path, "expected a JSON object")
+    return data
+
+
+def lock_holder(run_dir) -> int | None:
+    """PID of the live process writing this run, or None. Reads the lock file only; never takes the lock."""
+    try:
+        text = (Path(run_dir) / LOCK).read_text().strip()
+        pid = int(text)
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def new_run_dir(out_dir, label: str = "") -> Path:
+    """A fresh, not yet existing run folder under `out_dir`: UTC timestamp plus an optional label."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.")[:60]
+    base = Path(out_dir) / (f"{stamp}-{slug}" if slug else stamp)
+    candidate, n = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return candidate
+
+
+class RunStore:
+    """The writer of one run directory. Thread-safe; use it from the process that owns the run (workers in a
+    process pool send their Samples back to it). Use as a context manager so the lock is released."""
+
+    def __init__(self, directory: Path, lock_fd: int, manifest: dict, scan: ScanResult):
+        self.directory = directory
+        self.samples_path = directory / SAMPLES
+        self._lock_fd = lock_fd
+        self._manifest = manifest
+        self._latest_status = dict(scan.status)
+        self._attempts = dict(scan.attempts)
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._closed = False
+
+    # ---- opening -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, directory, manifest: dict | None = None) -> "RunStore":
+        """Open a run for writing: create it (when `manifest` is given and the folder holds no run yet) or resume
+        it (the existing manifest is kept; the resume time is recorded). Takes the lock, repairs a torn last line.
+        """
+        directory = Path(directory)
+        existing = (directory / MANIFEST).exists()
+        if not existing and manifest is None:
+            if directory.exists():
+                raise RunStoreError(directory, f"not a run directory (no {MANIFEST})")
+            raise RunStoreError(directory, "no such run directory")
+        if not existing and directory.exists() and (directory / SAMPLES).exists():
+            raise RunStoreError(directory, f"holds {SAMPLES} but no {MANIFEST}; not starting a new run over it")
+        try:
+            (directory / QC_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunStoreError(directory, _os_problem(exc, "creating the run directory")) from exc
+        lock_fd = _take_lock(directory)
+        try:
+            if existing:
+                stored = read_json(directory / MANIFEST) or {}
+                stored.setdefault("resumed_at", []).append(utc_now())
+                stored["status"], stored["ended_at"] = "running", None
+            else:
+                stored = redact(dict(manifest))
+            _write_json(directory / MANIFEST, stored)
+            scan = _repair_and_scan(directory / SAMPLES)
+            store = cls(directory, lock_fd, stored, scan)
+            store._open_append()
+            return store
+        except BaseException:
+            _release_lock(lock_fd)
+            raise
+
+    def _open_append(self) -> None:
+        try:
+            self._fd = os.open(self.samples_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise RunStoreError(self.samples_path, _os_problem(exc, "opening samples for writing")) from exc
+
+    # ---- state ---------------------------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict:
+        return self._manifest
+
+    @property
+    def qc_dir(self) -> Path:
+        return self.directory / QC_DIR
+
+    def status_of(self, sample_id: str) -> str | None:
+        """Latest status of a sample id ("ok" | "unparsable" | "failed"), None when never written."""
+        return self._latest_status.get(sample_id)
+
+    def is_done(self, sample_id: str) -> bool:
+        return self._latest_status.get(sample_id) in DONE_STATUSES
+
+    @property
+    def done_ids(self) -> frozenset[str]:
+        return frozenset(s for s, st in self._latest_status.items() if st in DONE_STATUSES)
+
+    @property
+    def failed_ids(self) -> frozenset[str]:
+        return frozenset(s for s, st in self._latest_status.items() if st == "failed")
+
+    def attempts(self, sample_id: str) -> int:
+        return self._attempts.get(sample_id, 0)
+
+    def counts(self) -> dict[str, int]:
+        out = {"ok": 0, "unparsable": 0, "failed": 0}
+        for status in self._latest_status.values():
+            out[status] += 1
+        return out
+
+    # ---- writing -------------------------------------------------------------------------------------------
+
+    def append(self, sample: Sample) -> None:
+        """Write one sample durably (one line, fsync). Raises ValueError if the id is already finished or the
+        transcript holds image bytes; RunStoreError (naming the file) on disk full / permission problems."""
+        if not isinstance(sample, Sample):
+            raise TypeError(f"append takes a Sample, not {type(sample).__name__}")
+        where = find_image_bytes(sample.transcript)
+        if where:
+            raise ValueError(f"sample {sample.sample_id}: {where} holds image bytes; store the image sha256 and "
+                             "render spec key instead")
+        record = sample.to_dict()
+        if record.get("error"):
+            record["error"] = {k: (redact_text(v) if isinstance(v, str) else v) for k, v in record["error"].items()}
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+                + "\n").encode("utf-8")
+        with self._mutex:
+            if self._closed or self._fd is None:
+                raise RunStoreError(self.directory, "run store is closed")
+            if self.is_done(sample.sample_id):
+                raise ValueError(f"sample {sample.sample_id} is already finished in {self.samples_path}; "
+                                 "finished samples are never written twice")
+            self._write_line(line)
+            self._latest_status[sample.sample_id] = sample.status
+            self._attempts[sample.sample_id] = self._attempts.get(sample.sample_id, 0) + 1
+
+    def _write_line(self, line: bytes) -> None:
+        fd = self._fd
+        start = os.lseek(fd, 0, os.SEEK_END)
+        written = 0
+        try:
+            view = memoryview(line)
+            while written < len(line):
+                written += os.write(fd, view[written:])
+            os.fsync(fd)
+        except BaseException as exc:
+            # Leave the file exactly as it was before this line: a half line must never stay behind.
+            if written:
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    pass
+            if isinstance(exc, OSError):
+                raise RunStoreError(self.samples_path, _os_problem(exc, "appending a sample")) from exc
+            raise
+
+    def load_samples(self) -> list[Sample]:
+        """One Sample per id, the latest line for each (file order of first appearance)."""
+        with self._mutex:
+            return read_samples(self.directory)
+
+    def iter_samples(self) -> Iterator[Sample]:
+        yield from self.load_samples()
+
+    def update_manifest(self, **fields) -> None:
+        """Add or replace manifest fields (redacted) and rewrite manifest.json atomically."""
+        with self._mutex:
+            self._manifest.update(redact(fields))
+            _write_json(self.directory / MANIFEST, self._manifest)
+
+    def write_summary(self, summary) -> Path:
+        """Write summary.json atomically. `summary` is a harness.summary.Summary or a plain dict."""
+        data = summary.to_dict() if hasattr(summary, "to_dict") else summary
+        path = self.directory / SUMMARY
+        _write_json(path, data)
+        return path
+
+    def read_summary(self):
+        from harness.summary import Summary
+
+        data = read_json(self.directory / SUMMARY)
+        return None if data is None else Summary.from_dict(data, source=self.directory / SUMMARY)
+
+    def finish(self, status: str = "complete") -> None:
+        """Record the end time and how the run ended ("complete", "interrupted", "failed")."""
+        self.update_manifest(ended_at=utc_now(), status=status)
+
+    # ---- closing -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            _release_lock(self._lock_fd)
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is not None and self._manifest.get("status") == "running":
+                status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+                try:
+                    self.finish(status)
+                except RunStoreError:
+                    pass  # the original error matters more
+        finally:
+            self.close()
+
+    def __del__(self):
+        if not getattr(self, "_closed", True):
+            self.close()
+
+
+def _json_default(obj):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a sample")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    try:
+        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default) + "\n")
+    except OSError as exc:
+        raise RunStoreError(path, _os_problem(exc, f"writing {path.name}")) from exc
+
+
+def _take_lock(directory: Path) -> int:
+    path = directory / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise RunStoreError(path, _os_problem(exc, "creating the lock file")) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            pid = int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+        except (OSError, ValueError):
+            pid = None
+        os.close(fd)
+        raise RunLockedError(directory, pid) from None
+    except OSError as exc:
+        os.close(fd)
+        raise RunStoreError(path, _os_problem(exc, "locking the run directory")) from exc
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        _release_lock(fd)
+        raise RunStoreError(path, _os_problem(exc, "writing the lock file")) from exc
+    return fd
+
+
+def _release_lock(fd: int) -> None:
+    try:
+        os.ftruncate(fd, 0)  # an empty lock file says nobody is writing; we still hold the lock here
+    except OSError:
+        pass
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _repair_and_scan(path: Path) -> ScanResult:
+    scan = scan_samples(path)
+    if scan.torn_tail:
+        warnings.warn(f"{path}: removed an incomplete last line ({scan.torn_tail} bytes) left by an interrupted run; "
+                      "that sample will be run again", HarnessWarning, stacklevel=3)
+        try:
+            with open(path, "r+b") as fh:
+                fh.truncate(scan.valid_size)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise RunStoreError(path, _os_problem(exc, "removing an incomplete last line")) from exc
+    if scan.bad_lines:
+        shown = ", ".join(str(n) for n in scan.bad_lines[:5]) + (" ..." if len(scan.bad_lines) > 5 else "")
+        warnings.warn(f"{path}: {len(scan.bad_lines)} line(s) are not valid samples and are ignored (line {shown})",
+                      HarnessWarning, stacklevel=3)
+    return scan
