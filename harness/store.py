@@ -190,7 +190,7 @@ class RunStore:
     """The writer of one run directory. Thread-safe; use it from the process that owns the run (workers in a
     process pool send their Samples back to it). Use as a context manager so the lock is released."""
 
-    def __init__(self, directory: Path, lock_fd: int, manifest: dict, scan: ScanResult):
+    def __init__(self, directory: Path, lock_fd: int, append_fd: int, manifest: dict, scan: ScanResult):
         self.directory = directory
         self.samples_path = directory / SAMPLES
         self._lock_fd = lock_fd
@@ -198,7 +198,7 @@ class RunStore:
         self._latest_status = dict(scan.status)
         self._attempts = dict(scan.attempts)
         self._mutex = threading.Lock()
-        self._fd: int | None = None
+        self._fd: int | None = append_fd
         self._closed = False
 
     # ---- opening -------------------------------------------------------------------------------------------
@@ -228,20 +228,15 @@ class RunStore:
                 stored["status"], stored["ended_at"] = "running", None
             else:
                 stored = redact(dict(manifest))
+                stored.setdefault("started_at", utc_now())
+                stored["status"], stored["ended_at"] = "running", None
             _write_json(directory / MANIFEST, stored)
             scan = _repair_and_scan(directory / SAMPLES)
-            store = cls(directory, lock_fd, stored, scan)
-            store._open_append()
-            return store
+            append_fd = _open_append(directory / SAMPLES)
         except BaseException:
             _release_lock(lock_fd)
             raise
-
-    def _open_append(self) -> None:
-        try:
-            self._fd = os.open(self.samples_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise RunStoreError(self.samples_path, _os_problem(exc, "opening samples for writing")) from exc
+        return cls(directory, lock_fd, append_fd, stored, scan)
 
     # ---- state ---------------------------------------------------------------------------------------------
 
@@ -380,10 +375,6 @@ class RunStore:
         finally:
             self.close()
 
-    def __del__(self):
-        if not getattr(self, "_closed", True):
-            self.close()
-
 
 def _json_default(obj):
     if hasattr(obj, "item"):
@@ -402,6 +393,13 @@ def _write_json(path: Path, data: dict) -> None:
         atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default) + "\n")
     except OSError as exc:
         raise RunStoreError(path, _os_problem(exc, f"writing {path.name}")) from exc
+
+
+def _open_append(path: Path) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise RunStoreError(path, _os_problem(exc, "opening samples for writing")) from exc
 
 
 def _take_lock(directory: Path) -> int:
