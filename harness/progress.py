@@ -50,9 +50,12 @@ class StageProgress:
     """Counts per stage, shown as bars or quiet lines. Use as a context manager (starts and stops the display)."""
 
     def __init__(self, totals: Mapping[str, int] | None = None, *, quiet: bool | None = None, interval: float = 30.0,
-                 file=None, stages=STAGES):
-        self._file = file if file is not None else sys.stderr
-        self.quiet = (not _isatty(self._file)) if quiet is None else quiet
+                 file=None, console: Console | None = None, stages=STAGES):
+        self._console = console
+        self._file = console.file if console is not None else (file if file is not None else sys.stderr)
+        if quiet is None:
+            quiet = not (console.is_terminal if console is not None else _isatty(self._file))
+        self.quiet = quiet
         self.interval = interval
         self._lock = threading.Lock()
         self._stages = list(stages)
@@ -79,7 +82,7 @@ class StageProgress:
             self._progress = Progress(
                 TextColumn("{task.description:<7}"), BarColumn(), MofNCompleteColumn(), _FailedColumn(),
                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                console=Console(file=self._file), transient=False,
+                console=self._console or Console(file=self._file), transient=False,
             )
             for stage in self._stages:
                 self._task_ids[stage] = self._progress.add_task(
