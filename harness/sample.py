@@ -67,7 +67,6 @@ class Sample:
     def from_dict(cls, data: Any) -> "Sample":
         if not isinstance(data, dict):
             raise SampleFormatError(f"a sample must be a JSON object, not {type(data).__name__}")
-        known = {f.name: f for f in fields(cls) if f.name != "extra"}
         kwargs: dict = {}
         for name, expected in _FIELD_TYPES.items():
             if name not in data:
@@ -80,7 +79,7 @@ class Sample:
             if value is None and name in _NOT_NULL:
                 raise SampleFormatError(f"field {name!r} must not be null")
             kwargs[name] = value
-        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in _FIELD_TYPES}
         return cls(**kwargs)
 
 

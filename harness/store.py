@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import json
 import os
 import re
@@ -78,7 +79,7 @@ class ScanResult:
     """What reading samples.jsonl found: the latest record per id (file order of first appearance)."""
 
     status: dict[str, str]  # sample id -> latest status
-    latest: dict[str, dict]  # sample id -> latest record, only filled when asked for (keep_records=True)
+    final_line: dict[str, int]  # sample id -> 1-based number of the line holding its final record
     attempts: dict[str, int]
     lines: int
     bad_lines: list[int]  # 1-based numbers of complete lines that are not valid samples
@@ -86,10 +87,10 @@ class ScanResult:
     valid_size: int  # bytes up to and including the last newline
 
 
-def scan_samples(path: Path, keep_records: bool = False) -> ScanResult:
+def scan_samples(path: Path) -> ScanResult:
     """Read samples.jsonl without changing it. A torn last line is reported, never parsed; bad lines are listed."""
     status: dict[str, str] = {}
-    latest: dict[str, dict] = {}
+    final_line: dict[str, int] = {}
     attempts: dict[str, int] = {}
     bad: list[int] = []
     number = valid_size = torn = 0
@@ -116,29 +117,73 @@ def scan_samples(path: Path, keep_records: bool = False) -> ScanResult:
                 if status.get(sid) in DONE_STATUSES:
                     continue  # a finished sample is final; a later line for it can only come from a hand-edited file
                 status[sid] = record["status"]
-                if keep_records:
-                    latest[sid] = record
+                final_line[sid] = number
     except FileNotFoundError:
         return ScanResult({}, {}, {}, 0, [], 0, 0)
     except OSError as exc:
         raise RunStoreError(path, _os_problem(exc, "reading samples")) from exc
-    return ScanResult(status, latest, attempts, number, bad, torn, valid_size)
+    return ScanResult(status, final_line, attempts, number, bad, torn, valid_size)
 
 
-def _parse_records(path: Path, records: dict[str, dict]) -> list[Sample]:
-    out = []
-    for sid, record in records.items():
-        try:
-            out.append(Sample.from_dict(record))
-        except (SampleFormatError, TypeError) as exc:
-            warnings.warn(f"{path}: sample {sid} ignored: {exc}", HarnessWarning, stacklevel=3)
-    return out
+def iter_samples(run_dir) -> Iterator[Sample]:
+    """The final record of each sample id (latest line wins), streamed in file order, read-only and without the
+    lock. Two passes over the file: one to find each id's final line, one to parse only those lines."""
+    path = Path(run_dir) / SAMPLES
+    wanted = set(scan_samples(path).final_line.values())
+    if not wanted:
+        return
+    try:
+        with open(path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                if number not in wanted:
+                    continue
+                try:
+                    yield Sample.from_dict(json.loads(raw))
+                except (SampleFormatError, TypeError, ValueError) as exc:
+                    warnings.warn(f"{path}: line {number} ignored: {exc}", HarnessWarning, stacklevel=2)
+    except OSError as exc:
+        raise RunStoreError(path, _os_problem(exc, "reading samples")) from exc
 
 
 def read_samples(run_dir) -> list[Sample]:
-    """One Sample per id (latest line wins) from a run directory, read-only and without taking the lock."""
+    """One Sample per id (latest line wins, order of first appearance), read-only and without the lock, in one
+    pass. Holding every transcript costs ~10 kB per sample; use `iter_samples` when streaming is enough."""
     path = Path(run_dir) / SAMPLES
-    return _parse_records(path, scan_samples(path, keep_records=True).latest)
+    found: dict[str, Sample] = {}
+    enabled = gc.isenabled()
+    gc.disable()  # building ~100 containers per sample triggers repeated full collections: twice as slow with gc on
+    try:
+        for number, record in _complete_lines(path):
+            try:
+                sample = Sample.from_dict(record)
+            except (SampleFormatError, TypeError) as exc:
+                warnings.warn(f"{path}: line {number} ignored: {exc}", HarnessWarning, stacklevel=2)
+                continue
+            previous = found.get(sample.sample_id)
+            if previous is None or not previous.done:
+                found[sample.sample_id] = sample
+    finally:
+        if enabled:
+            gc.enable()
+    return list(found.values())
+
+
+def _complete_lines(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed JSON) for each complete, parsable line; the torn tail and bad JSON are skipped."""
+    try:
+        with open(path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                if not raw.endswith(b"\n"):
+                    return
+                if raw.strip():
+                    try:
+                        yield number, json.loads(raw)
+                    except ValueError:
+                        continue
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise RunStoreError(path, _os_problem(exc, "reading samples")) from exc
 
 
 def read_json(path: Path) -> dict | None:
@@ -199,6 +244,7 @@ class RunStore:
         self._attempts = dict(scan.attempts)
         self._mutex = threading.Lock()
         self._fd: int | None = append_fd
+        self._line_in_file = False
         self._closed = False
 
     # ---- opening -------------------------------------------------------------------------------------------
@@ -288,28 +334,43 @@ class RunStore:
             record["error"] = {k: (redact_text(v) if isinstance(v, str) else v) for k, v in record["error"].items()}
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
                 + "\n").encode("utf-8")
+        sid = sample.sample_id
         with self._mutex:
             if self._closed or self._fd is None:
                 raise RunStoreError(self.directory, "run store is closed")
-            if self.is_done(sample.sample_id):
-                raise ValueError(f"sample {sample.sample_id} is already finished in {self.samples_path}; "
+            if self.is_done(sid):
+                raise ValueError(f"sample {sid} is already finished in {self.samples_path}; "
                                  "finished samples are never written twice")
-            self._write_line(line)
-            self._latest_status[sample.sample_id] = sample.status
-            self._attempts[sample.sample_id] = self._attempts.get(sample.sample_id, 0) + 1
+            before = (self._latest_status.get(sid), self._attempts.get(sid, 0))
+            self._latest_status[sid], self._attempts[sid] = sample.status, before[1] + 1
+            try:
+                self._write_line(line)
+            except BaseException:
+                if not self._line_in_file:
+                    if before[0] is None:
+                        self._latest_status.pop(sid, None)
+                    else:
+                        self._latest_status[sid] = before[0]
+                    self._attempts[sid] = before[1]
+                raise
 
     def _write_line(self, line: bytes) -> None:
         fd = self._fd
         start = os.lseek(fd, 0, os.SEEK_END)
         written = 0
+        self._line_in_file = False
         try:
             view = memoryview(line)
             while written < len(line):
                 written += os.write(fd, view[written:])
+            self._line_in_file = True
             os.fsync(fd)
         except BaseException as exc:
-            # Leave the file exactly as it was before this line: a half line must never stay behind.
-            if written:
+            # A half line must never stay behind. A whole line interrupted during fsync (Ctrl-C, SIGTERM) stays:
+            # it is in the page cache and reaches the disk without us. A failed fsync (ENOSPC, EIO) means the
+            # line may never reach the disk, so it is removed and the error reported.
+            if written and (isinstance(exc, OSError) or not self._line_in_file):
+                self._line_in_file = False
                 try:
                     os.ftruncate(fd, start)
                 except OSError:
@@ -319,12 +380,13 @@ class RunStore:
             raise
 
     def load_samples(self) -> list[Sample]:
-        """One Sample per id, the latest line for each (file order of first appearance)."""
+        """One Sample per id, the latest line for each, in file order."""
         with self._mutex:
             return read_samples(self.directory)
 
     def iter_samples(self) -> Iterator[Sample]:
-        yield from self.load_samples()
+        """`load_samples` streamed (appends made while iterating may or may not be seen)."""
+        return iter_samples(self.directory)
 
     def update_manifest(self, **fields) -> None:
         """Add or replace manifest fields (redacted) and rewrite manifest.json atomically."""
