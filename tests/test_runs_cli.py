@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from harness.manifest import build_manifest
 from harness.sample import Sample
 from harness.store import RunStore

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from harness.errors import HarnessWarning
 from harness.grid import Condition, plan_grid, resume_plan
 from harness.sample import Sample
-from harness.store import LOCK, RunLockedError, RunStore, RunStoreError, lock_holder, new_run_dir, read_samples
+from harness.store import RunLockedError, RunStore, RunStoreError, lock_holder, new_run_dir, read_samples
 from harness.summary import Coverage, Summary
 
 REPO = Path(__file__).resolve().parent.parent
