@@ -246,21 +246,22 @@ class RunStore:
         self._fd: int | None = append_fd
         self._line_in_file = False
         self._closed = False
+        self.resumed = False  # True when open() continued an existing run (its manifest was kept)
 
     # ---- opening -------------------------------------------------------------------------------------------
 
     @classmethod
     def open(cls, directory, manifest: dict | None = None) -> "RunStore":
         """Open a run for writing: create it (when `manifest` is given and the folder holds no run yet) or resume
-        it (the existing manifest is kept; the resume time is recorded). Takes the lock, repairs a torn last line.
+        it (the existing manifest is kept, `manifest` is ignored, the resume time is recorded; `store.resumed` is
+        True). Takes the lock (RunLockedError when another process has it) and repairs a torn last line.
         """
         directory = Path(directory)
-        existing = (directory / MANIFEST).exists()
-        if not existing and manifest is None:
+        if manifest is None and not (directory / MANIFEST).exists():
             if directory.exists():
                 raise RunStoreError(directory, f"not a run directory (no {MANIFEST})")
             raise RunStoreError(directory, "no such run directory")
-        if not existing and directory.exists() and (directory / SAMPLES).exists():
+        if not (directory / MANIFEST).exists() and (directory / SAMPLES).exists():
             raise RunStoreError(directory, f"holds {SAMPLES} but no {MANIFEST}; not starting a new run over it")
         try:
             (directory / QC_DIR).mkdir(parents=True, exist_ok=True)
@@ -268,21 +269,27 @@ class RunStore:
             raise RunStoreError(directory, _os_problem(exc, "creating the run directory")) from exc
         lock_fd = _take_lock(directory)
         try:
+            # Decided under the lock: another process may have created or finished this run in the meantime.
+            existing = (directory / MANIFEST).exists()
             if existing:
                 stored = read_json(directory / MANIFEST) or {}
-                stored.setdefault("resumed_at", []).append(utc_now())
-                stored["status"], stored["ended_at"] = "running", None
+                resumes = stored.get("resumed_at")
+                stored["resumed_at"] = (resumes if isinstance(resumes, list) else []) + [utc_now()]
+            elif (directory / SAMPLES).exists():
+                raise RunStoreError(directory, f"holds {SAMPLES} but no {MANIFEST}; not starting a new run over it")
             else:
                 stored = redact(dict(manifest))
                 stored.setdefault("started_at", utc_now())
-                stored["status"], stored["ended_at"] = "running", None
+            stored["status"], stored["ended_at"] = "running", None
             _write_json(directory / MANIFEST, stored)
             scan = _repair_and_scan(directory / SAMPLES)
             append_fd = _open_append(directory / SAMPLES)
         except BaseException:
             _release_lock(lock_fd)
             raise
-        return cls(directory, lock_fd, append_fd, stored, scan)
+        store = cls(directory, lock_fd, append_fd, stored, scan)
+        store.resumed = existing
+        return store
 
     # ---- state ---------------------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ def run(tmp_path) -> Path:
 
 def test_appends_survive_reopen_and_each_line_is_complete(run):
     with RunStore.open(run, {"config": {}}) as store:
+        assert not store.resumed
         for i in range(5):
             store.append(sample(i))
         store.append(sample(5, "unparsable"))
@@ -51,7 +52,7 @@ def test_appends_survive_reopen_and_each_line_is_complete(run):
         assert store.done_ids == {f"s{i:05d}" for i in range(6)}
         assert store.failed_ids == {"s00006"}
         assert store.counts() == {"ok": 5, "unparsable": 1, "failed": 1}
-        assert store.manifest["resumed_at"]  # the resume is recorded
+        assert store.resumed and store.manifest["resumed_at"]  # the resume is recorded
 
 
 def test_finished_sample_is_never_written_twice_and_a_retried_failure_has_one_final_record(run):
@@ -150,6 +151,7 @@ def test_opening_something_that_is_not_a_run_is_a_clear_error(tmp_path):
     (tmp_path / "other" / "samples.jsonl").write_text("")
     with pytest.raises(RunStoreError, match="no manifest.json"):
         RunStore.open(tmp_path / "other", {})
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["samples.jsonl"]  # nothing added
 
 
 def test_manifest_updates_and_summary_are_atomic_json(run):

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import HarnessError
 from harness.manifest import names_of
 from harness.store import MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_samples, scan_samples
 from harness.summary import Summary, summary_tables
@@ -57,6 +56,13 @@ def _fmt_counts(c: Counter) -> str:
     return text
 
 
+def _console() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # pipes and CI logs: do not squeeze tables into 80 columns
+    return console
+
+
 def _resolve(run: str, out: Path) -> Path:
     for candidate in (Path(run), out / run):
         if (candidate / MANIFEST).is_file():
@@ -73,8 +79,8 @@ def list_cmd(out: Path = typer.Option(Path("runs"), "--out", "-o", help=OUT_HELP
     for run_dir in sorted(p for p in out.iterdir() if p.is_dir()):
         try:
             manifest = read_json(run_dir / MANIFEST)
-        except HarnessError as exc:
-            rows.append((run_dir.name, f"unreadable: {exc.problem if hasattr(exc, 'problem') else exc}", "", "", "", "", "", ""))
+        except RunStoreError:
+            rows.append((run_dir.name, f"unreadable {MANIFEST}", "", "", "", "", "", ""))
             continue
         if manifest is None:
             continue
@@ -90,7 +96,7 @@ def list_cmd(out: Path = typer.Option(Path("runs"), "--out", "-o", help=OUT_HELP
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
-    Console(width=200 if not Console().is_terminal else None).print(table)
+    _console().print(table)
 
 
 def show_cmd(
@@ -123,7 +129,7 @@ def show_cmd(
     for key, value in facts:
         typer.echo(f"{key:<{width}}  {value}")
 
-    console = Console(width=200 if not Console().is_terminal else None)
+    console = _console()
     summary_data = read_json(run_dir / SUMMARY)
     if summary_data is not None:
         for table in summary_tables(Summary.from_dict(summary_data, source=run_dir / SUMMARY)):
