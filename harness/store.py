@@ -55,11 +55,16 @@ class RunStoreError(HarnessError):
 class RunLockedError(RunStoreError):
     """Another process is writing the same run directory."""
 
-    def __init__(self, path, pid: int | None):
+    def __init__(self, path, pid: int | None, alive: bool = True):
         self.pid = pid
-        holder = f"process {pid}" if pid else "another process"
-        super().__init__(path, f"run directory is in use by {holder} (another `harness eval` on the same --out/--resume?); "
-                               "wait for it to finish or stop it, or choose another run directory")
+        if pid and not alive:
+            problem = (f"run directory is still locked although process {pid}, which opened it, has exited: a worker "
+                       "process it started may still be running; stop it, or choose another run directory")
+        else:
+            holder = f"process {pid}" if pid else "another process"
+            problem = (f"run directory is in use by {holder} (another `harness eval` on the same --out/--resume?); "
+                       "wait for it to finish or stop it, or choose another run directory")
+        super().__init__(path, problem)
 
 
 def _os_problem(exc: OSError, doing: str) -> str:
@@ -210,13 +215,17 @@ def lock_holder(run_dir) -> int | None:
         pid = int(text)
     except (OSError, ValueError):
         return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:
-        return pid
-    return pid
+        return True  # exists, owned by someone else
+    return True
 
 
 def new_run_dir(out_dir, label: str = "") -> Path:
@@ -339,8 +348,11 @@ class RunStore:
         record = sample.to_dict()
         if record.get("error"):
             record["error"] = {k: (redact_text(v) if isinstance(v, str) else v) for k, v in record["error"].items()}
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
-                + "\n").encode("utf-8")
+        try:
+            line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                               default=_json_default) + "\n").encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sample {sample.sample_id} cannot be stored as JSON: {exc}") from exc
         sid = sample.sample_id
         with self._mutex:
             if self._closed or self._fd is None:
@@ -485,7 +497,7 @@ def _take_lock(directory: Path) -> int:
         except (OSError, ValueError):
             pid = None
         os.close(fd)
-        raise RunLockedError(directory, pid) from None
+        raise RunLockedError(directory, pid, alive=pid is not None and _alive(pid)) from None
     except OSError as exc:
         os.close(fd)
         raise RunStoreError(path, _os_problem(exc, "locking the run directory")) from exc

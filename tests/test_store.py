@@ -399,3 +399,49 @@ def test_new_run_dir_names_are_unique(tmp_path):
     first.mkdir()
     second = new_run_dir(tmp_path, "ct report/x")
     assert first != second and first.name.endswith("ct-report-x") and second.name.endswith("-2")
+
+
+def test_a_sample_that_is_not_json_is_refused_by_name(run):
+    with RunStore.open(run, {}) as store:
+        with pytest.raises(ValueError, match="sample bad cannot be stored as JSON"):
+            store.append(Sample("bad", "t", "c", "original", "m", answer={"x": float("nan")}))
+        with pytest.raises(ValueError, match="sample bad2 cannot be stored as JSON"):
+            store.append(Sample("bad2", "t", "c", "original", "m", answer=object()))
+        assert store.status_of("bad") is None
+    assert lines_of(run) == []
+
+
+LEFTOVER = """
+import os, sys, time
+from harness.store import RunStore
+store = RunStore.open(sys.argv[1], {})
+child = os.fork()
+if child == 0:  # a worker forked by the run keeps the lock's file description open
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    time.sleep(30)
+    os._exit(0)
+print(child, flush=True)
+os._exit(0)  # the parent dies without closing anything, like kill -9
+"""
+
+
+def test_a_lock_kept_by_a_leftover_worker_is_explained(run):
+    proc = subprocess.run([sys.executable, "-c", LEFTOVER, str(run)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    worker = int(proc.stdout.strip())
+    try:
+        parent = int((run / ".lock").read_text())
+        with pytest.raises(RunLockedError, match=f"process {parent}, which opened it, has exited: a worker"):
+            RunStore.open(run)
+    finally:
+        os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the worker is gone (reaped by init): the run opens again
+        try:
+            RunStore.open(run).close()
+            break
+        except RunLockedError:
+            time.sleep(0.05)
+    else:
+        raise AssertionError("lock not released after the worker ended")
