@@ -253,7 +253,7 @@ def _check_duplicate_free(run: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_9_mid_run_loses_at_most_the_in_flight_sample_and_resume_completes_the_rest(run):
-    n = 400
+    n = 1000
     proc = _start_writer(run, n, 0.0)
     _wait_for_lines(run, 50, proc)
     proc.send_signal(signal.SIGKILL)
