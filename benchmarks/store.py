@@ -69,6 +69,12 @@ def main() -> None:
             dt = time.perf_counter() - t0
         print(f"append (fsync each): {len(samples)} samples of {line_bytes} B in {dt:.2f} s = "
               f"{len(samples) / dt:.0f} samples/s, {dt / len(samples) * 1e6:.0f} us/sample")
+        with RunStore.open(tmp / "batched", {"config": {}}) as store:
+            t0 = time.perf_counter()
+            for k in range(0, len(samples), 64):
+                store.append_many(samples[k:k + 64])
+            dt = time.perf_counter() - t0
+        print(f"append_many (batches of 64, one fsync each): {len(samples) / dt:.0f} samples/s")
 
         # A big finished run, written without fsync (the layout is the same) to keep the benchmark short.
         big = tmp / "big"

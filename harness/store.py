@@ -337,8 +337,46 @@ class RunStore:
     # ---- writing -------------------------------------------------------------------------------------------
 
     def append(self, sample: Sample) -> None:
-        """Write one sample durably (one line, fsync). Raises ValueError if the id is already finished or the
-        transcript holds image bytes; RunStoreError (naming the file) on disk full / permission problems."""
+        """Write one sample durably (one line, fsync). Raises ValueError if the id is already finished, the
+        transcript holds image bytes or a value is not JSON; RunStoreError (naming the file) on disk full or
+        permission problems - then nothing of this sample is in the file and earlier lines are untouched."""
+        self.append_many([sample])
+
+    def append_many(self, samples) -> None:
+        """Write several samples with one write and one fsync (all or none): for callers that finish many samples
+        at once, where one fsync per sample would be the bottleneck."""
+        samples = list(samples)
+        lines = [self._encode(s) for s in samples]
+        ids = [s.sample_id for s in samples]
+        if len(set(ids)) != len(ids):
+            raise ValueError("append_many got the same sample id twice")
+        if not samples:
+            return
+        with self._mutex:
+            if self._closed or self._fd is None:
+                raise RunStoreError(self.directory, "run store is closed")
+            for sid in ids:
+                if self.is_done(sid):
+                    raise ValueError(f"sample {sid} is already finished in {self.samples_path}; "
+                                     "finished samples are never written twice")
+            before = {sid: (self._latest_status.get(sid), self._attempts.get(sid, 0)) for sid in ids}
+            for sample in samples:
+                self._latest_status[sample.sample_id] = sample.status
+                self._attempts[sample.sample_id] = before[sample.sample_id][1] + 1
+            try:
+                self._write_line(b"".join(lines))
+            except BaseException:
+                if not self._line_in_file:
+                    for sid, (status, attempts) in before.items():
+                        if status is None:
+                            self._latest_status.pop(sid, None)
+                        else:
+                            self._latest_status[sid] = status
+                        self._attempts[sid] = attempts
+                raise
+
+    @staticmethod
+    def _encode(sample: Sample) -> bytes:
         if not isinstance(sample, Sample):
             raise TypeError(f"append takes a Sample, not {type(sample).__name__}")
         where = find_image_bytes(sample.transcript)
@@ -349,29 +387,10 @@ class RunStore:
         if record.get("error"):
             record["error"] = {k: (redact_text(v) if isinstance(v, str) else v) for k, v in record["error"].items()}
         try:
-            line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+            return (json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
                                default=_json_default) + "\n").encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise ValueError(f"sample {sample.sample_id} cannot be stored as JSON: {exc}") from exc
-        sid = sample.sample_id
-        with self._mutex:
-            if self._closed or self._fd is None:
-                raise RunStoreError(self.directory, "run store is closed")
-            if self.is_done(sid):
-                raise ValueError(f"sample {sid} is already finished in {self.samples_path}; "
-                                 "finished samples are never written twice")
-            before = (self._latest_status.get(sid), self._attempts.get(sid, 0))
-            self._latest_status[sid], self._attempts[sid] = sample.status, before[1] + 1
-            try:
-                self._write_line(line)
-            except BaseException:
-                if not self._line_in_file:
-                    if before[0] is None:
-                        self._latest_status.pop(sid, None)
-                    else:
-                        self._latest_status[sid] = before[0]
-                    self._attempts[sid] = before[1]
-                raise
 
     def _write_line(self, line: bytes) -> None:
         fd = self._fd

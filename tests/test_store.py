@@ -445,3 +445,26 @@ def test_a_lock_kept_by_a_leftover_worker_is_explained(run):
             time.sleep(0.05)
     else:
         raise AssertionError("lock not released after the worker ended")
+
+
+def test_append_many_writes_all_or_nothing(run, monkeypatch):
+    import harness.store as store_module
+
+    with RunStore.open(run, {}) as store:
+        store.append_many([sample(0), sample(1, "failed", error={"kind": "timeout", "message": "x"})])
+        with pytest.raises(ValueError, match="s00000 is already finished"):
+            store.append_many([sample(2), sample(0)])
+        with pytest.raises(ValueError, match="same sample id twice"):
+            store.append_many([sample(3), sample(3)])
+
+        def full(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(store_module.os, "fsync", full)  # the data was written but may never reach the disk
+        with pytest.raises(RunStoreError, match="disk full"):
+            store.append_many([sample(4), sample(5)])
+        assert store.status_of("s00004") is None and store.status_of("s00001") == "failed"
+        monkeypatch.undo()
+        store.append_many([sample(1), sample(4), sample(5)])
+    assert [r["sample_id"] for r in lines_of(run)] == ["s00000", "s00001", "s00001", "s00004", "s00005"]
+    assert [s.status for s in read_samples(run)] == ["ok", "ok", "ok", "ok"]
