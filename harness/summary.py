@@ -89,6 +89,16 @@ class Coverage:
     unparsable: int = 0
     failed: int = 0
 
+    @classmethod
+    def of(cls, samples, planned: int | None = None) -> "Coverage":
+        """Counts of final statuses in `samples` (one per id); planned defaults to how many there are."""
+        counts = {"ok": 0, "unparsable": 0, "failed": 0}
+        n = 0
+        for sample in samples:
+            counts[sample.status] += 1
+            n += 1
+        return cls(n if planned is None else planned, counts["ok"], counts["unparsable"], counts["failed"])
+
     @property
     def rate(self) -> float | None:
         """Share of planned samples with a usable (parsed) answer."""

@@ -54,3 +54,11 @@ def test_tables_show_scores_fidelity_and_coverage():
     text = console.export_text()
     assert "tumor-dx" in text and "0.800 [0.700, 0.900]" in text and "0.900 [0.800, 0.970]" in text
     assert "8/10, 1 unparsable, 1 failed" in text
+
+
+def test_coverage_counts_final_statuses():
+    from harness.sample import Sample
+
+    samples = [Sample(str(i), "t", "c", "original", "m", status=st) for i, st in enumerate(["ok", "ok", "failed", "unparsable"])]
+    assert Coverage.of(samples) == Coverage(4, 2, 1, 1)
+    assert Coverage.of(samples[:2], planned=5).rate == 0.4
