@@ -7,8 +7,9 @@
     RUN/.lock           flock'ed by the one process writing the run; holds its PID
 
 samples.jsonl rules (what resume relies on):
-- Each append is one complete line written with a single write, then fsync. If the write fails half way (disk
-  full, interrupt) the file is truncated back to where the line started, so earlier lines are never touched.
+- Each append is one complete line (append_many: several) written with one write call, then fsync. If the write
+  fails half way (disk full, interrupt) or fsync fails, the file is truncated back to where the line started, so
+  earlier lines are never touched. A whole line interrupted during fsync (Ctrl-C) is kept: it is in the file.
 - A crash can at worst leave a torn last line (no trailing newline). Opening the run for writing truncates it with
   a warning; readers ignore it.
 - A sample id is finished once a line with status "ok" or "unparsable" exists: it is never written again
