@@ -68,6 +68,16 @@ def test_bertscore_works_with_hf_hub_offline():
     assert out.stdout.strip().splitlines()[-1] == "1.0"
 
 
+def test_findings_metrics_are_in_the_registry():
+    ref = "Acute right subdural haematoma. Left maxillary sinus mucosal thickening."
+    cands = [ref, "Acute right subdural haematoma. The paranasal sinuses are clear."]
+    res = score_texts(cands, [ref, ref], metrics=["findings_f1_intracranial", "findings_f1_extracranial"])
+    assert res["findings_f1_intracranial"].per_sample == [1.0, 1.0]
+    assert res["findings_f1_extracranial"].per_sample == [1.0, 0.0]
+    micro = res["findings_f1_extracranial"].details["micro"]["extracranial"]
+    assert (micro["tp"], micro["fn"]) == (1, 1)
+
+
 def test_bertscore_needs_a_layer_for_unknown_models():
     with pytest.raises(MetricError, match="num_layers"):
         text.BertScore(model="/nonexistent/private-model")

