@@ -29,6 +29,7 @@ import ast
 import json
 import math
 import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,7 +39,7 @@ from harness.errors import HarnessError
 __all__ = ["ParseResult", "SchemaError", "parse_answer", "validate", "check_schema", "MAX_ANSWER_CHARS"]
 
 MAX_ANSWER_CHARS = 100_000
-_MAX_CANDIDATES = 64  # JSON objects tried per answer; bounds the work on adversarial input
+_MAX_CANDIDATES = 64  # JSON objects tried per answer (the last ones); bounds the work on adversarial input
 _MAX_DEPTH = 32
 
 _SUPPORTED_KEYS = {
@@ -189,11 +190,10 @@ def validate(value: Any, schema: Mapping[str, Any], path: str = "answer") -> tup
             value = out
     if isinstance(value, dict) and ("properties" in schema or "required" in schema):
         props = schema.get("properties", {})
-        missing = [k for k in schema.get("required", []) if value.get(k) is None and k in props
-                   and "null" not in _as_list(props[k].get("type"))]
-        missing += [k for k in schema.get("required", []) if k not in value and k not in missing]
+        missing = [k for k in schema.get("required", [])
+                   if k not in value or (value[k] is None and "null" not in _as_list(props.get(k, {}).get("type")))]
         if missing:
-            return value, f"{path}: missing required field(s) {sorted(set(missing))}"
+            return value, f"{path}: missing required field(s) {sorted(missing)}"
         out = {}
         for k, v in value.items():
             if v is None and k in props and k not in schema.get("required", []):
@@ -228,7 +228,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def _balanced_objects(text: str) -> list[str]:
     """Top-level ``{...}`` spans found by bracket matching that skips over quoted strings."""
-    spans: list[str] = []
+    spans: deque[str] = deque(maxlen=_MAX_CANDIDATES)  # the last ones: a final answer usually comes last
     depth, start, quote, escape = 0, -1, "", False
     for i, ch in enumerate(text):
         if quote:
@@ -251,9 +251,7 @@ def _balanced_objects(text: str) -> list[str]:
             depth -= 1
             if depth == 0:
                 spans.append(text[start : i + 1])
-                if len(spans) >= _MAX_CANDIDATES:
-                    break
-    return spans
+    return list(spans)
 
 
 def _loads(text: str) -> tuple[Any, str | None]:

@@ -95,6 +95,8 @@ def test_invalid_values_are_unparsable_with_the_reason():
     assert "not one of" in r.error
     r = parse_answer('{"nph": true}', EVANS)
     assert "missing required field(s) ['evans_ratio']" in r.error
+    r = parse_answer('{"evans_ratio": null, "nph": true}', EVANS)
+    assert "missing required field(s) ['evans_ratio']" in r.error
 
 
 @pytest.mark.parametrize(
@@ -124,7 +126,7 @@ def test_garbage_is_recorded_as_unparsable_never_raises(garbage, words):
 def test_many_braces_are_bounded():
     # 200,000 characters of alternating braces stays fast (candidate count is capped)
     r = parse_answer("{}" * 45000 + '{"evans_ratio": 0.3, "nph": false}', EVANS)
-    assert not r.ok or r.value["evans_ratio"] == 0.3
+    assert r.ok and r.method == "embedded-json" and r.value["evans_ratio"] == 0.3
 
 
 def test_bad_schemas_are_the_task_authors_error():

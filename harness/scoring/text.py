@@ -156,6 +156,7 @@ class BertScore(TextMetric):
 
     def details(self) -> dict[str, Any]:
         return {"model": self.model_id, "model_source": self.model_source, "num_layers": self.num_layers,
+                "device": str(self._scorer.device),
                 "idf": self.idf, "rescale_with_baseline": False, "value": "F1",
                 "library": f"bert-score {_version('bert-score')}"}
 
