@@ -13,8 +13,10 @@ from harness.scoring.stats import (
     bland_altman,
     bootstrap_ci,
     cohen_kappa,
+    complete_pairs,
     coverage,
     icc,
+    paired_comparison,
     mcnemar,
     paired_difference_ci,
     wilcoxon_signed_rank,
@@ -296,3 +298,17 @@ def test_coverage_counts_unparsable_separately_from_failed():
     assert _is_json(coverage([]))["parsed_fraction"] is None
     with pytest.raises(ValueError, match="unknown outcome"):
         coverage(["wrong"])
+
+
+def test_complete_pairs_and_paired_comparison():
+    a, b, dropped = complete_pairs([0.3, None, 0.31, float("nan"), 0.28], [0.32, 0.3, None, 0.29, 0.27])
+    assert (a, b, dropped) == ([0.3, 0.28], [0.32, 0.27], 3)
+    rng = np.random.default_rng(8)
+    orig = rng.normal(0.5, 0.1, 80)
+    r = paired_comparison(orig, orig - 0.03 + rng.normal(0, 0.01, 80))
+    assert r.n == 80 and r.mean_defaced < r.mean_original
+    assert r.difference.high < 0 and r.wilcoxon.p_value < 1e-6
+    d = _is_json(r)
+    assert d["difference"]["method"] == "percentile" and d["wilcoxon"]["zero_method"] == "wilcox"
+    empty = paired_comparison([], [])
+    assert empty.n == 0 and _is_json(empty)["mean_original"] is None

@@ -218,8 +218,9 @@ def _mirror(a: _Span, b: _Span) -> bool:
         {"pre_uncertain", "post_uncertain"}, {"pre_negation", "post_negation"}, {"normal_pre", "normal_post"})
 
 
-def _cue_spans(sentence: str, lex: _Lexicon) -> tuple[list[_Span], list[_Span]]:
-    """(cues, terminators). Overlapping cues: the longer wins; pseudo-negations remove what they overlap."""
+def _cue_spans(sentence: str, lex: _Lexicon) -> list[_Span]:
+    """Negation/hedge/normal cues of a sentence. Overlapping cues: the longer wins; pseudo-negations ("no interval
+    change") remove what they overlap and are not cues themselves."""
     found: list[_Span] = []
     for kind in ("pseudo", "post_uncertain", "pre_uncertain", "post_negation", "pre_negation", "normal_post",
                  "normal_pre"):
@@ -235,9 +236,7 @@ def _cue_spans(sentence: str, lex: _Lexicon) -> tuple[list[_Span], list[_Span]]:
         # the same words may serve as a cue before and after ("possible SDH" / "SDH is possible"): keep both
         if not any(s.start < k.end and k.start < s.end and not _mirror(s, k) for k in kept):
             kept.append(s)
-    cues = sorted((s for s in kept if s.kind != "pseudo"), key=lambda s: s.start)
-    terms = [_Span(m.start(), m.end(), "terminator", m.group(0)) for m in lex.cues["terminators"].finditer(sentence)]
-    return cues, terms
+    return sorted((s for s in kept if s.kind != "pseudo"), key=lambda s: s.start)
 
 
 def _mentions(sentence: str, lex: _Lexicon) -> list[tuple[_Concept, int, int]]:
@@ -316,7 +315,7 @@ def label_report(text: str | None) -> ReportFindings:
             best[label] = state
 
     for index, sentence in enumerate(split_sentences(text)):
-        cues, _ = _cue_spans(sentence, lex)
+        cues = _cue_spans(sentence, lex)
         for concept, start, end in _mentions(sentence, lex):
             state, cue = _decide(sentence, start, end, concept.anatomy, cues, lex)
             if concept.anatomy and state != ABSENT:

@@ -44,6 +44,9 @@ __all__ = [
     "icc",
     "bland_altman",
     "coverage",
+    "complete_pairs",
+    "PairedComparison",
+    "paired_comparison",
     "ICC_FORMS",
 ]
 
@@ -696,3 +699,46 @@ def coverage(outcomes: Iterable[str], reasons: Iterable[str | None] | None = Non
     n = len(outs)
     return Coverage(n, counts["parsed"] + counts["unparsable"], counts["parsed"], counts["unparsable"],
                     counts["failed"], counts["parsed"] / n if n else NAN, dict(tally))
+
+
+# ------------------------------------------------------------------------------------------ paired summary
+
+
+def complete_pairs(original: Sequence[Any], defaced: Sequence[Any]) -> tuple[list[Any], list[Any], int]:
+    """Keep the pairs where both values are usable (not None, not NaN); returns (original, defaced, n_dropped).
+    Use it to exclude failed/unparsable samples before any paired statistic, and report n_dropped as coverage."""
+    if len(original) != len(defaced):
+        raise ValueError(f"paired inputs differ in length: {len(original)} vs {len(defaced)}")
+
+    def usable(v: Any) -> bool:
+        return v is not None and not (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+    kept = [(a, b) for a, b in zip(original, defaced) if usable(a) and usable(b)]
+    return [a for a, _ in kept], [b for _, b in kept], len(original) - len(kept)
+
+
+@dataclass(frozen=True)
+class PairedComparison(_Result):
+    """A per-sample metric under both conditions: means, the bootstrap CI of the mean difference (defaced -
+    original) and the Wilcoxon signed-rank test; feed ``wilcoxon.p_value`` of several metrics to
+    :func:`benjamini_hochberg`."""
+
+    n: int
+    mean_original: float
+    mean_defaced: float
+    difference: BootstrapResult
+    wilcoxon: WilcoxonResult
+
+
+def paired_comparison(
+    original: Sequence[float], defaced: Sequence[float], *, n_resamples: int = 2000, confidence: float = 0.95,
+    method: str = "percentile", seed: int = 0,
+) -> PairedComparison:
+    a, b = _paired(original, defaced)
+    return PairedComparison(
+        a.size,
+        float(a.mean()) if a.size else NAN,
+        float(b.mean()) if b.size else NAN,
+        paired_difference_ci(a, b, n_resamples=n_resamples, confidence=confidence, method=method, seed=seed),
+        wilcoxon_signed_rank(a, b),
+    )
