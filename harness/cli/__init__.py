@@ -36,9 +36,10 @@ def _root(
 
 
 def _register() -> None:
-    from harness.cli import models, volumes
+    from harness.cli import models, runs, volumes
 
     volumes.register(app)
+    runs.register(app)
     models.register(app)
 
 

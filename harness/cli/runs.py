@@ -1,0 +1,163 @@
+"""`harness runs list` and `harness runs show RUN`: look at finished, interrupted and running evaluation runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.manifest import names_of
+from harness.store import MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_samples, scan_samples
+from harness.summary import Summary, summary_tables
+
+runs_app = typer.Typer(help="List and inspect evaluation runs.", no_args_is_help=True)
+
+OUT_HELP = "Folder holding the run directories."
+
+
+def _run_state(run_dir: Path, manifest: dict) -> str:
+    pid = lock_holder(run_dir)
+    if pid:
+        return f"running (pid {pid})"
+    status = manifest.get("status")
+    if status == "running":
+        return "stopped"  # no live writer but never finished: killed (kill -9, power loss) -> resumable
+    return str(status or "?")
+
+
+def _duration(manifest: dict) -> str:
+    try:
+        start = datetime.fromisoformat(str(manifest["started_at"]).replace("Z", "+00:00"))
+        end = datetime.fromisoformat(str(manifest["ended_at"]).replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError):
+        return "-"
+    seconds = int((end - start).total_seconds())
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _counts(run_dir: Path) -> Counter:
+    summary = read_json(run_dir / SUMMARY)
+    if summary and isinstance(summary.get("counts"), dict):
+        c = summary["counts"]
+        return Counter({k: c.get(k, 0) for k in ("ok", "unparsable", "failed") if isinstance(c.get(k, 0), int)})
+    return Counter(scan_samples(run_dir / "samples.jsonl").status.values())
+
+
+def _fmt_counts(c: Counter) -> str:
+    text = f"{c['ok']} ok"
+    if c["unparsable"]:
+        text += f", {c['unparsable']} unparsable"
+    if c["failed"]:
+        text += f", {c['failed']} failed"
+    return text
+
+
+def _console() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # pipes and CI logs: do not squeeze tables into 80 columns
+    return console
+
+
+def _resolve(run: str, out: Path) -> Path:
+    for candidate in (Path(run), out / run):
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    raise RunStoreError(run, f"no run directory here or under {out}/ (a run directory holds {MANIFEST}); "
+                             f"`harness runs list --out {out}` shows the runs")
+
+
+def list_cmd(out: Path = typer.Option(Path("runs"), "--out", "-o", help=OUT_HELP)):
+    """One line per run: state, start time, duration, tasks, defacers, models, sample counts."""
+    if not out.is_dir():
+        raise RunStoreError(out, "no such folder (runs are written under --out, default runs/)")
+    rows = []
+    for run_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        try:
+            manifest = read_json(run_dir / MANIFEST)
+        except RunStoreError:
+            rows.append((run_dir.name, f"unreadable {MANIFEST}", "", "", "", "", "", ""))
+            continue
+        if manifest is None:
+            continue
+        rows.append((run_dir.name, _run_state(run_dir, manifest), str(manifest.get("started_at", "-"))[:19].replace("T", " "),
+                     _duration(manifest), ", ".join(names_of(manifest.get("tasks"))),
+                     ", ".join(names_of(manifest.get("defacers"))), ", ".join(names_of(manifest.get("models"))),
+                     _fmt_counts(_counts(run_dir))))
+    if not rows:
+        typer.echo(f"no runs under {out}/")
+        return
+    table = Table(title=f"runs under {out}/", title_justify="left")
+    for column in ("run", "state", "started (UTC)", "duration", "tasks", "defacers", "models", "samples"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    _console().print(table)
+
+
+def show_cmd(
+    run: str = typer.Argument(..., help="A run directory, or its name under --out."),
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help=OUT_HELP),
+    failures: int = typer.Option(5, help="How many failure reasons to list."),
+):
+    """A run's manifest facts, sample counts, failures and summary tables."""
+    run_dir = _resolve(run, out)
+    manifest = read_json(run_dir / MANIFEST) or {}
+    samples = read_samples(run_dir)
+    counts = Counter(s.status for s in samples)
+    harness_facts = manifest.get("harness") or {}
+    version = str(harness_facts.get("version", "?"))
+    if harness_facts.get("git_sha"):
+        version += f" (git {str(harness_facts['git_sha'])[:10]}{', uncommitted changes' if harness_facts.get('git_dirty') else ''})"
+    facts = [
+        ("run", str(run_dir)),
+        ("state", _run_state(run_dir, manifest)),
+        ("started (UTC)", str(manifest.get("started_at", "-"))),
+        ("ended (UTC)", str(manifest.get("ended_at") or "-")),
+        ("duration", _duration(manifest)),
+        ("harness", version),
+        ("tasks", ", ".join(names_of(manifest.get("tasks"))) or "-"),
+        ("defacers", ", ".join(names_of(manifest.get("defacers"))) or "-"),
+        ("models", ", ".join(names_of(manifest.get("models"))) or "-"),
+        ("samples", f"{_fmt_counts(counts)} ({len(samples)} sample ids)"),
+    ]
+    width = max(len(k) for k, _ in facts)
+    for key, value in facts:
+        typer.echo(f"{key:<{width}}  {value}")
+
+    console = _console()
+    summary_data = read_json(run_dir / SUMMARY)
+    if summary_data is not None:
+        for table in summary_tables(Summary.from_dict(summary_data, source=run_dir / SUMMARY)):
+            console.print(table)
+    elif samples:
+        typer.echo(f"no {SUMMARY} yet (the run did not finish); sample counts so far:")
+        cells = Counter((s.task, s.model, s.condition, s.status) for s in samples)
+        keys = sorted({(t, m, c) for t, m, c, _ in cells})
+        table = Table()
+        for column in ("task", "model", "condition", "ok", "unparsable", "failed"):
+            table.add_column(column)
+        for t, m, c in keys:
+            table.add_row(t, m, c, *(str(cells[(t, m, c, st)]) for st in ("ok", "unparsable", "failed")))
+        console.print(table)
+
+    failed = [s for s in samples if s.status == "failed"]
+    if failed and failures > 0:
+        kinds = Counter((s.error or {}).get("kind", "unknown") for s in failed)
+        typer.echo("failures:")
+        for kind, n in kinds.most_common(failures):
+            example = next(s for s in failed if (s.error or {}).get("kind", "unknown") == kind)
+            message = str((example.error or {}).get("message", ""))[:200]
+            typer.echo(f"  {kind}: {n} (e.g. {example.task}/{example.case_id}/{example.condition}: {message})")
+    if manifest.get("status") != "complete" and not lock_holder(run_dir):
+        typer.echo(f"resume with: harness eval --resume {run_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    runs_app.command("list")(list_cmd)
+    runs_app.command("show")(show_cmd)
+    app.add_typer(runs_app, name="runs")

@@ -1,0 +1,262 @@
+"""summary.json: the documented schema of a run's aggregates, and how it is shown as tables.
+
+Schema (version 1):
+
+    {"version": 1, "run": "20261123-031000-ct-report", "created_at": "2026-11-23T03:10:00.000000Z",
+     "harness_version": "0.1.0",
+     "counts": {"planned": 40, "ok": 37, "unparsable": 2, "failed": 1},   # final status per sample id
+     "failures": {"timeout": 1},                                          # error kind -> samples
+     "stage_seconds": {"deface": 12.5, "render": 3.1, "model": 40.2, "score": 0.4},
+     "wall_seconds": 61.0,
+     "tasks": [
+       {"task": "ct-report", "metric": "f1", "fidelity_metric": "agreement", "higher_is_better": true,
+        "rows": [
+          {"model": "scripted", "defacer": "reface", "n_cases": 10, "n_pairs": 9,
+           "score_original": {"value": 0.81, "ci_low": 0.74, "ci_high": 0.88, "n": 10},
+           "score_defaced":  {"value": 0.79, "ci_low": 0.70, "ci_high": 0.86, "n": 9},
+           "fidelity": {"agreement": {"value": 0.93, "ci_low": 0.88, "ci_high": 0.97, "n": 9}},
+           "coverage_original": {"planned": 10, "ok": 10, "unparsable": 0, "failed": 0},
+           "coverage_defaced":  {"planned": 10, "ok": 8, "unparsable": 1, "failed": 1},
+           "extra": {}}]}]}
+
+An Estimate's value and CI bounds are null when there was nothing to estimate (e.g. no pairs). Readers accept
+unknown keys (newer versions) and refuse a newer major `version` they cannot read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import HarnessError
+
+SUMMARY_VERSION = 1
+
+
+class SummaryFormatError(HarnessError):
+    def __init__(self, source, problem: str):
+        self.source = str(source)
+        super().__init__(f"{self.source}: {problem}")
+
+
+def _number(value, where: str, source, allow_none: bool = True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SummaryFormatError(source, f"{where} must be a number, not {type(value).__name__}")
+    return value
+
+
+def _int(value, where: str, source) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SummaryFormatError(source, f"{where} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _obj(value, where: str, source) -> dict:
+    if not isinstance(value, dict):
+        raise SummaryFormatError(source, f"{where} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _str(value, where: str, source) -> str:
+    if not isinstance(value, str):
+        raise SummaryFormatError(source, f"{where} must be a string, not {type(value).__name__}")
+    return value
+
+
+@dataclass
+class Estimate:
+    value: float | None
+    ci_low: float | None = None  # 95% confidence interval
+    ci_high: float | None = None
+    n: int = 0  # cases (or pairs) it was computed from
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, d, where: str, source) -> "Estimate":
+        d = _obj(d, where, source)
+        return cls(_number(d.get("value"), f"{where}.value", source), _number(d.get("ci_low"), f"{where}.ci_low", source),
+                   _number(d.get("ci_high"), f"{where}.ci_high", source), _int(d.get("n", 0), f"{where}.n", source))
+
+
+@dataclass
+class Coverage:
+    planned: int = 0
+    ok: int = 0
+    unparsable: int = 0
+    failed: int = 0
+
+    @classmethod
+    def of(cls, samples, planned: int | None = None) -> "Coverage":
+        """Counts of final statuses in `samples` (one per id); planned defaults to how many there are."""
+        counts = {"ok": 0, "unparsable": 0, "failed": 0}
+        n = 0
+        for sample in samples:
+            counts[sample.status] += 1
+            n += 1
+        return cls(n if planned is None else planned, counts["ok"], counts["unparsable"], counts["failed"])
+
+    @property
+    def rate(self) -> float | None:
+        """Share of planned samples with a usable (parsed) answer."""
+        return self.ok / self.planned if self.planned else None
+
+    def to_dict(self) -> dict:
+        return {"planned": self.planned, "ok": self.ok, "unparsable": self.unparsable, "failed": self.failed}
+
+    @classmethod
+    def from_dict(cls, d, where: str, source) -> "Coverage":
+        d = _obj(d, where, source)
+        return cls(*(_int(d.get(k, 0), f"{where}.{k}", source) for k in ("planned", "ok", "unparsable", "failed")))
+
+
+@dataclass
+class SummaryRow:
+    """One model x defacer cell of a task: scores on original and defaced volumes, fidelity, coverage."""
+
+    model: str
+    defacer: str
+    n_cases: int = 0
+    n_pairs: int = 0  # cases where both the original and the defaced sample have a parsed answer
+    score_original: Estimate = field(default_factory=lambda: Estimate(None))
+    score_defaced: Estimate = field(default_factory=lambda: Estimate(None))
+    fidelity: dict[str, Estimate] = field(default_factory=dict)
+    coverage_original: Coverage = field(default_factory=Coverage)
+    coverage_defaced: Coverage = field(default_factory=Coverage)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "defacer": self.defacer, "n_cases": self.n_cases, "n_pairs": self.n_pairs,
+                "score_original": self.score_original.to_dict(), "score_defaced": self.score_defaced.to_dict(),
+                "fidelity": {k: v.to_dict() for k, v in self.fidelity.items()},
+                "coverage_original": self.coverage_original.to_dict(),
+                "coverage_defaced": self.coverage_defaced.to_dict(), "extra": self.extra}
+
+    @classmethod
+    def from_dict(cls, d, where: str, source) -> "SummaryRow":
+        d = _obj(d, where, source)
+        fidelity = _obj(d.get("fidelity", {}), f"{where}.fidelity", source)
+        return cls(
+            model=_str(d.get("model"), f"{where}.model", source),
+            defacer=_str(d.get("defacer"), f"{where}.defacer", source),
+            n_cases=_int(d.get("n_cases", 0), f"{where}.n_cases", source),
+            n_pairs=_int(d.get("n_pairs", 0), f"{where}.n_pairs", source),
+            score_original=Estimate.from_dict(d.get("score_original", {}), f"{where}.score_original", source),
+            score_defaced=Estimate.from_dict(d.get("score_defaced", {}), f"{where}.score_defaced", source),
+            fidelity={str(k): Estimate.from_dict(v, f"{where}.fidelity.{k}", source) for k, v in fidelity.items()},
+            coverage_original=Coverage.from_dict(d.get("coverage_original", {}), f"{where}.coverage_original", source),
+            coverage_defaced=Coverage.from_dict(d.get("coverage_defaced", {}), f"{where}.coverage_defaced", source),
+            extra=_obj(d.get("extra", {}), f"{where}.extra", source),
+        )
+
+
+@dataclass
+class TaskSummary:
+    task: str
+    metric: str  # the task's primary score
+    fidelity_metric: str  # the fidelity measure shown first
+    higher_is_better: bool = True
+    rows: list[SummaryRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "metric": self.metric, "fidelity_metric": self.fidelity_metric,
+                "higher_is_better": self.higher_is_better, "rows": [r.to_dict() for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, d, where: str, source) -> "TaskSummary":
+        d = _obj(d, where, source)
+        rows = d.get("rows", [])
+        if not isinstance(rows, list):
+            raise SummaryFormatError(source, f"{where}.rows must be a list")
+        hib = d.get("higher_is_better", True)
+        return cls(_str(d.get("task"), f"{where}.task", source), _str(d.get("metric"), f"{where}.metric", source),
+                   _str(d.get("fidelity_metric"), f"{where}.fidelity_metric", source), bool(hib),
+                   [SummaryRow.from_dict(r, f"{where}.rows[{i}]", source) for i, r in enumerate(rows)])
+
+
+@dataclass
+class Summary:
+    run: str
+    created_at: str
+    harness_version: str
+    counts: Coverage = field(default_factory=Coverage)
+    failures: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float | None = None
+    tasks: list[TaskSummary] = field(default_factory=list)
+    version: int = SUMMARY_VERSION
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "run": self.run, "created_at": self.created_at,
+                "harness_version": self.harness_version, "counts": self.counts.to_dict(),
+                "failures": dict(self.failures), "stage_seconds": dict(self.stage_seconds),
+                "wall_seconds": self.wall_seconds, "tasks": [t.to_dict() for t in self.tasks]}
+
+    @classmethod
+    def from_dict(cls, d: Any, source="summary.json") -> "Summary":
+        d = _obj(d, "summary", source)
+        version = d.get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise SummaryFormatError(source, "no schema version; not a harness summary")
+        if version > SUMMARY_VERSION:
+            raise SummaryFormatError(source, f"schema version {version} is newer than this harness reads "
+                                             f"({SUMMARY_VERSION}); upgrade harness")
+        tasks = d.get("tasks", [])
+        if not isinstance(tasks, list):
+            raise SummaryFormatError(source, "tasks must be a list")
+        failures = _obj(d.get("failures", {}), "failures", source)
+        stages = _obj(d.get("stage_seconds", {}), "stage_seconds", source)
+        return cls(
+            run=_str(d.get("run", ""), "run", source),
+            created_at=_str(d.get("created_at", ""), "created_at", source),
+            harness_version=_str(d.get("harness_version", ""), "harness_version", source),
+            counts=Coverage.from_dict(d.get("counts", {}), "counts", source),
+            failures={str(k): _int(v, f"failures.{k}", source) for k, v in failures.items()},
+            stage_seconds={str(k): _number(v, f"stage_seconds.{k}", source, False) for k, v in stages.items()},
+            wall_seconds=_number(d.get("wall_seconds"), "wall_seconds", source),
+            tasks=[TaskSummary.from_dict(t, f"tasks[{i}]", source) for i, t in enumerate(tasks)],
+            version=version,
+        )
+
+
+
+def _fmt(e: Estimate, digits: int = 3) -> str:
+    if e.value is None:
+        return "-"
+    text = f"{e.value:.{digits}f}"
+    if e.ci_low is not None and e.ci_high is not None:
+        text += f" [{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
+    return text
+
+
+def _cov(c: Coverage) -> str:
+    if not c.planned:
+        return "-"
+    text = f"{c.ok}/{c.planned}"
+    if c.unparsable:
+        text += f", {c.unparsable} unparsable"
+    if c.failed:
+        text += f", {c.failed} failed"
+    return text
+
+
+def summary_tables(summary: Summary) -> list:
+    """One rich Table per task: model x defacer, scores on original and defaced, fidelity with 95% CI, coverage."""
+    from rich.table import Table
+
+    tables = []
+    for task in summary.tasks:
+        table = Table(title=f"{task.task}  ({task.metric}{'' if task.higher_is_better else ', lower is better'}; "
+                            f"fidelity: {task.fidelity_metric}; 95% CI)", title_justify="left")
+        for column in ("model", "defacer", f"{task.metric} original", f"{task.metric} defaced",
+                       f"fidelity ({task.fidelity_metric})", "pairs", "coverage original", "coverage defaced"):
+            table.add_column(column, overflow="fold")
+        for row in task.rows:
+            fidelity = row.fidelity.get(task.fidelity_metric) or next(iter(row.fidelity.values()), Estimate(None))
+            table.add_row(row.model, row.defacer, _fmt(row.score_original), _fmt(row.score_defaced), _fmt(fidelity),
+                          str(row.n_pairs), _cov(row.coverage_original), _cov(row.coverage_defaced))
+        tables.append(table)
+    return tables
