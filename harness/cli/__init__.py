@@ -36,8 +36,9 @@ def _root(
 
 
 def _register() -> None:
-    from harness.cli import models, runs, volumes
+    from harness.cli import eval, models, runs, volumes
 
+    eval.register(app)
     volumes.register(app)
     runs.register(app)
     models.register(app)

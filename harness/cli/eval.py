@@ -1,0 +1,107 @@
+"""`harness eval` (the main command), `harness tasks` and `harness compare`."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from harness.errors import HarnessError
+
+EVAL_HELP = """Evaluate models on original and defaced volumes of a cohort, and print a fidelity summary.
+
+Every case is run under the `original` condition (always added) and under each --defacer; each defaced answer is
+paired with the original answer of the same case and model. Without --cohort the built-in sample cohort (synthetic
+phantoms with exact ground truth) is generated on first use; without --model each task's scripted CPU baseline is
+used. A re-run with the same --out folder, or --resume RUN, skips finished samples.
+
+Exit codes: 0 every sample answered; 1 error before or during the run; 3 the run finished but some samples failed.
+"""
+
+
+def _config_models(config: Path | None) -> list[str]:
+    """[eval] models = [...] from the config file (default ./harness.toml), if any."""
+    path = config or (Path.cwd() / "harness.toml")
+    if not path.is_file():
+        if config is not None:
+            raise HarnessError(f"{config}: config file not found")
+        return []
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
+    models = (doc.get("eval") or {}).get("models", [])
+    if isinstance(models, str):
+        models = [models]
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise HarnessError(f"{path}: [eval] models must be a list of model names or specs")
+    return models
+
+
+def eval_cmd(
+    task: List[str] = typer.Option(..., "--task", "-t", help="Task to run (repeatable): nph-evans, tumor-slice, tumor-dx, ct-report."),
+    defacer: List[str] = typer.Option(..., "--defacer", "-d", help="Defacer to compare against the original (repeatable): quickshear, deface, reface, external:TOOL."),
+    model: List[str] = typer.Option([], "--model", "-m", help="Model profile or BACKEND:MODEL (repeatable). Default: [eval] models in the config file, else each task's scripted baseline."),
+    cohort: Optional[str] = typer.Option(None, "--cohort", help="Cohort source: a manifest (.jsonl/.csv/.parquet), BIDS folder, DICOM folder, UPENN-GBM folder or Hugging Face dataset. Default: the built-in sample cohort."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="single (fixed images + prompt), agent (tools), or direct (a task's algorithmic route). Default: each task's default."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N cases per task."),
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for run directories."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory: finished samples are skipped."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: run failed samples again."),
+    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Samples in flight at once (each endpoint also limits itself)."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Processes for defacing (0 = in the main process)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config with [models.NAME] profiles and [eval] defaults (default ./harness.toml)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Server URL for vllm:/openai-compatible: models, e.g. http://localhost:8000/v1."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache for cohorts, defaced volumes and model replies (default ~/.cache/harness)."),
+    max_steps: int = typer.Option(16, "--max-steps", min=1, help="Agent mode: model calls per sample."),
+    max_images: int = typer.Option(32, "--max-images", min=1, help="Agent mode: images per sample."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed sample or defacer."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain progress lines instead of bars (for CI logs)."),
+):
+    from rich.console import Console
+
+    from harness.agent import Budget
+    from harness.cli.summary_view import print_outcome
+    from harness.runner import EvalConfig, Runner, summarize_run
+
+    console = Console(stderr=True)
+    models = list(model) or _config_models(config)
+    if not models:
+        console.print("[dim]no --model given: using each task's scripted CPU baseline[/dim]")
+    cfg = EvalConfig(
+        tasks=list(task), defacers=list(defacer), models=models, cohort=cohort, mode=mode, limit=limit, out=out,
+        resume=resume, concurrency=concurrency, workers=workers, cache_dir=cache_dir, fail_fast=fail_fast,
+        retry_failed=retry_failed, quiet=quiet or None, config_file=config, base_url=base_url,
+        budget=Budget(max_steps=max_steps, max_images=max_images),
+    )
+    runner = Runner(cfg, argv=["harness", *sys.argv[1:]], console=console)
+    outcome = runner.run(summarize=summarize_run)
+    print_outcome(outcome)
+    if outcome.failed:
+        raise typer.Exit(3)
+
+
+eval_cmd.__doc__ = EVAL_HELP
+
+
+def tasks_cmd():
+    """List the tasks, their modes, baselines and declared metrics."""
+    from tasks import get_task, task_names
+
+    for name in task_names():
+        t = get_task(name)
+        typer.echo(f"{name} (v{t.version}): {t.title}")
+        typer.echo(f"  volumes: {', '.join(t.roles)}   modes: {', '.join(t.modes)} (default {t.default_mode})   baseline: {t.baseline}")
+        for group, metrics in (("accuracy", t.accuracy_metrics), ("fidelity", t.fidelity_metrics)):
+            for m in metrics:
+                arrow = "higher is better" if m.higher_is_better else "lower is better"
+                unit = f" [{m.unit}]" if m.unit else ""
+                typer.echo(f"  {group:8s} {m.name}{unit}: {m.description} ({m.kind}, {arrow})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval", help=EVAL_HELP)(eval_cmd)
+    app.command("tasks")(tasks_cmd)

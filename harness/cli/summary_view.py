@@ -1,0 +1,24 @@
+"""What `harness eval` prints at the end: the per-task summary tables, the run directory and what to do next."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from harness.summary import summary_tables
+
+
+def print_outcome(outcome, console: Console | None = None) -> None:
+    console = console or Console()
+    if outcome.summary is not None:
+        for table in summary_tables(outcome.summary):
+            console.print(table)
+    c = outcome.counts
+    console.print(
+        f"samples: {c.get('ok', 0)} ok, {c.get('unparsable', 0)} unparsable, {c.get('failed', 0)} failed"
+        f" ({outcome.skipped_done} already done before this run); model calls: {outcome.model_calls};"
+        f" defacer runs: {outcome.defacer_runs}; wall time: {outcome.wall_seconds:.1f} s"
+    )
+    console.print(f"run directory: {outcome.run_dir}")
+    if c.get("failed", 0):
+        console.print(f"failures: harness runs show {outcome.run_dir} --failures 5")
+    console.print(f"leaderboard: harness leaderboard build {outcome.run_dir} --out leaderboard-site")
