@@ -36,10 +36,11 @@ def _root(
 
 
 def _register() -> None:
-    from harness.cli import runs, volumes
+    from harness.cli import leaderboard, runs, volumes
 
     volumes.register(app)
     runs.register(app)
+    leaderboard.register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
