@@ -64,6 +64,16 @@ def _model_label(model: str, mode: str, models) -> str:
     return model if len({md for _, md in models}) == 1 else f"{model} ({mode})"
 
 
+def _legend(ax, defacers, models, colour, marker) -> None:
+    """Colour = defacer, shape = model: two short legends instead of one entry per combination."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", ms=7, color=colour[d], label=d) for d in defacers]
+    handles += [Line2D([], [], ls="", marker=marker[m], ms=7, color="#444444", label=_model_label(*m, models))
+                for m in models]
+    ax.legend(handles=handles, fontsize=7, frameon=False, loc="best")
+
+
 def tradeoff(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
     """Privacy (face voxels changed, %) vs the primary fidelity metric; one point per defacer x model."""
     fid = summary.fidelity_metrics[0] if summary.fidelity_metrics else None
@@ -78,12 +88,12 @@ def tradeoff(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
         xv, xerr = _err(x, 100.0)
         yv, yerr = _err(y)
         ax.errorbar(xv, yv, xerr=xerr, yerr=yerr, fmt=marker[(r.model, r.mode)], color=colour[r.defacer],
-                    ms=7, capsize=3, lw=1.2, label=f"{r.defacer} · {_model_label(r.model, r.mode, models)}")
+                    ms=7, capsize=3, lw=1.2)
+    _legend(ax, defacers, models, colour, marker)
     ax.set_xlabel("privacy: face-region head voxels changed (%)  →  more face removed")
     better = "higher is better" if fid.get("higher_is_better") else "lower is better"
     ax.set_ylabel(f"fidelity: {_label(fid)}  ({better})")
     ax.set_title(f"{summary.task}: privacy vs fidelity (95% CI)", loc="left")
-    ax.legend(fontsize=7, frameon=False, loc="best")
     _save(fig, out, stem)
     return Figure(stem, "Privacy vs fidelity",
                   f"Each point is one defacer with one model; whiskers are bootstrap 95% CIs over cases (x over "
