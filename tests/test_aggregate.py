@@ -7,6 +7,7 @@ import pytest
 from harness.aggregate import AggregateError, aggregate, aggregate_runs
 from harness.scoring.stats import benjamini_hochberg
 from harness.summary import Summary, TaskSummary
+from tasks.base import Metric
 from tests.leaderboard_fixtures import MeasureTask, qc_line, sample, write_run
 
 TASK = MeasureTask()
@@ -106,3 +107,20 @@ def test_aggregate_runs_merges_a_retry_and_reads_qc(tmp_path):
     row = summary.rows[0]
     assert row.coverage_defaced.ok == 3 and row.coverage_defaced.failed == 0
     assert row.privacy.volumes == 3
+
+
+def test_categorical_metric_gets_kappa_and_no_p_value():
+    class Graded(MeasureTask):
+        accuracy_metrics = (Metric("grade", "severity grade the model gives", True, kind="categorical"),)
+
+        def score(self, answer, truth):
+            return {"grade": "high" if answer["ratio"] > 0.3 else "low"}
+
+    t = Graded()
+    ratios = {"c1": (0.25, 0.26), "c2": (0.35, 0.36), "c3": (0.28, 0.32), "c4": (0.40, 0.41)}
+    samples = [sample(t, c, cond, "m1", r) for c, (o, d) in ratios.items() for cond, r in (("original", o), ("quickshear", d))]
+    [summary] = aggregate(samples, {"toy-measure": t})
+    res = summary.rows[0].accuracy["grade"]
+    # labels original low, high, low, high vs defaced low, high, high, high: po 0.75, pe 0.5*0.25+0.5*0.75 = 0.5
+    assert res.test == "kappa" and res.kappa.value == pytest.approx(0.5) and res.p_value is None
+    assert res.original.value is None and res.original.n == 4
