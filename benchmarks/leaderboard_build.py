@@ -26,6 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     for name, default in (("tasks", 4), ("defacers", 3), ("models", 2), ("cases", 50)):
         ap.add_argument(f"--{name}", type=int, default=default)
+    ap.add_argument("--keep", type=Path, help="copy the built site here to look at it")
     args = ap.parse_args()
     rng = random.Random(0)
     defacers = ["quickshear", "deface", "reface", "mri_reface", "afni"][: args.defacers]
@@ -65,6 +66,11 @@ def main() -> None:
         t3 = time.perf_counter()
         files = [p for p in (root / "site").rglob("*") if p.is_file()]
         size = sum(p.stat().st_size for p in files)
+        if args.keep:
+            import shutil
+
+            shutil.rmtree(args.keep, ignore_errors=True)
+            shutil.copytree(root / "site", args.keep)
         print(f"{args.tasks} tasks x {args.defacers} defacers x {args.models} models x {args.cases} cases = "
               f"{n_samples} samples")
         print(f"write runs        {t1 - t0:6.2f} s")

@@ -212,7 +212,7 @@ def bland_altman_plot(summary: TaskSummary, cells, field: str, out: Path, stem: 
         ax.set_title(_model_label(model, mode, models), loc="left", fontsize=9)
         ax.set_xlabel(f"mean of original and defaced {field}")
         ax.set_ylabel(f"defaced − original {field}")
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=True, framealpha=0.85, edgecolor="none", loc="best")
     fig.suptitle(f"{summary.task}: Bland-Altman of {field} (solid: bias, dashed: 95% limits of agreement)",
                  x=0.01, ha="left", fontsize=10)
     fig.tight_layout()
