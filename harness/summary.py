@@ -19,6 +19,24 @@ Schema (version 1):
            "coverage_defaced":  {"planned": 10, "ok": 8, "unparsable": 1, "failed": 1},
            "extra": {}}]}]}
 
+Fields added by harness.aggregate (all optional when reading; older files simply lack them):
+
+    task:  "version": "1",  "title": "...",
+           "accuracy_metrics": [Metric.to_dict(), ...], "fidelity_metrics": [...],   # the declared columns
+           "test_family": "..."                        # what Benjamini-Hochberg adjusted across
+    row:   "mode": "single",
+           "accuracy": {metric: {"original": Estimate, "defaced": Estimate, "delta": Estimate,   # defaced - original
+                                 "test": "wilcoxon"|"mcnemar"|"kappa"|null, "statistic": float|null,
+                                 "p_value": float|null, "p_adjusted": float|null,              # BH within test_family
+                                 "kappa": Estimate|null, "note": str|null}},
+           "agreement": {...},                          # task.agreement(pairs), JSON as the task returns it
+           "privacy": {"volumes": 9, "refused": 1, "failed": 0,                    # defacer QC of this task's cases
+                       "face_fraction_changed": Estimate, "face_surface_change_mm": Estimate,
+                       "brain_voxels_changed_mean": float|null, "brain_voxels_changed_max": int|null} | null
+
+score_original / score_defaced repeat the primary (first declared) accuracy metric's estimates; fidelity holds one
+Estimate per declared fidelity metric (mean of task.compare over pairs).
+
 An Estimate's value and CI bounds are null when there was nothing to estimate (e.g. no pairs). Readers accept
 unknown keys (newer versions) and refuse a newer major `version` they cannot read.
 """
@@ -113,6 +131,81 @@ class Coverage:
         return cls(*(_int(d.get(k, 0), f"{where}.{k}", source) for k in ("planned", "ok", "unparsable", "failed")))
 
 
+def _opt_estimate(d, where: str, source) -> "Estimate | None":
+    return None if d is None else Estimate.from_dict(d, where, source)
+
+
+@dataclass
+class MetricResult:
+    """One accuracy metric of one row: per-condition estimates, the paired delta (defaced - original) and the paired
+    test chosen by the metric's kind, with its p-value adjusted (Benjamini-Hochberg) within the task's test family."""
+
+    original: Estimate = field(default_factory=lambda: Estimate(None))
+    defaced: Estimate = field(default_factory=lambda: Estimate(None))
+    delta: Estimate = field(default_factory=lambda: Estimate(None))
+    test: str | None = None  # "wilcoxon" | "mcnemar" | "kappa"
+    statistic: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    kappa: Estimate | None = None  # categorical metrics: agreement of the original and defaced labels
+    note: str | None = None  # why a test or estimate is missing or degenerate
+
+    def to_dict(self) -> dict:
+        return {"original": self.original.to_dict(), "defaced": self.defaced.to_dict(), "delta": self.delta.to_dict(),
+                "test": self.test, "statistic": self.statistic, "p_value": self.p_value,
+                "p_adjusted": self.p_adjusted, "kappa": None if self.kappa is None else self.kappa.to_dict(),
+                "note": self.note}
+
+    @classmethod
+    def from_dict(cls, d, where: str, source) -> "MetricResult":
+        d = _obj(d, where, source)
+        test, note = d.get("test"), d.get("note")
+        return cls(
+            Estimate.from_dict(d.get("original", {}), f"{where}.original", source),
+            Estimate.from_dict(d.get("defaced", {}), f"{where}.defaced", source),
+            Estimate.from_dict(d.get("delta", {}), f"{where}.delta", source),
+            None if test is None else _str(test, f"{where}.test", source),
+            _number(d.get("statistic"), f"{where}.statistic", source),
+            _number(d.get("p_value"), f"{where}.p_value", source),
+            _number(d.get("p_adjusted"), f"{where}.p_adjusted", source),
+            _opt_estimate(d.get("kappa"), f"{where}.kappa", source),
+            None if note is None else _str(note, f"{where}.note", source),
+        )
+
+
+@dataclass
+class Privacy:
+    """Defacer QC over the defaced volumes of one task's cases (the same for every model of the task)."""
+
+    volumes: int = 0  # defaced volumes with QC numbers
+    refused: int = 0  # volumes the defacer refused (e.g. registration too poor)
+    failed: int = 0
+    face_fraction_changed: Estimate = field(default_factory=lambda: Estimate(None))
+    face_surface_change_mm: Estimate = field(default_factory=lambda: Estimate(None))
+    brain_voxels_changed_mean: float | None = None
+    brain_voxels_changed_max: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"volumes": self.volumes, "refused": self.refused, "failed": self.failed,
+                "face_fraction_changed": self.face_fraction_changed.to_dict(),
+                "face_surface_change_mm": self.face_surface_change_mm.to_dict(),
+                "brain_voxels_changed_mean": self.brain_voxels_changed_mean,
+                "brain_voxels_changed_max": self.brain_voxels_changed_max}
+
+    @classmethod
+    def from_dict(cls, d, where: str, source) -> "Privacy":
+        d = _obj(d, where, source)
+        mx = d.get("brain_voxels_changed_max")
+        return cls(
+            _int(d.get("volumes", 0), f"{where}.volumes", source), _int(d.get("refused", 0), f"{where}.refused", source),
+            _int(d.get("failed", 0), f"{where}.failed", source),
+            Estimate.from_dict(d.get("face_fraction_changed", {}), f"{where}.face_fraction_changed", source),
+            Estimate.from_dict(d.get("face_surface_change_mm", {}), f"{where}.face_surface_change_mm", source),
+            _number(d.get("brain_voxels_changed_mean"), f"{where}.brain_voxels_changed_mean", source),
+            None if mx is None else _int(mx, f"{where}.brain_voxels_changed_max", source),
+        )
+
+
 @dataclass
 class SummaryRow:
     """One model x defacer cell of a task: scores on original and defaced volumes, fidelity, coverage."""
@@ -127,18 +220,27 @@ class SummaryRow:
     coverage_original: Coverage = field(default_factory=Coverage)
     coverage_defaced: Coverage = field(default_factory=Coverage)
     extra: dict = field(default_factory=dict)
+    mode: str = ""
+    accuracy: dict[str, MetricResult] = field(default_factory=dict)
+    agreement: dict = field(default_factory=dict)
+    privacy: Privacy | None = None
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "defacer": self.defacer, "n_cases": self.n_cases, "n_pairs": self.n_pairs,
+        return {"model": self.model, "mode": self.mode, "defacer": self.defacer, "n_cases": self.n_cases,
+                "n_pairs": self.n_pairs,
                 "score_original": self.score_original.to_dict(), "score_defaced": self.score_defaced.to_dict(),
                 "fidelity": {k: v.to_dict() for k, v in self.fidelity.items()},
                 "coverage_original": self.coverage_original.to_dict(),
-                "coverage_defaced": self.coverage_defaced.to_dict(), "extra": self.extra}
+                "coverage_defaced": self.coverage_defaced.to_dict(),
+                "accuracy": {k: v.to_dict() for k, v in self.accuracy.items()}, "agreement": self.agreement,
+                "privacy": None if self.privacy is None else self.privacy.to_dict(), "extra": self.extra}
 
     @classmethod
     def from_dict(cls, d, where: str, source) -> "SummaryRow":
         d = _obj(d, where, source)
         fidelity = _obj(d.get("fidelity", {}), f"{where}.fidelity", source)
+        accuracy = _obj(d.get("accuracy", {}), f"{where}.accuracy", source)
+        privacy = d.get("privacy")
         return cls(
             model=_str(d.get("model"), f"{where}.model", source),
             defacer=_str(d.get("defacer"), f"{where}.defacer", source),
@@ -150,6 +252,10 @@ class SummaryRow:
             coverage_original=Coverage.from_dict(d.get("coverage_original", {}), f"{where}.coverage_original", source),
             coverage_defaced=Coverage.from_dict(d.get("coverage_defaced", {}), f"{where}.coverage_defaced", source),
             extra=_obj(d.get("extra", {}), f"{where}.extra", source),
+            mode=_str(d.get("mode", ""), f"{where}.mode", source),
+            accuracy={str(k): MetricResult.from_dict(v, f"{where}.accuracy.{k}", source) for k, v in accuracy.items()},
+            agreement=_obj(d.get("agreement", {}), f"{where}.agreement", source),
+            privacy=None if privacy is None else Privacy.from_dict(privacy, f"{where}.privacy", source),
         )
 
 
@@ -160,10 +266,17 @@ class TaskSummary:
     fidelity_metric: str  # the fidelity measure shown first
     higher_is_better: bool = True
     rows: list[SummaryRow] = field(default_factory=list)
+    version: str = ""
+    title: str = ""
+    accuracy_metrics: list[dict] = field(default_factory=list)  # Metric.to_dict() of the declared metrics
+    fidelity_metrics: list[dict] = field(default_factory=list)
+    test_family: str = ""
 
     def to_dict(self) -> dict:
-        return {"task": self.task, "metric": self.metric, "fidelity_metric": self.fidelity_metric,
-                "higher_is_better": self.higher_is_better, "rows": [r.to_dict() for r in self.rows]}
+        return {"task": self.task, "version": self.version, "title": self.title, "metric": self.metric,
+                "fidelity_metric": self.fidelity_metric, "higher_is_better": self.higher_is_better,
+                "accuracy_metrics": self.accuracy_metrics, "fidelity_metrics": self.fidelity_metrics,
+                "test_family": self.test_family, "rows": [r.to_dict() for r in self.rows]}
 
     @classmethod
     def from_dict(cls, d, where: str, source) -> "TaskSummary":
@@ -172,9 +285,18 @@ class TaskSummary:
         if not isinstance(rows, list):
             raise SummaryFormatError(source, f"{where}.rows must be a list")
         hib = d.get("higher_is_better", True)
+        metrics = {}
+        for key in ("accuracy_metrics", "fidelity_metrics"):
+            value = d.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(m, dict) and isinstance(m.get("name"), str) for m in value):
+                raise SummaryFormatError(source, f"{where}.{key} must be a list of metric objects with a name")
+            metrics[key] = value
         return cls(_str(d.get("task"), f"{where}.task", source), _str(d.get("metric"), f"{where}.metric", source),
                    _str(d.get("fidelity_metric"), f"{where}.fidelity_metric", source), bool(hib),
-                   [SummaryRow.from_dict(r, f"{where}.rows[{i}]", source) for i, r in enumerate(rows)])
+                   [SummaryRow.from_dict(r, f"{where}.rows[{i}]", source) for i, r in enumerate(rows)],
+                   version=_str(d.get("version", ""), f"{where}.version", source),
+                   title=_str(d.get("title", ""), f"{where}.title", source),
+                   test_family=_str(d.get("test_family", ""), f"{where}.test_family", source), **metrics)
 
 
 @dataclass
@@ -251,12 +373,12 @@ def summary_tables(summary: Summary) -> list:
     for task in summary.tasks:
         table = Table(title=f"{task.task}  ({task.metric}{'' if task.higher_is_better else ', lower is better'}; "
                             f"fidelity: {task.fidelity_metric}; 95% CI)", title_justify="left")
-        for column in ("model", "defacer", f"{task.metric} original", f"{task.metric} defaced",
+        for column in ("model", "mode", "defacer", f"{task.metric} original", f"{task.metric} defaced",
                        f"fidelity ({task.fidelity_metric})", "pairs", "coverage original", "coverage defaced"):
             table.add_column(column, overflow="fold")
         for row in task.rows:
             fidelity = row.fidelity.get(task.fidelity_metric) or next(iter(row.fidelity.values()), Estimate(None))
-            table.add_row(row.model, row.defacer, _fmt(row.score_original), _fmt(row.score_defaced), _fmt(fidelity),
+            table.add_row(row.model, row.mode or "-", row.defacer, _fmt(row.score_original), _fmt(row.score_defaced), _fmt(fidelity),
                           str(row.n_pairs), _cov(row.coverage_original), _cov(row.coverage_defaced))
         tables.append(table)
     return tables

@@ -36,12 +36,13 @@ def _root(
 
 
 def _register() -> None:
-    from harness.cli import eval, models, runs, volumes
+    from harness.cli import eval, leaderboard, models, runs, volumes
 
     eval.register(app)
     volumes.register(app)
     runs.register(app)
     models.register(app)
+    leaderboard.register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

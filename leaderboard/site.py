@@ -1,0 +1,158 @@
+"""The static HTML site: one page per board plus an overview. Jinja templates in leaderboard/templates/; CSS and the
+sort script are inlined so a page works from file:// and any static host with no request leaving the folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import jinja2
+
+from harness.summary import Estimate, SummaryRow, TaskSummary
+from leaderboard.tables import fmt_p
+
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("leaderboard", "templates"), autoescape=True,
+                          trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+
+@dataclass
+class Cell:
+    text: str
+    v: float | str | None = None  # sort key: number, "" = no value (sorts last); None = sort by text
+    ci: str = ""
+    cls: str = ""
+    title: str = ""
+
+
+@dataclass
+class HtmlTable:
+    headers: list[dict] = field(default_factory=list)
+    rows: list[list[Cell]] = field(default_factory=list)
+
+
+def _num(x: float | None, digits: int = 3, scale: float = 1.0, signed: bool = False) -> str:
+    if x is None:
+        return "–"
+    return f"{x * scale:{'+' if signed else ''}.{digits}f}"
+
+
+def est_cell(e: Estimate | None, digits: int = 3, scale: float = 1.0, signed: bool = False, cls: str = "") -> Cell:
+    if e is None or e.value is None:
+        return Cell("–", "")
+    ci = ""
+    if e.ci_low is not None and e.ci_high is not None:
+        ci = f"[{_num(e.ci_low, digits, scale, signed)}, {_num(e.ci_high, digits, scale, signed)}]"
+    return Cell(_num(e.value, digits, scale, signed), round(e.value * scale, 10), ci, cls, f"n = {e.n}")
+
+
+def _change_class(res, higher_is_better) -> str:
+    if res is None or res.p_adjusted is None or res.p_adjusted >= 0.05 or res.delta.value in (None, 0):
+        return ""
+    worse = (res.delta.value < 0) == bool(higher_is_better)
+    return "worse" if worse else "better"
+
+
+def _cov_cell(c) -> Cell:
+    if not c.planned:
+        return Cell("–", "")
+    note = ", ".join(x for x in (f"{c.unparsable} unparsable" if c.unparsable else "",
+                                 f"{c.failed} failed" if c.failed else "") if x)
+    return Cell(f"{c.ok}/{c.planned}", round(c.ok / c.planned, 6), note)
+
+
+def results_table(summary: TaskSummary) -> HtmlTable:
+    acc = [m for m in summary.accuracy_metrics if m.get("kind") != "categorical"]
+    cat = [m for m in summary.accuracy_metrics if m.get("kind") == "categorical"]
+    t = HtmlTable()
+    h = t.headers
+    h += [{"label": "model", "title": "model"}, {"label": "mode", "title": "single turn, agent or direct"},
+          {"label": "defacer", "title": "defacer"}]
+    if acc:
+        p = acc[0]
+        h += [{"label": f"{p['name']} original", "unit": p.get("unit"), "title": p["description"]},
+              {"label": f"{p['name']} defaced", "unit": p.get("unit"), "title": p["description"]}]
+    for m in acc:
+        h += [{"label": f"Δ {m['name']}", "unit": "defaced − original", "title": m["description"]},
+              {"label": "p adj.", "unit": "McNemar" if m.get("kind") == "binary" else "Wilcoxon",
+               "title": f"Benjamini-Hochberg adjusted p of {m['name']}"}]
+    for m in cat:
+        h.append({"label": f"κ {m['name']}", "unit": "original vs defaced", "title": m["description"]})
+    for m in summary.fidelity_metrics:
+        h.append({"label": f"fidelity: {m['name']}", "unit": m.get("unit") or ("higher is better" if m.get("higher_is_better") else "lower is better"),
+                  "title": m["description"]})
+    h += [{"label": "face changed", "unit": "%", "title": "share of face-region head voxels changed"},
+          {"label": "face surface", "unit": "mm", "title": "mean change of the face surface seen from the front"},
+          {"label": "brain voxels changed", "unit": "mean / max", "title": "brain-mask voxels the defacer changed"},
+          {"label": "refused", "unit": "volumes", "title": "volumes the defacer refused or failed on"},
+          {"label": "pairs", "title": "cases answered on both volumes"},
+          {"label": "coverage original", "unit": "parsed/planned", "title": "parsed answers on original volumes"},
+          {"label": "coverage defaced", "unit": "parsed/planned", "title": "parsed answers on defaced volumes"}]
+    for row in summary.rows:
+        t.rows.append(_result_cells(summary, row, acc, cat))
+    return t
+
+
+def _result_cells(summary: TaskSummary, row: SummaryRow, acc, cat) -> list[Cell]:
+    cells = [Cell(row.model), Cell(row.mode or "–"), Cell(row.defacer)]
+    if acc:
+        res = row.accuracy.get(acc[0]["name"])
+        cells += [est_cell(res.original if res else None), est_cell(res.defaced if res else None)]
+    for m in acc:
+        res = row.accuracy.get(m["name"])
+        cls = _change_class(res, m.get("higher_is_better"))
+        cells.append(est_cell(res.delta if res else None, signed=True, cls=cls))
+        p = res.p_adjusted if res else None
+        cells.append(Cell(fmt_p(p), "" if p is None else p, f"raw {fmt_p(res.p_value)}" if res and res.p_value is not None else "",
+                          title=(res.note or "") if res else ""))
+    for m in cat:
+        res = row.accuracy.get(m["name"])
+        cells.append(est_cell(res.kappa if res else None))
+    for m in summary.fidelity_metrics:
+        cells.append(est_cell(row.fidelity.get(m["name"])))
+    pv = row.privacy
+    cells += [est_cell(pv.face_fraction_changed if pv else None, 1, 100.0),
+              est_cell(pv.face_surface_change_mm if pv else None, 1)]
+    if pv and pv.brain_voxels_changed_max is not None:
+        cells.append(Cell(f"{pv.brain_voxels_changed_mean:,.0f} / {pv.brain_voxels_changed_max:,}",
+                          pv.brain_voxels_changed_max))
+    else:
+        cells.append(Cell("–", ""))
+    cells.append(Cell(str(pv.refused + pv.failed) if pv else "–", (pv.refused + pv.failed) if pv else "",
+                      f"of {pv.volumes + pv.refused + pv.failed}" if pv else ""))
+    cells += [Cell(str(row.n_pairs), row.n_pairs), _cov_cell(row.coverage_original), _cov_cell(row.coverage_defaced)]
+    return cells
+
+
+def overview_table(entries: list[tuple[str, str, TaskSummary]]) -> HtmlTable:
+    """Every board's rows in one table: task, model, defacer, Δ of the primary score, first fidelity, face change."""
+    t = HtmlTable([{"label": "task"}, {"label": "model"}, {"label": "defacer"},
+                   {"label": "primary score", "unit": "better direction"},
+                   {"label": "Δ primary score", "unit": "defaced − original"}, {"label": "p adj."},
+                   {"label": "fidelity", "unit": "task's first fidelity metric"},
+                   {"label": "face changed", "unit": "%"}, {"label": "pairs"}])
+    for name, page, s in entries:
+        primary = next((m for m in s.accuracy_metrics if m.get("kind") != "categorical"), None)
+        for row in s.rows:
+            res = row.accuracy.get(primary["name"]) if primary else None
+            model = row.model if not row.mode else f"{row.model} ({row.mode})"
+            fid = row.fidelity.get(s.fidelity_metric)
+            t.rows.append([
+                Cell(name, title=s.title), Cell(model), Cell(row.defacer),
+                Cell(primary["name"] if primary else "–",
+                     ci=("higher is better" if primary.get("higher_is_better") else "lower is better") if primary else ""),
+                est_cell(res.delta if res else None, signed=True, cls=_change_class(res, primary.get("higher_is_better") if primary else True)),
+                Cell(fmt_p(res.p_adjusted if res else None), "" if not res or res.p_adjusted is None else res.p_adjusted),
+                est_cell(fid),
+                est_cell(row.privacy.face_fraction_changed if row.privacy else None, 1, 100.0),
+                Cell(str(row.n_pairs), row.n_pairs)])
+            t.rows[-1][4].title = f"{primary['name'] if primary else ''}: n = {res.delta.n if res else 0}"
+    return t
+
+
+def render_page(template: str, **context) -> str:
+    return _ENV.get_template(template).render(**context)
+
+
+def agreement_blocks(summary: TaskSummary) -> list[dict]:
+    return [{"label": f"{r.model} ({r.mode}) · {r.defacer}: {r.n_pairs} pairs",
+             "json": json.dumps(r.agreement, indent=2, ensure_ascii=False)} for r in summary.rows if r.agreement]

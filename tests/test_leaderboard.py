@@ -1,0 +1,184 @@
+"""The leaderboard built from runs made here: tables against hand-computed values, nothing private published,
+incomparable runs refused, the dataset folder readable by `datasets`, and the site working in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from leaderboard import build, publish
+from leaderboard.boards import ComparabilityError
+from leaderboard.privacy import LeakError, scan
+from tests.leaderboard_fixtures import OPENAI_KEY, MeasureTask, qc_line, sample, write_run
+
+TASK = MeasureTask()
+TASKS = {TASK.name: TASK}
+CASES = [f"CASE-SECRET-{i:04d}" for i in range(1, 5)]
+
+
+def _runs(root: Path, **kw) -> list[Path]:
+    """Two runs: m1 (the hand-computed cell of test_aggregate, with case ids that must never be published) and m2."""
+    t, (c1, c2, c3, c4) = TASK, CASES
+    m1 = [sample(t, c1, "original", "m1", 0.30), sample(t, c2, "original", "m1", 0.32),
+          sample(t, c3, "original", "m1", 0.28), sample(t, c4, "original", "m1", status="failed"),
+          sample(t, c1, "quickshear", "m1", 0.31), sample(t, c2, "quickshear", "m1", 0.36),
+          sample(t, c3, "quickshear", "m1", status="unparsable"), sample(t, c4, "quickshear", "m1", 0.29)]
+    qc = [qc_line(t.name, c1, "quickshear", 0.9, 12.0, 0), qc_line(t.name, c2, "quickshear", 0.8, 10.0, 5),
+          qc_line(t.name, c3, "quickshear", status="refused"), qc_line(t.name, c4, "quickshear", 0.7, 8.0, 1)]
+    m2 = [sample(t, c, cond, "m2", r) for c, r in zip(CASES, (0.25, 0.33, 0.31, 0.40)) for cond in ("original", "quickshear")]
+    return [write_run(root / "runs" / "r1", m1, qc, **kw), write_run(root / "runs" / "r2", m2, **kw)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lb")
+    runs = _runs(root)
+    result = build(runs, root / "site", tasks=TASKS, salt_dir=root / "salts")
+    return root, result
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_tables_hold_hand_computed_values(built):
+    root, result = built
+    assert result.boards == ["toy-measure"]
+    rows = {r["model"]: r for r in _csv(root / "site" / "results" / "toy-measure.csv")}
+    m1 = rows["m1"]
+    assert (m1["mode"], m1["defacer"], m1["defacer_version"], m1["n_cases"], m1["n_pairs"]) == ("single", "quickshear", "1.1.0", "4", "2")
+    assert float(m1["abs_error_original"]) == pytest.approx(0.04 / 3)
+    assert float(m1["abs_error_defaced"]) == pytest.approx(0.08 / 3)
+    assert float(m1["abs_error_delta"]) == pytest.approx(0.025)
+    assert float(m1["abs_error_p"]) == pytest.approx(0.5) and m1["abs_error_test"] == "wilcoxon"
+    assert float(m1["correct_original"]) == pytest.approx(2 / 3)
+    assert float(m1["fidelity_same_call"]) == pytest.approx(0.5)
+    assert float(m1["face_fraction_changed"]) == pytest.approx(0.8)
+    assert (m1["brain_voxels_changed_max"], m1["defacer_refusals"]) == ("5", "1")
+    assert (m1["original_ok"], m1["original_failed"], m1["defaced_unparsable"]) == ("3", "1", "1")
+    # m2 answered identically on both volumes: no change, p = 1, perfect fidelity
+    m2 = rows["m2"]
+    assert float(m2["abs_error_delta"]) == 0 and float(m2["abs_error_p"]) == 1.0 and float(m2["fidelity_same_call"]) == 1.0
+    assert m2["face_fraction_changed"] == "0.8" or float(m2["face_fraction_changed"]) == pytest.approx(0.8)  # per defacer
+    # JSON holds the same rows, the declared columns and the full summary
+    doc = json.loads((root / "site" / "results" / "toy-measure.json").read_text())
+    assert doc["schema"] == "harness-leaderboard/1"
+    assert {c["name"] for c in doc["columns"]} >= {"abs_error_delta", "correct_p_adj", "fidelity_ratio_diff"}
+    assert doc["summary"]["test_family"].startswith("all accuracy-metric tests")
+    md = (root / "site" / "results" / "toy-measure.md").read_text()
+    assert "| m1 | single | quickshear | 0.013 [" in md
+
+
+def test_columns_come_from_declared_metrics(tmp_path):
+    class Renamed(MeasureTask):
+        accuracy_metrics = (MeasureTask.accuracy_metrics[0].__class__("abs_error", "renamed error", False, unit="ratio"),)
+        fidelity_metrics = ()
+
+    runs = _runs(tmp_path)
+    build(runs, tmp_path / "site", tasks={TASK.name: Renamed()}, salt_dir=tmp_path / "salts")
+    header = (tmp_path / "site" / "results" / "toy-measure.csv").read_text().splitlines()[0].split(",")
+    assert "abs_error_delta" in header and not any(h.startswith(("correct", "fidelity_")) for h in header)
+
+
+def _all_text(folder: Path) -> str:
+    return "\n".join(p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file())
+
+
+def test_nothing_private_is_published(built, tmp_path):
+    root, _ = built
+    published = publish(root / "site", str(tmp_path / "public"))
+    staged = publish(root / "site", "hf://datasets/someone/defacing-lb", staging=tmp_path / "hf", dry_run=True)
+    for folder in (root / "site", published, staged):
+        text = _all_text(folder)
+        for planted in (*CASES, OPENAI_KEY, "PLANTEDSECRET", "/home/someone", str(root), "PLANTED-LOCAL-DIR/",
+                        "/opt/PLANTED-TEMPLATE", "Patient CASE", "measure the Evans ratio"):
+            assert planted not in text, f"{planted!r} leaked into {folder}"
+        assert not [p for p in folder.rglob("*") if p.suffix in (".nii", ".gz", ".dcm", ".npy", ".jsonl")]
+        assert scan(folder, CASES) == []
+    pairs = _csv(root / "site" / "results" / "toy-measure-pairs.csv")
+    assert len({r["case"] for r in pairs}) == 4 and all(len(r["case"]) == 16 for r in pairs)
+    # the command to reproduce is shown, with its key removed and local paths reduced to names
+    page = (root / "site" / "toy-measure.html").read_text()
+    assert "harness eval --task toy-measure --cohort &lt;local&gt;/cohort.json --api-key" in page
+
+
+def test_publish_refuses_planted_leaks(built, tmp_path):
+    root, _ = built
+    site = tmp_path / "site"
+    shutil.copytree(root / "site", site)
+    (site / "notes.md").write_text(f"see /home/someone/data and {OPENAI_KEY}\n")
+    with pytest.raises(LeakError, match="local path"):
+        publish(site, str(tmp_path / "out"))
+    (site / "notes.md").unlink()
+    (site / "face.nii.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(LeakError, match="not publishable"):
+        publish(site, str(tmp_path / "out"))
+    findings = scan(root / "site", ["CASE-SECRET-0001"] + ["3ad4"])  # a needle shorter than 6 characters is ignored
+    assert findings == []
+    (tmp_path / "leak").mkdir()
+    (tmp_path / "leak" / "x.csv").write_text("case\nCASE-SECRET-0001\n")
+    assert scan(tmp_path / "leak", CASES) and "forbidden" in scan(tmp_path / "leak", CASES)[0]
+
+
+def test_incomparable_runs_are_refused_or_separated(tmp_path):
+    runs = _runs(tmp_path / "a") + [write_run(tmp_path / "b" / "r3", [sample(TASK, "CASE-SECRET-0009", "original", "m3", 0.3)],
+                                              task_version="2")]
+    with pytest.raises(ComparabilityError, match="not comparable: they differ in task") as err:
+        build(runs, tmp_path / "site", tasks=TASKS, salt_dir=tmp_path / "salts")
+    assert "r3" in str(err.value) and "--separate" in str(err.value)
+    result = build(runs, tmp_path / "site", tasks=TASKS, salt_dir=tmp_path / "salts", separate=True)
+    assert len(result.boards) == 2 and all(b.startswith("toy-measure--") for b in result.boards)
+    other = write_run(tmp_path / "c" / "r4", [sample(TASK, "CASE-SECRET-0001", "original", "m4", 0.3)],
+                      cohort_hash="another-cohort")
+    with pytest.raises(ComparabilityError, match="cohort"):
+        build(runs[:2] + [other], tmp_path / "site", tasks=TASKS, salt_dir=tmp_path / "salts")
+    with pytest.raises(HarnessError, match="not empty"):
+        (tmp_path / "precious").mkdir()
+        (tmp_path / "precious" / "thesis.txt").write_text("x")
+        build(runs[:2], tmp_path / "precious", tasks=TASKS, salt_dir=tmp_path / "salts")
+
+
+def test_dataset_folder_loads_with_datasets(built, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    root, _ = built
+    folder = publish(root / "site", "hf://someone/defacing-lb", staging=tmp_path / "hf", dry_run=True)
+    assert (folder / "README.md").read_text().startswith("---\nlicense:")
+    results = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "cache"), split="train")
+    assert sorted(results["model"]) == ["m1", "m2"]
+    m1 = results.filter(lambda r: r["model"] == "m1")[0]
+    assert m1["abs_error_delta"] == pytest.approx(0.025) and m1["defaced_unparsable"] == 1
+    pairs = datasets.load_dataset(str(folder), "toy-measure-pairs", cache_dir=str(tmp_path / "cache"), split="train")
+    assert len(pairs) == 8 and set(pairs["defacer"]) == {"quickshear"}
+
+
+def test_hf_target_must_name_a_repo(built, tmp_path):
+    root, _ = built
+    with pytest.raises(HarnessError, match="owner/name"):
+        publish(root / "site", "hf://just-a-name", staging=tmp_path / "hf", dry_run=True)
+
+
+def test_cli_builds_and_publishes(tmp_path, monkeypatch):
+    import tasks
+    from typer.testing import CliRunner
+
+    from harness.cli import _register, app
+
+    monkeypatch.setitem(tasks._TASKS, TASK.name, "tests.leaderboard_fixtures:MeasureTask")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the cohort salt lives in the harness cache
+    if not any(g.name == "leaderboard" for g in app.registered_groups):
+        _register()
+    runs = _runs(tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(app, ["leaderboard", "build", *map(str, runs), "--out", str(tmp_path / "site")])
+    assert res.exit_code == 0, res.output
+    assert "1 board(s) (toy-measure)" in res.output and (tmp_path / "site" / "index.html").is_file()
+    assert list((tmp_path / "cache" / "harness" / "leaderboard-salts").glob("*.salt"))
+    res = runner.invoke(app, ["leaderboard", "publish", str(tmp_path / "site"), "--to", str(tmp_path / "pub")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "pub" / "toy-measure.html").is_file()
