@@ -185,7 +185,7 @@ class Runner:
             tasks={n: {**t.identity(), "metrics": t.metrics(), "mode": self.modes_by_task[n]} for n, t in self.tasks.items()},
             defacers={n: d.identity for n, d in self.defacers.items()},
             models={s: self.model_identity(s) for specs in self.models_by_task.values() for s in specs},
-            cohort={t: {"name": c.name, "content_hash": c.content_hash, "n_cases": len(c.cases), "problems": len(c.problems),
+            cohort={t: {"name": c.name, "content_hash": c.content_hash, "size": len(c.cases), "problems": len(c.problems),
                         "description": getattr(c, "description", "")} for t, c in self.cohorts.items()},
             seeds={"eval": self.cfg.seed},
             argv=self.argv,
