@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from harness.cache import atomic_write_bytes, content_key, default_cache_dir
 from harness.errors import HarnessError
 
-ANATOMY_VERSION = 4
+ANATOMY_VERSION = 7
 GRID_MM = 1.2
 
 BACKGROUND, SCALP, BONE, CSF, VENTRICLE, FRONTAL_HORN, GM, WM, EYE, AIR = range(10)
@@ -102,7 +102,10 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 def derive_labels(t1: np.ndarray, zooms) -> np.ndarray:
     """Label map (uint8, codes above) of the pydeface average head, on its own voxel grid."""
     d = t1.astype(np.float32)
-    head = _largest(ndi.binary_opening(d > 30, _ball(2)))  # the opening drops the head-holder frame
+    # The head-holder frame of the average is faint (30-60): a higher threshold and an opening drop it; a one-voxel
+    # dilation then restores the soft edge of the skin.
+    head = _largest(ndi.binary_opening(d > 60, _ball(3)))
+    head = ndi.binary_dilation(head, iterations=1) & (d > 30)
     head = ndi.binary_fill_holes(head)
     for k in range(head.shape[2]):
         head[:, :, k] = ndi.binary_fill_holes(head[:, :, k])
@@ -139,6 +142,7 @@ def derive_labels(t1: np.ndarray, zooms) -> np.ndarray:
     # Bone: a shell just outside the intracranial space (dark there), plus the dark rim around internal air.
     dist_ic = ndi.distance_transform_edt(~intracranial, sampling=zooms)
     shell = head & ~intracranial & (((dist_ic <= 6.5) & (d < 230)) | (dist_ic <= 3.0))
+    shell[:, :, : _FORAMEN_Z - 3] = False  # the intracranial mask is cut flat there; that cut is not bone
     rim = ndi.binary_dilation(air, iterations=2) & ~air & head & (d < 160) & ~intracranial
     face_bone = head & ~intracranial & (d < 120) & (depth > 5) & ~air
     labels[shell | rim | face_bone] = BONE
