@@ -73,7 +73,7 @@ def _convexity_point(head: P.Head, rng, side: int | None = None):
     """A point on the inner skull surface over the upper convexity (optionally on one side: +1 right, -1 left)."""
     ic, depth = _intracranial_depth(head)
     com = np.array(ndi.center_of_mass(ic))
-    idx = np.argwhere(ic & (depth <= 1.3))
+    idx = np.argwhere(ic & (depth <= head.surface_mm()))
     up = idx[:, 2] > com[2] - 5 / head.spacing[2]
     lateral = np.abs(idx[:, 0] - com[0]) * head.spacing[0] > 25
     ok = up & lateral

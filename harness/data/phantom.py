@@ -52,6 +52,10 @@ class Head:
     def spacing(self) -> tuple[float, float, float]:
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
 
+    def surface_mm(self) -> float:
+        """Distance-transform value of the outermost voxel layer of a mask on this grid."""
+        return max(self.spacing) * 1.01
+
     def voxel_mm(self) -> float:
         sx, sy, sz = self.spacing
         return sx * sy * sz

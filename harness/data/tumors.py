@@ -167,7 +167,7 @@ def meningioma(head: P.Head, rng) -> dict:
     zs = np.arange(head.labels.shape[2])[None, None, :]
     zc = ndi.center_of_mass(intracranial)[2]
     # on the dura: the outermost intracranial layer, over the convexity
-    dura = intracranial & (depth <= 1.5) & (zs > zc)
+    dura = intracranial & (depth <= head.surface_mm()) & (zs > zc)
     idx = np.argwhere(dura)
     anchor = idx[rng.integers(len(idx))].astype(float)
     inward = np.array(ndi.center_of_mass(intracranial)) - anchor
@@ -179,7 +179,7 @@ def meningioma(head: P.Head, rng) -> dict:
     intracranial = np.isin(head.labels, P.INTRACRANIAL_LABELS)
     mass = P.blob(head.labels.shape, centre, head.spacing, (radius, radius, radius * 0.9), rng, roughness=0.06) & intracranial
     tail_depth = ndi.distance_transform_edt(intracranial, sampling=head.spacing)
-    tail = P.blob(head.labels.shape, anchor, head.spacing, (radius * 1.8,) * 3, rng, roughness=0.05) & intracranial & (tail_depth <= 1.6)
+    tail = P.blob(head.labels.shape, anchor, head.spacing, (radius * 1.8,) * 3, rng, roughness=0.05) & intracranial & (tail_depth <= head.surface_mm() + 0.1)
     oedema = _oedema(head, mass, float(rng.uniform(2, 8)), rng)
     _paint(head, oedema, P.OEDEMA)
     _paint(head, mass | tail, P.MENINGIOMA)

@@ -122,6 +122,8 @@ def build_case(row: dict, base: Path, task: str, *, row_name: str, source_meta: 
             return None, f"volume {role!r} has no path"
         path = Path(rel) if Path(rel).is_absolute() else base / rel
         volumes[str(role)] = path
+    order = {r: i for i, r in enumerate(ROLES)}
+    volumes = dict(sorted(volumes.items(), key=lambda item: (order.get(item[0], len(ROLES)), item[0])))
     needed = [r for r in TASK_ROLES[task] if r in volumes]
     if not needed:
         return None, f"no {' / '.join(TASK_ROLES[task])} volume for task {task}"
