@@ -83,6 +83,8 @@ def test_tumour_best_slice_and_classes(cohorts):
         assert case.truth["best_slice"] == int(np.argmax(areas))
         assert case.truth["areas_mm2"][case.truth["best_slice"]] == pytest.approx(areas.max() * abs(affine[0, 0] * affine[1, 1]), rel=1e-3)
     dx = load_cohort(cohorts["tumor-dx"], "tumor-dx")
+    both = load_cohort(cohorts["tumor-dx"], "tumor-slice")  # the tumour phantoms carry both tasks' truth
+    assert [c.id for c in both.cases] == [c.id for c in dx.cases] and "best_slice" in both.cases[0].truth
     assert sorted(c.truth["diagnosis"] for c in dx.cases) == sorted(DIAGNOSES)
     for case in dx.cases:
         seg, _ = canonical(Path(case.truth["masks"]["seg"]))
@@ -131,9 +133,9 @@ def test_cases_are_deterministic_and_differ(tmp_path):
     from harness.data.sample import write_case
 
     atlas = load_atlas()
-    a = write_case("ct-report", 5, 1, tmp_path / "a", atlas, resolution_scale=3.0)
-    b = write_case("ct-report", 5, 1, tmp_path / "b", atlas, resolution_scale=3.0)
-    c = write_case("ct-report", 5, 2, tmp_path / "c", atlas, resolution_scale=3.0)
+    [a] = write_case("ct-report", 5, 1, tmp_path / "a", atlas, resolution_scale=3.0)
+    [b] = write_case("ct-report", 5, 1, tmp_path / "b", atlas, resolution_scale=3.0)
+    [c] = write_case("ct-report", 5, 2, tmp_path / "c", atlas, resolution_scale=3.0)
     va, _ = canonical(tmp_path / "a" / a["volumes"]["ct_nifti"])
     vb, _ = canonical(tmp_path / "b" / b["volumes"]["ct_nifti"])
     vc, _ = canonical(tmp_path / "c" / c["volumes"]["ct_nifti"])

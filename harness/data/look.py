@@ -15,6 +15,9 @@ def _truth_slice(case, volume) -> int:
     for key in ("best_slice", "slice_index"):
         if isinstance(t.get(key), int) and 0 <= t[key] < volume.shape[2]:
             return t[key]
+    seg = _mask(case, "seg", volume)
+    if seg is not None and seg.any():
+        return int(np.argmax((seg > 0).sum(axis=(0, 1))))
     return volume.shape[2] // 2
 
 

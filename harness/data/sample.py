@@ -6,7 +6,8 @@ meaningfully out of the box and give tests volumes whose right answers are known
 evaluation on real scans (their textures are simpler, their pathology is textbook-typical).
 
 Layout written by `write_sample_cohort` (the same layout `load_cohort` reads as a manifest):
-    OUT/manifest.jsonl        one row per case: id, task, volumes {role: relative path}, truth, masks, meta
+    OUT/manifest.jsonl        one row per case and task: id, task, volumes {role: path}, truth, masks, meta
+                              (tumour phantoms carry a tumor-slice and a tumor-dx row: same files, two truths)
     OUT/cohort.json           generator version, anatomy hash, task, n, seed
     OUT/cases/<id>/*.nii.gz   volumes and truth masks; ct-report also writes ct/ as a DICOM series
 Every case is deterministic in (task, seed, case index): case i is the same whatever n is.
@@ -32,10 +33,14 @@ from harness.volume import Volume
 GENERATOR_VERSION = 1
 DEFAULT_N = {"nph-evans": 10, "tumor-slice": 8, "tumor-dx": 8, "ct-report": 12}
 DEFAULT_SEED = 0
+# tumor-slice and tumor-dx read the same phantoms (one set of files, one manifest row per task): the four lesion
+# classes cycle over the cases, so n = 8 gives two of each.
+GROUPS = {"nph-evans": ("nph-evans",), "tumor-slice": ("tumor-slice", "tumor-dx"), "tumor-dx": ("tumor-slice", "tumor-dx"), "ct-report": ("ct-report",)}
+GROUP_NAMES = {"nph-evans": "nph-evans", "tumor-slice": "tumor", "tumor-dx": "tumor", "ct-report": "ct-report"}
 
 
 def case_rng(task: str, seed: int, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, TASKS.index(task), index]))
+    return np.random.default_rng(np.random.SeedSequence([seed, TASKS.index(GROUPS[task][0]), index]))
 
 
 def _generate(task: str, atlas: anatomy.Atlas, rng: np.random.Generator, index: int, resolution_scale: float) -> dict:
@@ -55,13 +60,14 @@ def _task_truth(task: str, truth: dict) -> dict:
     return truth
 
 
-def write_case(task: str, seed: int, index: int, out: Path, atlas: anatomy.Atlas, *, resolution_scale: float = 1.0) -> dict:
-    """Generate case `index` and write its files under out/cases/<id>/; returns its manifest row."""
+def write_case(task: str, seed: int, index: int, out: Path, atlas: anatomy.Atlas, *, resolution_scale: float = 1.0) -> list[dict]:
+    """Generate case `index` and write its files under out/cases/<id>/; returns its manifest rows (one per task
+    of the task's group)."""
     rng = case_rng(task, seed, index)
     started = time.perf_counter()
     made = _generate(task, atlas, rng, index, resolution_scale)
     head = made["head"]
-    case_id = f"{task}-s{seed}-{index:03d}"
+    case_id = f"{GROUP_NAMES[task]}-s{seed}-{index:03d}"
     folder = out / "cases" / case_id
     folder.mkdir(parents=True, exist_ok=True)
     volumes = {}
@@ -80,7 +86,6 @@ def write_case(task: str, seed: int, index: int, out: Path, atlas: anatomy.Atlas
     for name, mask in made["masks"].items():
         save_nifti(Volume(mask.astype(np.uint8), head.affine, "MR"), folder / f"{name}.nii.gz", dtype=np.uint8)
         masks[name] = f"cases/{case_id}/{name}.nii.gz"
-    truth = json.loads(json.dumps(_task_truth(task, made["truth"]), default=_plain))
     meta = {
         "source": "sample",
         "phantom": True,
@@ -100,7 +105,11 @@ def write_case(task: str, seed: int, index: int, out: Path, atlas: anatomy.Atlas
         meta["lesion_class"] = made["truth"]["diagnosis"]
     if task == "ct-report":
         meta["primary_finding"] = headct.PRIMARY[index % len(headct.PRIMARY)]
-    return {"id": case_id, "task": task, "volumes": volumes, "masks": masks, "truth": truth, "meta": json.loads(json.dumps(meta, default=_plain))}
+    meta = json.loads(json.dumps(meta, default=_plain))
+    return [
+        {"id": case_id, "task": t, "volumes": volumes, "masks": masks, "truth": json.loads(json.dumps(_task_truth(t, made["truth"]), default=_plain)), "meta": meta}
+        for t in GROUPS[task]
+    ]
 
 
 def _plain(obj):
@@ -123,11 +132,11 @@ def write_sample_cohort(task: str, n: int, seed: int, out, *, resolution_scale: 
     atlas = anatomy.load_atlas(cache_dir)
     rows = []
     for i in range(n):
-        rows.append(write_case(task, seed, i, out, atlas, resolution_scale=resolution_scale))
+        rows.extend(write_case(task, seed, i, out, atlas, resolution_scale=resolution_scale))
         if progress:
             progress(i + 1, n, rows[-1])
     atomic_write_text(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    info = {"task": task, "n": n, "seed": seed, "generator_version": GENERATOR_VERSION, "anatomy": atlas.source,
+    info = {"task": task, "tasks": list(GROUPS[task]), "n": n, "seed": seed, "generator_version": GENERATOR_VERSION, "anatomy": atlas.source,
             "anatomy_hash": atlas.content_hash, "resolution_scale": resolution_scale, "phantom": True}
     atomic_write_text(out / "cohort.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     return out / "manifest.jsonl"
@@ -139,12 +148,13 @@ def sample_cohort_dir(task: str, cache_dir=None, *, n: int | None = None, seed: 
     n = DEFAULT_N[task] if n is None else n
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     atlas = anatomy.load_atlas(cache)
-    key = content_key(generator=GENERATOR_VERSION, anatomy=atlas.content_hash, task=task, n=n, seed=seed, scale=resolution_scale)
-    target = cache / "cohorts" / f"{task}-{key[:16]}"
+    group = GROUP_NAMES[task]
+    key = content_key(generator=GENERATOR_VERSION, anatomy=atlas.content_hash, group=group, n=n, seed=seed, scale=resolution_scale)
+    target = cache / "cohorts" / f"{group}-{key[:16]}"
     if (target / "manifest.jsonl").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{task}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{group}-", dir=target.parent))
     try:
         write_sample_cohort(task, n, seed, tmp, resolution_scale=resolution_scale, cache_dir=cache)
         try:

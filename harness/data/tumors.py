@@ -76,12 +76,12 @@ def _oedema(head: P.Head, core: np.ndarray, reach_mm: float, rng) -> np.ndarray:
     out = np.zeros(core.shape, bool)
     if idx.size == 0:
         return out
-    margin = np.ceil(reach_mm * 1.4 / np.array(head.spacing)).astype(int) + 2
+    margin = np.ceil(reach_mm * 1.6 / np.array(head.spacing)).astype(int) + 2  # > the largest reach below
     lo = np.maximum(idx.min(0) - margin, 0)
     hi = np.minimum(idx.max(0) + margin + 1, core.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     dist = ndi.distance_transform_edt(~core[box], sampling=head.spacing)
-    reach = reach_mm + P.smooth_field(rng, dist.shape, (5, 5, 5), reach_mm * 0.3)
+    reach = reach_mm + np.clip(P.smooth_field(rng, dist.shape, (5, 5, 5), reach_mm * 0.3), -0.5 * reach_mm, 0.5 * reach_mm)
     labels = head.labels[box]
     out[box] = (((labels == A.WM) & (dist <= reach)) | ((labels == A.GM) & (dist <= reach * 0.35))) & ~core[box]
     return out
@@ -112,7 +112,7 @@ def glioblastoma(head: P.Head, rng) -> dict:
     _mass_effect(head, centre, strength_mm=radius * 0.35, sigma_mm=radius * 1.6)
     sp = head.spacing
     outer = P.blob(head.labels.shape, centre, sp, radius * rng.uniform(0.85, 1.15, 3), rng, roughness=0.18)
-    core = P.blob(head.labels.shape, centre + rng.normal(0, 2, 3), sp, radius * rng.uniform(0.45, 0.65, 3), rng, roughness=0.25) & outer
+    core = P.blob(head.labels.shape, centre + rng.normal(0, 2, 3), sp, radius * rng.uniform(0.6, 0.78, 3), rng, roughness=0.2) & outer
     brain = np.isin(head.labels, (A.GM, A.WM, A.CSF))
     oedema = _oedema(head, outer, float(rng.uniform(12, 25)), rng)
     _paint(head, oedema, P.OEDEMA)
