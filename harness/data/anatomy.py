@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from harness.cache import atomic_write_bytes, content_key, default_cache_dir
 from harness.errors import HarnessError
 
-ANATOMY_VERSION = 7
+ANATOMY_VERSION = 8
 GRID_MM = 1.2
 
 BACKGROUND, SCALP, BONE, CSF, VENTRICLE, FRONTAL_HORN, GM, WM, EYE, AIR = range(10)
@@ -53,6 +53,7 @@ _EYE_CENTRES = ((60, 197, 92), (117, 197, 92))
 _EYE_RADIUS_MM = 11.5
 _BRAIN_SEED = (88, 128, 130)
 _FORAMEN_Z = 62
+COLIN27_DIR = Path("/usr/share/mricron/templates")
 
 
 class AnatomyError(HarnessError):
@@ -104,11 +105,7 @@ def derive_labels(t1: np.ndarray, zooms) -> np.ndarray:
     d = t1.astype(np.float32)
     # The head-holder frame of the average is faint (30-60): a higher threshold and an opening drop it; a one-voxel
     # dilation then restores the soft edge of the skin.
-    head = _largest(ndi.binary_opening(d > 60, _ball(3)))
-    head = ndi.binary_dilation(head, iterations=1) & (d > 30)
-    head = ndi.binary_fill_holes(head)
-    for k in range(head.shape[2]):
-        head[:, :, k] = ndi.binary_fill_holes(head[:, :, k])
+    head = _head_mask(d, 60, 30)
     depth = ndi.distance_transform_edt(head, sampling=zooms)
 
     # Brain: bright tissue deep enough under the surface, cut from scalp and muscle by an erosion; the depth needed
@@ -121,56 +118,90 @@ def derive_labels(t1: np.ndarray, zooms) -> np.ndarray:
     seed = seeds[_BRAIN_SEED]
     if seed == 0:
         raise AnatomyError("the brain seed of the average head is not in brain tissue; template changed?")
-    grid = np.indices(d.shape, dtype=np.float32)
-    eyes = np.zeros(d.shape, bool)
-    orbits = np.zeros(d.shape, bool)
-    for c in _EYE_CENTRES:
-        r2 = sum(((grid[i] - c[i]) * zooms[i]) ** 2 for i in range(3))
-        eyes |= (r2 <= _EYE_RADIUS_MM**2) & head
-        orbits |= r2 <= (_EYE_RADIUS_MM + 9.0) ** 2
+    eyes, orbits = _eyes(d.shape, zooms, _EYE_CENTRES, head)
     brain = ndi.binary_dilation(seeds == seed, iterations=6) & (d > 110) & (depth > min_depth - 2) & ~orbits
     brain[:, :, : _FORAMEN_Z - 3] = False
     brain = ndi.binary_fill_holes(ndi.binary_closing(brain, iterations=3))
-    intracranial = ndi.binary_fill_holes(ndi.binary_dilation(brain, iterations=2)) & head & ~eyes
+    box = (slice(60, 118), slice(95, 190), slice(100, 160))
+    return _assemble(d, zooms, head, depth, brain, eyes, floor_z=_FORAMEN_Z - 3, midline_x=_BRAIN_SEED[0], upper_z=125,
+                     ventricle_box=box, thresholds=dict(air=70, shell=230, rim=160, face_bone=120, gm=170, wm=295, vent=245))
 
+
+def derive_colin_labels(t1: np.ndarray, brain_mask: np.ndarray, zooms) -> np.ndarray:
+    """Label map of Colin27 (ch2.nii.gz, 1 mm MNI grid) using its brain mask ch2bet.nii.gz."""
+    d = t1.astype(np.float32)
+    head = _head_mask(d, 20, 8)
+    depth = ndi.distance_transform_edt(head, sampling=zooms)
+    eyes, orbits = _eyes(d.shape, zooms, ((57, 188, 36), (125, 188, 36)), head)
+    brain = ndi.binary_fill_holes(brain_mask & head & ~orbits)
+    floor = int(np.nonzero(brain.any(axis=(0, 1)))[0].min())
+    box = (slice(58, 124), slice(85, 178), slice(68, 128))
+    return _assemble(d, zooms, head, depth, brain, eyes, floor_z=floor, midline_x=90, upper_z=88,
+                     ventricle_box=box, thresholds=dict(air=18, shell=60, rim=40, face_bone=30, gm=50, wm=96, vent=52))
+
+
+def _head_mask(d: np.ndarray, threshold: float, edge: float) -> np.ndarray:
+    head = _largest(ndi.binary_opening(d > threshold, _ball(3)))
+    head = ndi.binary_dilation(head, iterations=1) & (d > edge)
+    head = ndi.binary_fill_holes(head)
+    for k in range(head.shape[2]):
+        head[:, :, k] = ndi.binary_fill_holes(head[:, :, k])
+    return head
+
+
+def _eyes(shape, zooms, centres, head) -> tuple[np.ndarray, np.ndarray]:
+    """Globes as spheres at the template's eye centres (read off by eye), and the orbits around them."""
+    grid = np.indices(shape, dtype=np.float32)
+    eyes = np.zeros(shape, bool)
+    orbits = np.zeros(shape, bool)
+    for c in centres:
+        r2 = sum(((grid[i] - c[i]) * zooms[i]) ** 2 for i in range(3))
+        eyes |= (r2 <= _EYE_RADIUS_MM**2) & head
+        orbits |= r2 <= (_EYE_RADIUS_MM + 9.0) ** 2
+    return eyes, orbits
+
+
+def _assemble(d, zooms, head, depth, brain, eyes, *, floor_z, midline_x, upper_z, ventricle_box, thresholds) -> np.ndarray:
+    """Tissue labels from a head mask, a brain mask and intensity thresholds (in the template's own units)."""
+    t = thresholds
+    intracranial = ndi.binary_fill_holes(ndi.binary_dilation(brain, iterations=2)) & head & ~eyes
     labels = np.zeros(d.shape, np.uint8)
     labels[head] = SCALP
 
     # Internal air: dark, thick regions inside the head below the brain (nasal cavity, sinuses, pharynx).
-    dark = (d < 70) & head & (depth > 4) & ~intracranial
+    dark = (d < t["air"]) & head & (depth > 4) & ~intracranial
     air = ndi.binary_opening(dark, iterations=2)
     # Bone: a shell just outside the intracranial space (dark there), plus the dark rim around internal air.
     dist_ic = ndi.distance_transform_edt(~intracranial, sampling=zooms)
-    shell = head & ~intracranial & (((dist_ic <= 6.5) & (d < 230)) | (dist_ic <= 3.0))
-    shell[:, :, : _FORAMEN_Z - 3] = False  # the intracranial mask is cut flat there; that cut is not bone
-    rim = ndi.binary_dilation(air, iterations=2) & ~air & head & (d < 160) & ~intracranial
-    face_bone = head & ~intracranial & (d < 120) & (depth > 5) & ~air
+    shell = head & ~intracranial & (((dist_ic <= 6.5) & (d < t["shell"])) | (dist_ic <= 3.0))
+    shell[:, :, :floor_z] = False  # the intracranial mask is cut flat there; that cut is not bone
+    rim = ndi.binary_dilation(air, iterations=2) & ~air & head & (d < t["rim"]) & ~intracranial
+    face_bone = head & ~intracranial & (d < t["face_bone"]) & (depth > 5) & ~air
     labels[shell | rim | face_bone] = BONE
     labels[air] = AIR
-
-    labels[eyes] = EYE  # spheres at the globes (the template's globes are round and ~23 mm across)
+    labels[eyes] = EYE  # spheres at the globes (the templates' globes are round and ~23 mm across)
 
     labels[intracranial] = CSF
-    labels[brain & (d >= 170)] = GM
-    labels[brain & (d >= 295)] = WM
+    labels[brain & (d >= t["gm"])] = GM
+    labels[brain & (d >= t["wm"])] = WM
 
     # Lateral ventricles: darker-than-white-matter voxels deep in the brain; of the candidate components, the one
     # with most voxels off the midline high in the brain (the interhemispheric fissure and cisterns lie on it).
+    grid = np.indices(d.shape, dtype=np.float32)
     deep = ndi.binary_erosion(brain, iterations=8)
     box = np.zeros_like(deep)
-    box[60:118, 95:190, 100:160] = True
-    lab, n = ndi.label(deep & box & (d < 245))
-    off_midline = (np.abs(grid[0] - _BRAIN_SEED[0]) >= 5) & (grid[2] >= 125)
+    box[ventricle_box] = True
+    lab, n = ndi.label(deep & box & (d < t["vent"]))
+    off_midline = (np.abs(grid[0] - midline_x) >= 5) & (grid[2] >= upper_z)
     score = np.bincount(lab[off_midline].ravel(), minlength=n + 1)
     score[0] = 0
     vent = lab == int(np.argmax(score))
     if vent.sum() < 2000:
-        raise AnatomyError("could not find the lateral ventricles in the average head")
+        raise AnatomyError("could not find the lateral ventricles in the template")
     labels[vent] = VENTRICLE
     ys = np.nonzero(vent)[1]
     front_y = ys.max() - 0.38 * (ys.max() - ys.min())
-    fh = vent & (grid[1] >= front_y)
-    labels[fh] = FRONTAL_HORN
+    labels[vent & (grid[1] >= front_y)] = FRONTAL_HORN
     return labels
 
 
@@ -192,25 +223,60 @@ def _resample_to_grid(t1: np.ndarray, labels: np.ndarray, affine: np.ndarray) ->
     return t1_new.astype(np.float32), lab_new.astype(np.uint8), new_affine
 
 
-def load_atlas(cache_dir=None) -> Atlas:
-    """The labelled average head, derived on first use and cached (a few MB, compressed)."""
-    path = pydeface_template()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    key = content_key(anatomy=ANATOMY_VERSION, template=digest, grid_mm=GRID_MM)
+def colin27_files() -> tuple[Path, Path] | None:
+    """Colin27 and its brain mask from Debian's mricron-data, when installed (optional)."""
+    head, brain = COLIN27_DIR / "ch2.nii.gz", COLIN27_DIR / "ch2bet.nii.gz"
+    return (head, brain) if head.exists() and brain.exists() else None
+
+
+def _cached_atlas(name: str, sources: list[Path], derive, cache_dir) -> Atlas:
+    digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
+    key = content_key(anatomy=ANATOMY_VERSION, name=name, template=digest, grid_mm=GRID_MM)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = cache / "anatomy" / f"pydeface-mean-{key[:16]}.npz"
+    target = cache / "anatomy" / f"{name}-{key[:16]}.npz"
     if target.exists():
         try:
             with np.load(target) as z:
-                return Atlas(z["t1"], z["labels"], z["affine"], "pydeface-mean", key)
+                return Atlas(z["t1"], z["labels"], z["affine"], name, key)
         except (OSError, ValueError, KeyError):
             target.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
-    img = nib.load(str(path))
-    t1 = np.asarray(img.get_fdata(dtype=np.float32))
-    labels = derive_labels(t1, img.header.get_zooms()[:3])
+    t1, labels, affine = derive()
     wm = float(np.median(t1[labels == WM]))
-    t1_grid, lab_grid, affine = _resample_to_grid(t1 / wm * 0.85, labels, np.asarray(img.affine, float))
+    t1_grid, lab_grid, grid_affine = _resample_to_grid(t1 / wm * 0.85, labels, affine)
     buf = io.BytesIO()
-    np.savez_compressed(buf, t1=t1_grid, labels=lab_grid, affine=affine)
+    np.savez_compressed(buf, t1=t1_grid, labels=lab_grid, affine=grid_affine)
     atomic_write_bytes(target, buf.getvalue())
-    return Atlas(t1_grid, lab_grid, affine, "pydeface-mean", key)
+    return Atlas(t1_grid, lab_grid, grid_affine, name, key)
+
+
+def load_atlas(cache_dir=None) -> Atlas:
+    """The labelled pydeface average head (always available), derived on first use and cached (~5 MB)."""
+    path = pydeface_template()
+
+    def derive():
+        img = nib.load(str(path))
+        t1 = np.asarray(img.get_fdata(dtype=np.float32))
+        return t1, derive_labels(t1, img.header.get_zooms()[:3]), np.asarray(img.affine, float)
+
+    return _cached_atlas("pydeface-mean", [path], derive, cache_dir)
+
+
+def load_colin27(cache_dir=None) -> Atlas | None:
+    """The labelled Colin27 head when mricron-data is installed, else None."""
+    files = colin27_files()
+    if files is None:
+        return None
+
+    def derive():
+        img = nib.load(str(files[0]))
+        t1 = np.asarray(img.get_fdata(dtype=np.float32))
+        brain = np.asarray(nib.load(str(files[1])).dataobj) > 0
+        return t1, derive_colin_labels(t1, brain, img.header.get_zooms()[:3]), np.asarray(img.affine, float)
+
+    return _cached_atlas("colin27", list(files), derive, cache_dir)
+
+
+def load_atlases(cache_dir=None) -> list[Atlas]:
+    """Every head available here: the pydeface average always, Colin27 when installed (phantoms alternate)."""
+    colin = load_colin27(cache_dir)
+    return [load_atlas(cache_dir)] + ([colin] if colin is not None else [])

@@ -10,7 +10,10 @@ Layout written by `write_sample_cohort` (the same layout `load_cohort` reads as 
                               (tumour phantoms carry a tumor-slice and a tumor-dx row: same files, two truths)
     OUT/cohort.json           generator version, anatomy hash, task, n, seed
     OUT/cases/<id>/*.nii.gz   volumes and truth masks; ct-report also writes ct/ as a DICOM series
-Every case is deterministic in (task, seed, case index): case i is the same whatever n is.
+Every case is deterministic in (task, seed, case index) and the heads installed: case i is the same whatever n is.
+The pydeface average head is always used; when Debian's mricron-data is installed, Colin27 (a sharper single-subject
+head whose field of view ends below the nose) is used for every other case. Each case's meta names its head, and
+the cache key and cohort hash cover both, so the two set-ups never mix.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ GROUP_NAMES = {"nph-evans": "nph-evans", "tumor-slice": "tumor", "tumor-dx": "tu
 
 def case_rng(task: str, seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, TASKS.index(GROUPS[task][0]), index]))
+
+
+def atlas_for(task: str, index: int, atlases: list) -> anatomy.Atlas:
+    """Heads alternate per full cycle of the task's classes, so every class appears on every head."""
+    period = {"tumor": len(DIAGNOSES), "ct-report": len(headct.PRIMARY)}.get(GROUP_NAMES[task], 1)
+    return atlases[(index // period) % len(atlases)]
 
 
 def _generate(task: str, atlas: anatomy.Atlas, rng: np.random.Generator, index: int, resolution_scale: float) -> dict:
@@ -129,15 +138,15 @@ def write_sample_cohort(task: str, n: int, seed: int, out, *, resolution_scale: 
 
         raise HarnessError(f"{out}: output folder is not empty; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
-    atlas = anatomy.load_atlas(cache_dir)
+    atlases = anatomy.load_atlases(cache_dir)
     rows = []
     for i in range(n):
-        rows.extend(write_case(task, seed, i, out, atlas, resolution_scale=resolution_scale))
+        rows.extend(write_case(task, seed, i, out, atlas_for(task, i, atlases), resolution_scale=resolution_scale))
         if progress:
             progress(i + 1, n, rows[-1])
     atomic_write_text(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    info = {"task": task, "tasks": list(GROUPS[task]), "n": n, "seed": seed, "generator_version": GENERATOR_VERSION, "anatomy": atlas.source,
-            "anatomy_hash": atlas.content_hash, "resolution_scale": resolution_scale, "phantom": True}
+    info = {"task": task, "tasks": list(GROUPS[task]), "n": n, "seed": seed, "generator_version": GENERATOR_VERSION, "anatomy": [a.source for a in atlases],
+            "anatomy_hash": [a.content_hash for a in atlases], "resolution_scale": resolution_scale, "phantom": True}
     atomic_write_text(out / "cohort.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     return out / "manifest.jsonl"
 
@@ -147,9 +156,9 @@ def sample_cohort_dir(task: str, cache_dir=None, *, n: int | None = None, seed: 
     check_task(task)
     n = DEFAULT_N[task] if n is None else n
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    atlas = anatomy.load_atlas(cache)
+    atlases = anatomy.load_atlases(cache)
     group = GROUP_NAMES[task]
-    key = content_key(generator=GENERATOR_VERSION, anatomy=atlas.content_hash, group=group, n=n, seed=seed, scale=resolution_scale)
+    key = content_key(generator=GENERATOR_VERSION, anatomy=[a.content_hash for a in atlases], group=group, n=n, seed=seed, scale=resolution_scale)
     target = cache / "cohorts" / f"{group}-{key[:16]}"
     if (target / "manifest.jsonl").exists():
         return target
