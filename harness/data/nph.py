@@ -52,7 +52,8 @@ def _er_of(labels: np.ndarray, spacing) -> float:
 
 def enlarge_ventricles(head: P.Head, target_er: float) -> float:
     """Push tissue away from the ventricles (a smooth radial displacement, wider left-right) until the Evans ratio
-    reaches the target; returns the displacement strength used (mm). Bisection on a crop around the ventricles."""
+    reaches the target, or pull it in when the head's own ratio is above it; returns the strength used (mm, negative
+    = shrink). Bisection on a crop around the ventricles."""
     c = _ventricle_centre(head.labels)
     sp = head.spacing
     half = np.ceil(np.array([75.0, 80.0, 60.0]) / sp).astype(int)
@@ -60,16 +61,15 @@ def enlarge_ventricles(head: P.Head, target_er: float) -> float:
     hi = np.minimum(np.round(c).astype(int) + half, head.labels.shape)
     crop = head.labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     cc = c - lo
-    sigma = 30.0
+    sigma = 36.0
 
     def field(strength, shape, centre):
         return P.radial_pull(shape, centre, sp, strength, sigma, weights=(1.0, 0.6, 0.7))
 
     base = _er_of(crop, sp)
-    if base >= target_er:
-        return 0.0
-    a, b = 0.0, 0.85 * sigma  # beyond ~sigma the pull map would fold over
-    for _ in range(9):
+    # Grow (positive strength) or shrink (negative) the ventricles; beyond ~sigma the pull map would fold over.
+    a, b = (0.0, 0.9 * sigma) if base < target_er else (-0.5 * sigma, 0.0)
+    for _ in range(10):
         mid = (a + b) / 2
         er = _er_of(P.pull(crop, field(mid, crop.shape, cc), 0), sp)
         a, b = (mid, b) if er < target_er else (a, mid)

@@ -33,7 +33,7 @@ from harness.io import save_nifti
 from harness.io.dicom_write import write_dicom_series
 from harness.volume import Volume
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever generated cases change, so cached cohorts are rebuilt
 DEFAULT_N = {"nph-evans": 10, "tumor-slice": 8, "tumor-dx": 8, "ct-report": 12}
 DEFAULT_SEED = 0
 # tumor-slice and tumor-dx read the same phantoms (one set of files, one manifest row per task): the four lesion
