@@ -132,8 +132,7 @@ def _edh(head, rng, facts):
     inward /= np.linalg.norm(inward)
     facts["shift"] = max(facts.get("shift", 0.0), _shift(head, anchor + inward * 10 / np.array(head.spacing), thickness * 0.7, 28.0))
     ic, depth = _intracranial_depth(head)
-    lens = P.blob(head.labels.shape, anchor, head.spacing, (thickness, thickness, thickness), rng, roughness=0.03)
-    # flatten into a biconvex lens: keep voxels close to the skull, thickest at the anchor
+    # a biconvex lens: voxels close to the inner skull, thickest at the anchor, thinning to nothing ~34 mm away
     lens = P.blob(head.labels.shape, anchor, head.spacing, (32, 32, 32), rng, roughness=0.05) & ic & (depth <= thickness * (1 - _dist_frac(head, anchor, 34) ** 2))
     head.labels[lens] = P.BLOOD
     facts["fracture_at"] = anchor
@@ -284,8 +283,7 @@ def _scalp(head, rng, facts):
     r = float(rng.uniform(18, 30))
     swell = P.blob(head.labels.shape, centre, head.spacing, (r, r, r * 0.8), rng, roughness=0.1)
     swell &= np.isin(head.labels, (A.BACKGROUND, A.SCALP))
-    thickness_mask = swell
-    head.labels[thickness_mask] = P.SWELLING
+    head.labels[swell] = P.SWELLING
     return {"type": "scalp_haematoma", "side": _side(head, anchor[0]), "location": _lobe(head, anchor).split()[0] + " scalp"}
 
 

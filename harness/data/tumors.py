@@ -17,7 +17,6 @@ from scipy import ndimage as ndi
 
 from harness.data import anatomy as A
 from harness.data import phantom as P
-from harness.data.truth import DIAGNOSES
 
 BRATS = {P.NECROSIS: 1, P.NONENHANCING: 1, P.OEDEMA: 2, P.ENHANCING: 3, P.MENINGIOMA: 3}
 LOBES = ("frontal", "parietal", "temporal", "occipital")

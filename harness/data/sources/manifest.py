@@ -24,7 +24,7 @@ import math
 from pathlib import Path
 
 from harness.case import ROLES, Case
-from harness.data.truth import REQUIRED, TASK_ROLES, normalize_truth
+from harness.data.truth import TASK_ROLES, normalize_truth
 from harness.errors import HarnessError
 
 KNOWN_TRUTH_COLUMNS = {
