@@ -1,0 +1,158 @@
+"""Cohorts: the cases of one task from one source, with the rows that could not be used and why.
+
+`load_cohort(source, task)` picks the reader from the source:
+    None                         the built-in sample cohort of the task (phantoms; generated on first use, cached)
+    *.jsonl / *.json / *.csv / *.parquet, or a folder holding manifest.jsonl|csv|parquet   a manifest
+    a folder with dataset_description.json or sub-*/ folders                                 a BIDS dataset
+    a folder with images_structural*/ (and images_segm/)                                     the UPENN-GBM layout
+    a folder with reports.csv or labels.csv next to DICOM study folders                      DICOM studies (head CT)
+    a folder saved by `datasets` (save_to_disk) or with data/*.parquet + README.md; "hf:owner/name" for the hub
+A prefix forces the reader: manifest:, bids:, upenn:, dicom:, hf:.
+Bad rows never stop a cohort: they are listed in `problems` as (row or case id, message) and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from harness.cache import canonical_json
+from harness.case import Case
+from harness.data.truth import check_task
+from harness.errors import HarnessError
+
+
+class CohortError(HarnessError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cohort:
+    name: str
+    task: str
+    cases: list[Case]
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __iter__(self):
+        return iter(self.cases)
+
+    def case(self, case_id: str) -> Case:
+        for c in self.cases:
+            if c.id == case_id:
+                return c
+        raise CohortError(f"cohort {self.name} has no case {case_id!r}")
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha256 over every case's id, file contents (not paths), truth and metadata: equal wherever the cohort
+        lives, different as soon as one voxel file or one label changes."""
+        h = hashlib.sha256()
+        h.update(self.task.encode())
+        for case in sorted(self.cases, key=lambda c: c.id):
+            truth = dict(case.truth)
+            if isinstance(truth.get("masks"), dict):
+                truth["masks"] = {k: fingerprint(v) for k, v in truth["masks"].items()}
+            doc = {"id": case.id, "volumes": {r: fingerprint(p) for r, p in sorted(case.volumes.items())}, "truth": truth, "meta": case.meta}
+            h.update(canonical_json(doc).encode())
+        return h.hexdigest()
+
+
+_fingerprints: dict[tuple, str] = {}
+
+
+def fingerprint(path) -> str:
+    """sha256 of a file's bytes, or of a folder's sorted (relative name, file sha256) list; cached per mtime."""
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(f.relative_to(p).as_posix().encode() + b"\0" + fingerprint(f).encode())
+        return h.hexdigest()
+    try:
+        st = p.stat()
+    except OSError:
+        return "missing"
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _fingerprints:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _fingerprints[key] = h.hexdigest()
+    return _fingerprints[key]
+
+
+PREFIXES = ("manifest", "bids", "upenn", "dicom", "hf")
+MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def detect_kind(source: str | Path) -> tuple[str, str]:
+    """(reader kind, location) for a source string or path."""
+    text = str(source)
+    for prefix in PREFIXES:
+        if text.startswith(prefix + ":"):
+            return prefix, text[len(prefix) + 1 :]
+    path = Path(text)
+    if not path.exists():
+        raise CohortError(f"{path}: no such file or folder (prefix hf: to read a dataset from the Hugging Face hub)")
+    if path.is_file():
+        if path.name.lower().endswith(MANIFEST_SUFFIXES):
+            return "manifest", text
+        raise CohortError(f"{path}: a manifest must be .jsonl, .json, .csv or .parquet")
+    for name in ("manifest.jsonl", "manifest.csv", "manifest.parquet", "manifest.json"):
+        if (path / name).exists():
+            return "manifest", str(path / name)
+    if (path / "dataset_description.json").exists() or any(path.glob("sub-*")):
+        return "bids", text
+    if any(path.glob("images_structural*")):
+        return "upenn", text
+    if (path / "reports.csv").exists() or (path / "labels.csv").exists():
+        return "dicom", text
+    if (path / "dataset_info.json").exists() or (path / "state.json").exists() or (path / "data").is_dir() or any(path.glob("*.parquet")):
+        return "hf", text
+    raise CohortError(
+        f"{path}: cannot tell what kind of cohort this is; expected manifest.jsonl/csv/parquet, a BIDS tree, the "
+        "UPENN-GBM layout, DICOM studies with reports.csv, or a Hugging Face dataset folder"
+    )
+
+
+def load_cohort(source: str | Path | None, task: str, *, limit: int | None = None, cache_dir=None) -> Cohort:
+    """Read the cases of `task` from `source` (see the module doc). limit: keep the first N usable cases."""
+    check_task(task)
+    if limit is not None and limit < 1:
+        raise CohortError(f"limit must be at least 1, got {limit}")
+    if source is None:
+        from harness.data.sample import sample_cohort_dir
+
+        folder = sample_cohort_dir(task, cache_dir)
+        cohort = _read("manifest", str(folder / "manifest.jsonl"), task, limit, cache_dir)
+        return Cohort(f"sample-{task}", task, cohort.cases, cohort.problems, "sample")
+    kind, location = detect_kind(source)
+    return _read(kind, location, task, limit, cache_dir)
+
+
+def _read(kind: str, location: str, task: str, limit, cache_dir) -> Cohort:
+    from harness.data.sources import bids, dicom_studies, hf, manifest, upenn
+
+    reader = {"manifest": manifest.read, "bids": bids.read, "upenn": upenn.read, "dicom": dicom_studies.read, "hf": hf.read}[kind]
+    cases, problems = reader(location, task, limit=limit, cache_dir=cache_dir)
+    name = Path(location).stem if kind != "hf" or Path(location).exists() else location
+    if name == "manifest":
+        name = Path(location).parent.name
+    return Cohort(name, task, cases, problems, f"{kind}:{location}")
+
+
+def summary(cohort: Cohort) -> dict:
+    return {"name": cohort.name, "task": cohort.task, "cases": len(cohort.cases), "problems": len(cohort.problems),
+            "source": cohort.source, "content_hash": cohort.content_hash}
+
+
+def dumps_problems(cohort: Cohort) -> str:
+    return json.dumps([{"row": r, "problem": m} for r, m in cohort.problems], indent=2)

@@ -1,0 +1,197 @@
+"""Manifest cohorts: JSONL, JSON, CSV or Parquet, one row per case, read with `datasets` (works offline).
+
+Row schema (paths are relative to the manifest's folder unless absolute):
+    id        str, required, unique
+    task      str, optional; rows of other tasks are skipped (one manifest may hold several tasks)
+    volumes   {role: path}; or flat columns named by role: t1, t1c, t2, flair, ct (DICOM folder or NIfTI), ct_nifti
+    truth     {field: value} (a JSON string in CSV); or flat columns named by the task's truth fields
+              (evans_ratio, best_slice, diagnosis, report, ...; see harness.data.truth)
+    masks     {name: path} (JSON string in CSV) or flat columns mask_<name>; put into truth["masks"] as absolute paths
+    meta      {key: value}, optional, must be free of patient information
+Example JSONL row:
+    {"id": "c1", "volumes": {"t1": "c1/t1.nii.gz"}, "truth": {"evans_ratio": 0.31}}
+Example CSV:
+    id,t1,evans_ratio
+    c1,c1/t1.nii.gz,0.31
+A row is rejected (and reported) when: id missing or repeated, no volume of the task's roles, a file missing or
+its header unreadable, the required truth missing or of the wrong type. Nulls (absent keys) are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from harness.case import ROLES, Case
+from harness.data.truth import TASK_ROLES, normalize_truth
+from harness.errors import HarnessError
+
+KNOWN_TRUTH_COLUMNS = {
+    "evans_ratio", "frontal_horn_width_mm", "inner_skull_width_mm", "slice_index", "best_slice", "best_slice_mm",
+    "areas_mm2", "diagnosis", "findings", "report", "report_findings", "report_impression", "midline_shift_mm",
+    "intracranial", "extracranial", "normal",
+}
+
+
+class ManifestError(HarnessError):
+    pass
+
+
+def drop_nulls(value):
+    """datasets fills keys missing from a row with None (it unifies the schema over rows); drop them again."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+def _json_field(value, name: str):
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"column {name!r} is not valid JSON ({exc.msg})") from None
+    return value or {}
+
+
+def check_volume(path: Path) -> str | None:
+    """A cheap readability check (header only): None when fine, else the problem."""
+    from harness.io import is_nifti
+
+    if not path.exists():
+        return f"file not found: {path}"
+    if path.is_dir():
+        files = [f for f in sorted(path.rglob("*")) if f.is_file()]
+        if not files:
+            return f"DICOM folder is empty: {path}"
+        with open(files[0], "rb") as fh:
+            head = fh.read(132)
+        if head[128:132] != b"DICM":
+            import pydicom
+
+            try:
+                pydicom.dcmread(files[0], stop_before_pixels=True, force=True).SOPClassUID  # noqa: B018
+            except Exception:
+                return f"not a DICOM folder (first file {files[0].name} is not DICOM): {path}"
+        return None
+    if is_nifti(path):
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+            if len(img.shape) < 3:
+                return f"not a 3D volume (shape {img.shape}): {path}"
+        except Exception as exc:
+            return f"unreadable NIfTI ({exc.__class__.__name__}): {path}"
+        return None
+    return None  # a single DICOM file: load_volume will judge it
+
+
+def build_case(row: dict, base: Path, task: str, *, row_name: str, source_meta: dict | None = None, check_files: bool = True) -> tuple[Case | None, str | None]:
+    """One manifest-like row -> (Case, None) or (None, problem)."""
+    row = drop_nulls(dict(row))
+    case_id = str(row.get("id") or "").strip()
+    if not case_id:
+        return None, "missing id"
+    try:
+        volumes_in = _json_field(row.get("volumes"), "volumes")
+        truth = _json_field(row.get("truth"), "truth")
+        masks_in = _json_field(row.get("masks"), "masks")
+        meta = _json_field(row.get("meta"), "meta")
+    except ValueError as exc:
+        return None, str(exc)
+    if not isinstance(volumes_in, dict) or not isinstance(truth, dict) or not isinstance(masks_in, dict) or not isinstance(meta, dict):
+        return None, "volumes, truth, masks and meta must be objects"
+    volumes_in = dict(volumes_in)
+    for role in ROLES:
+        if row.get(role) not in (None, ""):
+            volumes_in.setdefault(role, row[role])
+    for key, value in row.items():
+        if key.startswith("mask_") and value not in (None, ""):
+            masks_in.setdefault(key[len("mask_") :], value)
+        elif key in KNOWN_TRUTH_COLUMNS and key not in truth:
+            truth[key] = _json_field(value, key) if key in ("findings", "intracranial", "extracranial") and isinstance(value, str) else value
+    volumes = {}
+    for role, rel in volumes_in.items():
+        if not isinstance(rel, str) or not rel.strip():
+            return None, f"volume {role!r} has no path"
+        path = Path(rel) if Path(rel).is_absolute() else base / rel
+        volumes[str(role)] = path
+    order = {r: i for i, r in enumerate(ROLES)}
+    volumes = dict(sorted(volumes.items(), key=lambda item: (order.get(item[0], len(ROLES)), item[0])))
+    needed = [r for r in TASK_ROLES[task] if r in volumes]
+    if not needed:
+        return None, f"no {' / '.join(TASK_ROLES[task])} volume for task {task}"
+    if check_files:
+        for role, path in volumes.items():
+            problem = check_volume(path)
+            if problem:
+                return None, f"{role}: {problem}"
+    truth, problems = normalize_truth(task, truth)
+    if problems:
+        return None, "; ".join(problems)
+    if masks_in:
+        masks = {}
+        for name, rel in masks_in.items():
+            path = Path(rel) if Path(rel).is_absolute() else base / str(rel)
+            if check_files and not path.exists():
+                return None, f"mask {name!r}: file not found: {path}"
+            masks[str(name)] = str(path)
+        truth["masks"] = masks
+    meta = {**(source_meta or {}), **meta}
+    return Case(case_id, task, volumes, truth, meta), None
+
+
+def rows_to_cases(rows, base: Path, task: str, *, limit=None, check_files=True) -> tuple[list[Case], list[tuple[str, str]]]:
+    cases, problems, seen = [], [], set()
+    for n, row in enumerate(rows, start=1):
+        row_task = row.get("task")
+        if row_task not in (None, "") and row_task != task:
+            continue
+        name = str(row.get("id") or f"row {n}")
+        if name in seen:
+            problems.append((name, "duplicate id"))
+            continue
+        case, problem = build_case(row, base, task, row_name=name, check_files=check_files)
+        if problem:
+            problems.append((name if row.get("id") else f"row {n}", problem))
+            continue
+        seen.add(case.id)
+        cases.append(case)
+        if limit is not None and len(cases) >= limit:
+            break
+    return cases, problems
+
+
+def load_rows(path: Path) -> list[dict]:
+    """The manifest's rows via `datasets` (JSON lines / JSON / CSV / Parquet)."""
+    import datasets
+
+    suffix = path.suffix.lower()
+    builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(suffix)
+    if builder is None:
+        raise ManifestError(f"{path}: a manifest must be .jsonl, .json, .csv or .parquet")
+    if not path.exists():
+        raise ManifestError(f"{path}: no such manifest")
+    if path.stat().st_size == 0:
+        return []
+    kwargs = {}
+    if builder == "csv":
+        kwargs["keep_default_na"] = False  # an empty cell is an empty string, not NaN, and "NA" stays text
+    try:
+        datasets.disable_progress_bars()
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as exc:  # datasets raises many types for malformed files
+        raise ManifestError(f"{path}: cannot read manifest ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return [dict(r) for r in ds]
+
+
+def read(location: str, task: str, *, limit=None, cache_dir=None):
+    path = Path(location)
+    rows = load_rows(path)
+    return rows_to_cases(rows, path.parent, task, limit=limit)
