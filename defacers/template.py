@@ -61,12 +61,12 @@ class TemplateFit:
     seconds: float
 
 
-def fit_template(volume: Volume, source: str = "input") -> TemplateFit:
+def fit_template(volume: Volume) -> TemplateFit:
     """Place the template face on `volume`, or refuse (RegistrationError) when the fit is implausible."""
     start = time.perf_counter()
     tpl = pydeface_template()
     reg = register_cached(volume, tpl.head, tpl.key)
-    check_fit(reg, volume.modality, source)
+    check_fit(reg, volume.modality)
     face = reg.warp(tpl.face.astype(np.float32), tpl.head.affine, volume, linear=False, outside=0.0) > 0.5
     warped = reg.warp(tpl.head.data, tpl.head.affine, volume, linear=True, outside=0.0)
     template_face_head = face & (warped > head_threshold(tpl.head))
@@ -75,7 +75,7 @@ def fit_template(volume: Volume, source: str = "input") -> TemplateFit:
     reg.qc["face_overlap"] = round(overlap, 3)
     if n == 0 or overlap < MIN_FACE_OVERLAP:
         raise RegistrationError(
-            f"{source}: no face where the head template puts one (only {overlap:.0%} of the template's face lands on "
+            f"no face where the head template puts one (only {overlap:.0%} of the template's face lands on "
             f"head tissue, need {MIN_FACE_OVERLAP:.0%}); the input looks skull-stripped, cropped or not a head. "
             "Refusing to deface."
         )

@@ -19,6 +19,7 @@ import io
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from harness.brainmask import head_mask, head_threshold
 from harness.render import RenderSpec, Slices, render, resolve_window
@@ -64,16 +65,20 @@ def measure(original: Volume, defaced: Volume, changed: np.ndarray, *, face: np.
 
 
 def _surface_image(volume: Volume, threshold: float, height: int) -> Image.Image:
-    """Anterior surface render: depth map shaded (near = bright), viewed from the front (patient right on left)."""
-    depth = anterior_depth(head_mask(volume, threshold), volume.spacing[1])  # (x, z)
+    """Anterior surface render: the depth map lit from the front-above (Lambert), viewed from the front."""
+    mask = head_mask(volume, threshold)
+    depth = anterior_depth(mask, volume.spacing[1])  # (x, z) in mm
     hit = depth < volume.shape[1] * volume.spacing[1]
+    filled = np.where(hit, depth, depth[hit].max() if hit.any() else 0.0)
+    gx, gz = np.gradient(ndimage.gaussian_filter(filled, 1.5), volume.spacing[0], volume.spacing[2])  # no voxel terraces
+    normal = np.stack([-gx, -gz, np.ones_like(gx)])
+    normal /= np.linalg.norm(normal, axis=0)
+    light = np.array([0.0, 0.35, 1.0]) / np.linalg.norm([0.0, 0.35, 1.0])  # from the front, a little above
+    lambert = np.clip(np.tensordot(light, normal, axes=1), 0.0, 1.0)
     near = float(depth[hit].min()) if hit.any() else 0.0
-    shade = np.where(hit, 255.0 * np.clip(1.0 - (depth - near) / 80.0, 0.0, 1.0), 0.0)
-    # Lambert-like relief from the depth gradient makes the face readable.
-    gx, gz = np.gradient(np.where(hit, depth, depth[hit].max() if hit.any() else 0.0))
-    relief = np.clip(1.0 - 0.08 * (np.abs(gx) + np.abs(gz)), 0.3, 1.0)
-    img = (shade * relief).astype(np.uint8)[::-1, ::-1].T  # rows superior->inferior, cols patient right->left
-    out = Image.fromarray(np.ascontiguousarray(img), mode="L")
+    fade = np.clip(1.0 - (depth - near) / 150.0, 0.35, 1.0)  # farther surfaces a little darker
+    img = np.where(hit, 30.0 + 225.0 * lambert * fade, 0.0).astype(np.uint8)[::-1, ::-1].T
+    out = Image.fromarray(np.ascontiguousarray(img), mode="L")  # rows superior->inferior, patient right on the left
     sx, sz = volume.spacing[0], volume.spacing[2]
     width = max(1, round(height * (img.shape[1] * sx) / (img.shape[0] * sz)))
     return out.resize((width, height), Image.Resampling.BILINEAR)

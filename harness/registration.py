@@ -116,7 +116,6 @@ def _centroid_lps(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def _run(fixed, moving, initial, shrinks, sigmas):
     method = sitk.ImageRegistrationMethod()
-    method.SetNumberOfThreads(1)  # multi-threaded Mattes MI sums in a varying order: not reproducible, and slower here
     method.SetMetricAsMattesMutualInformation(32)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(SAMPLING, SEED)
@@ -144,6 +143,17 @@ def _rotation_and_scales(matrix: np.ndarray) -> tuple[float, tuple[float, float,
 
 def register(subject: Volume, template: Volume) -> Registration:
     """Fit `template` onto `subject` (affine). Raises RegistrationError for blank input; see `check_fit`."""
+    # Multi-threaded Mattes MI sums partial results in a varying order: the fit would differ in the last digits from
+    # run to run (and it was slower on 2 shared cores). One thread makes it bit-reproducible.
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        return _register(subject, template)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _register(subject: Volume, template: Volume) -> Registration:
     start = time.perf_counter()
     subject_head = head_mask(subject)
     if subject.intensity_range[1] - subject.intensity_range[0] <= 0 or subject_head.sum() < 1000:
@@ -165,23 +175,23 @@ def register(subject: Volume, template: Volume) -> Registration:
     return Registration(final, metric, rotation, scales, time.perf_counter() - start)
 
 
-def check_fit(reg: Registration, modality: str, source: str = "input") -> None:
+def check_fit(reg: Registration, modality: str) -> None:
     """Refuse an implausible fit with a message saying what probably went wrong."""
     if reg.rotation_deg > MAX_ROTATION_DEG:
         raise RegistrationError(
-            f"{source}: the head template only fits after a {reg.rotation_deg:.0f} degree rotation or a mirror flip; "
+            f"the head template only fits after a {reg.rotation_deg:.0f} degree rotation or a mirror flip; "
             "the header orientation is probably wrong (e.g. anterior-posterior swapped). Refusing to deface."
         )
     lo, hi = SCALE_RANGE
     if not all(lo <= s <= hi for s in reg.scales):
         raise RegistrationError(
-            f"{source}: the head template only fits when scaled by {', '.join(f'{s:.2f}' for s in reg.scales)}; "
+            f"the head template only fits when scaled by {', '.join(f'{s:.2f}' for s in reg.scales)}; "
             "this does not look like a whole head (skull-stripped, cropped or not a head?). Refusing to deface."
         )
     limit = MAX_METRIC[modality]
     if reg.metric > limit:
         raise RegistrationError(
-            f"{source}: the head template fits poorly (mutual information {reg.metric:.3f}, must be below {limit}); "
+            f"the head template fits poorly (mutual information {reg.metric:.3f}, must be below {limit}); "
             "the input may be skull-stripped, not a head, or wrongly oriented. Refusing to deface."
         )
 

@@ -36,9 +36,10 @@ def _root(
 
 
 def _register() -> None:
-    from harness.cli import volumes
+    from harness.cli import deface, volumes
 
     volumes.register(app)
+    deface.register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
