@@ -24,10 +24,7 @@ def names() -> list[str]:
 def get(name: str, **params) -> Defacer:
     """The defacer called `name`, configured by `params` (they become part of its identity and cache key)."""
     if name in NATIVE:
-        try:
-            return NATIVE[name](**params)
-        except TypeError as exc:
-            raise DefacerError(f"defacer {name!r} does not take these parameters: {exc}") from None
+        return NATIVE[name](**params)
     if name.startswith("external:"):
         return external_defacer(name.split(":", 1)[1], **params)
     raise DefacerError(f"unknown defacer {name!r}; known: {', '.join(names())}")

@@ -38,8 +38,13 @@ class Defacer:
 
     name: str = ""
     version: str = ""
+    accepts: tuple[str, ...] | None = ()  # parameter names this defacer takes (None: any, e.g. external tools)
 
     def __init__(self, **params):
+        unknown = sorted(set(params) - set(self.accepts)) if self.accepts is not None else []
+        if unknown:
+            takes = ", ".join(self.accepts) if self.accepts else "no parameters"
+            raise DefacerError(f"defacer {self.name!r} does not take {', '.join(unknown)} (it takes {takes})")
         self.params = dict(params)
 
     @property

@@ -80,6 +80,7 @@ def external_defacer(tool: str, **params) -> "ExternalDefacer":
 
 class ExternalDefacer(Defacer):
     version = "1"
+    accepts = None
 
     def __init__(self, tool: str, **params):
         spec = EXTERNAL_TOOLS[tool]
@@ -110,7 +111,6 @@ class ExternalDefacer(Defacer):
 
     def _deface(self, volume: Volume) -> DefacedVolume:
         exe = self._resolve()
-        fit = fit_template(volume)
         brain = brain_mask(volume)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="harness-deface-") as tmp:
@@ -146,6 +146,7 @@ class ExternalDefacer(Defacer):
                 "resampling tools are not supported"
             )
         defaced, changed = finish(volume, out.data)
+        fit = fit_template(volume)  # after the tool, so a broken tool is reported without waiting for the fit
         start = time.perf_counter()
         qc = privacy.measure(volume, defaced, changed, face=fit.face, brain=brain, registration=fit.registration)
         qc["defacer"] = self.identity

@@ -10,6 +10,7 @@ The brain mask comes from harness.brainmask (MR: threshold + morphology, CT: int
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import quickshear as qs
@@ -27,7 +28,9 @@ def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:
         raise DefacerError("quickshear: the brain mask is empty; cannot place the shearing plane")
     # quickshear works on the sagittal profile with axes (posterior, superior): flip our anterior axis.
     profile = qs.edge_mask(brain[:, ::-1, :])
-    low = qs.convex_hull(profile)
+    with warnings.catch_warnings():  # quickshear's np.cross on 2D vectors is deprecated in NumPy 2 (still correct)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        low = qs.convex_hull(profile)
     if low.shape[1] < 2:
         raise DefacerError("quickshear: the brain mask outline is degenerate; cannot place the shearing plane")
     sa, ss = float(spacing[1]), float(spacing[2])
@@ -45,6 +48,7 @@ def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:
 class Quickshear(Defacer):
     name = "quickshear"
     version = "1"
+    accepts = ("buffer_mm",)
 
     def __init__(self, buffer_mm: float = 10.0):
         if not 0 <= float(buffer_mm) <= 50:
