@@ -13,13 +13,15 @@ import numpy as np
 from defacers.base import DefacedVolume, Defacer, air_value, finish
 from defacers.template import fit_template
 from harness import privacy
+from harness.brainmask import BRAINMASK_VERSION
+from harness.registration import REG_VERSION
 from harness.brainmask import brain_mask
 from harness.volume import Volume
 
 
 class Deface(Defacer):
     name = "deface"
-    version = "1"
+    version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
 
     def _deface(self, volume: Volume) -> DefacedVolume:
         fit = fit_template(volume)

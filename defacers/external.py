@@ -11,6 +11,7 @@ the tool must write), {outdir} (an empty folder the tool may fill; `output_glob`
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ import numpy as np
 from defacers.base import DefacedVolume, Defacer, DefacerError, finish
 from defacers.template import fit_template
 from harness import privacy
+from harness.brainmask import BRAINMASK_VERSION
+from harness.registration import REG_VERSION
 from harness.brainmask import brain_mask
 from harness.errors import HarnessError
 from harness.io import load_nifti, save_nifti
@@ -72,6 +75,14 @@ EXTERNAL_TOOLS: dict[str, ExternalTool] = {
 }
 
 
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def external_defacer(tool: str, **params) -> "ExternalDefacer":
     if tool not in EXTERNAL_TOOLS:
         raise DefacerError(f"unknown external defacer {tool!r}; known: {', '.join(EXTERNAL_TOOLS)}")
@@ -79,7 +90,7 @@ def external_defacer(tool: str, **params) -> "ExternalDefacer":
 
 
 class ExternalDefacer(Defacer):
-    version = "1"
+    version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
     accepts = None
 
     def __init__(self, tool: str, **params):
@@ -99,6 +110,15 @@ class ExternalDefacer(Defacer):
         self.tool = tool
         self.spec = spec
         self.timeout = timeout
+
+    @property
+    def identity(self) -> dict:
+        """Name, adapter version, params, and the sha256 of the installed executable: a different build of the tool is
+        a different defacer. (For launcher scripts this covers the launcher only; pin tool versions by params.)"""
+        identity = super().identity
+        exe = shutil.which(self.spec.executable)
+        identity["executable_sha256"] = _file_sha256(exe) if exe else None
+        return identity
 
     def _resolve(self) -> str:
         exe = shutil.which(self.spec.executable)

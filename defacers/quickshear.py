@@ -18,6 +18,8 @@ import quickshear as qs
 from defacers.base import DefacedVolume, Defacer, DefacerError, air_value, finish
 from defacers.template import fit_template
 from harness import privacy
+from harness.brainmask import BRAINMASK_VERSION
+from harness.registration import REG_VERSION
 from harness.brainmask import brain_mask
 from harness.volume import Volume
 
@@ -47,7 +49,7 @@ def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:
 
 class Quickshear(Defacer):
     name = "quickshear"
-    version = "1"
+    version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
     accepts = ("buffer_mm",)
 
     def __init__(self, buffer_mm: float = 10.0):

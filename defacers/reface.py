@@ -21,6 +21,8 @@ from scipy import ndimage
 from defacers.base import DefacedVolume, Defacer, air_value, finish
 from defacers.template import fit_template, pydeface_template
 from harness import privacy
+from harness.brainmask import BRAINMASK_VERSION
+from harness.registration import REG_VERSION
 from harness.brainmask import brain_mask, head_mask, head_threshold
 from harness.volume import Volume
 
@@ -86,7 +88,7 @@ def intensity_map(volume: Volume, warped_template: np.ndarray, template_threshol
 
 class Reface(Defacer):
     name = "reface"
-    version = "1"
+    version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
 
     def _deface(self, volume: Volume) -> DefacedVolume:
         fit = fit_template(volume)

@@ -22,6 +22,8 @@ from scipy import ndimage
 from harness.volume import Volume
 
 GRID_MM = 2.0
+# Names the mask recipe; quickshear (which cuts along the mask) and the QC depend on it.
+BRAINMASK_VERSION = "morph-2"
 
 
 def _ball(radius_vox: float) -> np.ndarray:

@@ -92,3 +92,12 @@ def test_real_quickshear_cli(colin):
 def test_pydeface_without_fsl_says_so(colin):
     with pytest.raises(DefacerError, match="flirt"):
         defacers.get("external:pydeface").deface(colin)
+
+
+def test_identity_names_the_installed_tool(tmp_path):
+    tool = _script(tmp_path, "fake-deface", FAKE_DEFACER)
+    first = defacers.get("external:cmd", command=f"{tool} {{input}} {{output}}").identity
+    tool.write_text(tool.read_text() + "\n# rebuilt\n")
+    second = defacers.get("external:cmd", command=f"{tool} {{input}} {{output}}").identity
+    assert first["executable_sha256"] and first["executable_sha256"] != second["executable_sha256"]
+    assert first["params"] == {"command": f"{tool} {{input}} {{output}}"}
