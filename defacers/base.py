@@ -76,8 +76,7 @@ def air_value(volume: Volume) -> float:
 
 
 def is_integer_valued(volume: Volume) -> bool:
-    sample = volume.data[::4, ::4, ::4]
-    return bool(np.array_equal(sample, np.round(sample)))
+    return bool(np.array_equal(volume.data, np.round(volume.data)))
 
 
 def finish(volume: Volume, new_data: np.ndarray) -> tuple[Volume, np.ndarray]:
@@ -86,4 +85,5 @@ def finish(volume: Volume, new_data: np.ndarray) -> tuple[Volume, np.ndarray]:
     new_data = np.clip(new_data, lo, hi).astype(np.float32)
     if is_integer_valued(volume):
         new_data = np.round(new_data)
-    return volume.with_data(new_data), new_data != volume.data
+    changed = new_data != volume.data
+    return volume.with_data(new_data), changed
