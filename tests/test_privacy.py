@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 from PIL import Image
 
 from defacer_helpers import COLIN27, COLIN27_BRAIN, colin27, synthetic_ct
