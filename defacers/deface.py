@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from defacers.base import DefacedVolume, Defacer, air_value, finish
-from defacers.template import fit_template
+from defacers.base import DefacedVolume, air_value, finish
+from defacers.template import TemplateDefacer, fit_template
 from harness import privacy
 from harness.brainmask import BRAINMASK_VERSION
 from harness.registration import REG_VERSION
@@ -19,7 +19,7 @@ from harness.brainmask import brain_mask
 from harness.volume import Volume
 
 
-class Deface(Defacer):
+class Deface(TemplateDefacer):
     name = "deface"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
 

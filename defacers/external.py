@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from defacers.base import DefacedVolume, Defacer, DefacerError, finish
-from defacers.template import fit_template
+from defacers.base import DefacedVolume, DefacerError, finish
+from defacers.template import TemplateDefacer, fit_template
 from harness import privacy
 from harness.brainmask import BRAINMASK_VERSION
 from harness.registration import REG_VERSION
@@ -89,7 +89,7 @@ def external_defacer(tool: str, **params) -> "ExternalDefacer":
     return ExternalDefacer(tool, **params)
 
 
-class ExternalDefacer(Defacer):
+class ExternalDefacer(TemplateDefacer):
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
     accepts = None
 

@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 import quickshear as qs
 
-from defacers.base import DefacedVolume, Defacer, DefacerError, air_value, finish
-from defacers.template import fit_template
+from defacers.base import DefacedVolume, DefacerError, air_value, finish
+from defacers.template import TemplateDefacer, fit_template
 from harness import privacy
 from harness.brainmask import BRAINMASK_VERSION
 from harness.registration import REG_VERSION
@@ -47,7 +47,7 @@ def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:
     return np.broadcast_to(below[None, :, :], brain.shape)
 
 
-class Quickshear(Defacer):
+class Quickshear(TemplateDefacer):
     name = "quickshear"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
     accepts = ("buffer_mm",)

@@ -18,8 +18,8 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from defacers.base import DefacedVolume, Defacer, air_value, finish
-from defacers.template import fit_template, pydeface_template
+from defacers.base import DefacedVolume, air_value, finish
+from defacers.template import TemplateDefacer, fit_template, pydeface_template
 from harness import privacy
 from harness.brainmask import BRAINMASK_VERSION
 from harness.registration import REG_VERSION
@@ -86,7 +86,7 @@ def intensity_map(volume: Volume, warped_template: np.ndarray, template_threshol
     return _increasing(src), np.maximum.accumulate(dst)
 
 
-class Reface(Defacer):
+class Reface(TemplateDefacer):
     name = "reface"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from defacers.base import DefacerError
+from defacers.base import Defacer, DefacerError
 from harness.brainmask import head_mask, head_threshold
 from harness.io import load_nifti
 from harness.registration import Registration, RegistrationError, check_fit, register_cached
@@ -80,3 +80,11 @@ def fit_template(volume: Volume) -> TemplateFit:
             "Refusing to deface."
         )
     return TemplateFit(reg, face, warped, time.perf_counter() - start)
+
+
+class TemplateDefacer(Defacer):
+    """A defacer whose output or QC depends on the template: the template's content is part of its identity."""
+
+    @property
+    def identity(self) -> dict:
+        return {**super().identity, "template": pydeface_template().key}

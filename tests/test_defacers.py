@@ -43,7 +43,8 @@ def ct_results(ct):
 def test_registry_names_identity_and_unknown():
     assert {"original", "quickshear", "deface", "reface", "external:pydeface", "external:cmd"} <= set(defacers.names())
     d = defacers.get("quickshear", buffer_mm=5)
-    assert d.identity == {"name": "quickshear", "version": d.version, "params": {"buffer_mm": 5.0}}
+    assert d.identity["name"] == "quickshear" and d.identity["params"] == {"buffer_mm": 5.0}
+    assert d.identity["version"] == d.version and len(d.identity["template"]) == 16  # the template's content key
     assert defacers.get("quickshear").identity != d.identity
     with pytest.raises(DefacerError, match="unknown defacer 'nope'"):
         defacers.get("nope")
