@@ -1,0 +1,54 @@
+"""Defaced volumes on disk, keyed by the input's content hash and the defacer's identity.
+
+cache_dir/defaced/<content_key(volume=..., defacer=...)>/ holds defaced.nii.gz, changed.nii.gz and qc.json
+(QC + timings). Each file is written atomically and qc.json last, so a folder with qc.json is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from defacers.base import DefacedVolume, Defacer
+from harness.errors import HarnessError
+from harness.cache import atomic_write_text, content_key
+from harness.io import load_nifti, save_nifti
+from harness.volume import Volume
+
+CACHE_LAYOUT = 1
+
+
+def cache_key(defacer: Defacer, volume: Volume) -> str:
+    return content_key(kind="defaced", layout=CACHE_LAYOUT, volume=volume.content_hash, defacer=defacer.identity)
+
+
+def deface_cached(defacer: Defacer, volume: Volume, cache_dir) -> DefacedVolume:
+    """`defacer.deface(volume)`, read back from cache_dir when the same volume was defaced the same way before."""
+    folder = Path(cache_dir) / "defaced" / cache_key(defacer, volume)
+    qc_path = folder / "qc.json"
+    if qc_path.is_file():
+        hit = _load(folder, volume)
+        if hit is not None:
+            return hit
+    result = defacer.deface(volume)
+    save_nifti(result.volume, folder / "defaced.nii.gz")
+    save_nifti(volume.with_data(result.changed.astype(np.float32)), folder / "changed.nii.gz", dtype=np.uint8)
+    record = {"qc": result.qc, "timings": result.timings, "defacer": defacer.identity, "volume": volume.content_hash}
+    atomic_write_text(qc_path, json.dumps(record, indent=1, sort_keys=True, default=float))
+    return result
+
+
+def _load(folder: Path, volume: Volume) -> DefacedVolume | None:
+    """The cached result, or None when the folder is unusable (it is then recomputed and overwritten)."""
+    try:
+        record = json.loads((folder / "qc.json").read_text())
+        data = load_nifti(folder / "defaced.nii.gz", modality=volume.modality).data
+        changed = load_nifti(folder / "changed.nii.gz", modality="MR").data > 0.5
+    except (OSError, ValueError, KeyError, HarnessError):  # a damaged entry is recomputed and overwritten
+        return None
+    if data.shape != volume.shape or changed.shape != volume.shape or record.get("volume") != volume.content_hash:
+        return None
+    # The affine comes from the input (NIfTI stores it as float32), so the result hashes like a fresh one.
+    return DefacedVolume(volume.with_data(data), changed, record["qc"], record.get("timings", {}), from_cache=True)

@@ -1,0 +1,70 @@
+"""`harness deface`: deface one volume with a named defacer, write it, print the privacy/damage QC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from harness.cache import atomic_write_bytes
+from harness.errors import HarnessError
+from harness.io import load_volume, save_nifti
+
+
+def _params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def deface_cmd(
+    volume: Path = typer.Argument(..., help="A NIfTI file, a DICOM file, or a folder of DICOM files."),
+    defacer: str = typer.Option("reface", "--defacer", "-d", help="original | quickshear | deface | reface | external:<tool>."),
+    out: Path = typer.Option(..., "--out", "-o", help="Defaced volume to write (.nii or .nii.gz)."),
+    qc_png: Optional[Path] = typer.Option(None, "--qc-png", help="Also write a QC sheet: mid-sagittal and anterior surface, before/after."),
+    qc_json: Optional[Path] = typer.Option(None, "--qc-json", help="Also write the QC record as JSON."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Reuse/keep defaced volumes here (keyed by content and defacer)."),
+    param: List[str] = typer.Option([], "--param", "-p", help="Defacer parameter KEY=VALUE (repeatable), e.g. buffer_mm=5 or command='tool {input} {output}'."),
+    modality: Optional[str] = typer.Option(None, help="Override the modality: MR or CT."),
+):
+    """Deface a head volume and report how much face went and whether any brain changed."""
+    import defacers
+    from harness.privacy import qc_png as make_qc_png
+
+    if not out.name.lower().endswith((".nii", ".nii.gz")):
+        raise HarnessError(f"{out}: output name must end in .nii or .nii.gz")
+    v = load_volume(volume, modality=modality)
+    d = defacers.get(defacer, **_params(param))
+    try:
+        result = defacers.deface_cached(d, v, cache_dir) if cache_dir is not None else d.deface(v)
+    except HarnessError as exc:
+        raise HarnessError(f"{volume}: {exc}") from None
+    save_nifti(result.volume, out)
+    typer.echo(f"wrote {out}" + (" (from cache)" if result.from_cache else ""))
+    qc = result.qc
+    for key in ("voxels_changed", "brain_voxels_changed", "face_fraction_changed", "face_surface_change_mm"):
+        if key in qc:
+            value = qc[key]
+            typer.echo(f"{key:<24} {value:.3f}" if isinstance(value, float) else f"{key:<24} {value}")
+    if "registration" in qc:
+        reg = qc["registration"]
+        typer.echo(f"{'registration metric':<24} {reg['metric']:.3f} (refused above {reg['max_metric']})")
+    typer.echo(f"{'seconds':<24} {result.timings.get('total', 0.0):.2f}")
+    if qc_json is not None:
+        atomic_write_bytes(qc_json, json.dumps({"qc": qc, "timings": result.timings}, indent=1, default=float).encode())
+    if qc_png is not None:
+        atomic_write_bytes(qc_png, make_qc_png(v, result.volume, title=defacer))
+        typer.echo(f"wrote {qc_png}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deface")(deface_cmd)
