@@ -1,0 +1,57 @@
+"""Pieces every task uses: rendering a case's volumes into message images, prompt-built messages, and reading
+the images a scripted baseline was shown. Task modules call these instead of writing their own twins."""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from harness.models.types import ImagePart, Message
+from harness.prompts import render_prompt
+from harness.render import RenderSpec, render
+from harness.volume import Volume
+
+
+def render_parts(volume: Volume, spec: RenderSpec, label: str) -> list[ImagePart]:
+    """The spec's images as message parts, labelled for transcripts (labels are never sent instead of images)."""
+    images = render(volume, spec)
+    if len(images) == 1:
+        return [ImagePart.from_rendered(images[0], label=label)]
+    return [ImagePart.from_rendered(img, label=f"{label} slice {img.slices[0]}") for img in images]
+
+
+def render_views(volumes: Mapping[str, Volume], views: Sequence[tuple[str, RenderSpec, str]]) -> tuple[list[ImagePart], list[str]]:
+    """Render (role, spec, label) views; returns the image parts and the render spec keys (for cache keys)."""
+    parts: list[ImagePart] = []
+    keys: list[str] = []
+    for role, spec, label in views:
+        parts.extend(render_parts(volumes[role], spec, label))
+        keys.append(spec.key)
+    return parts, keys
+
+
+def prompt_messages(system_template: str | None, user_template: str, images: Iterable[ImagePart] = (), /, **context) -> list[Message]:
+    """[system, user] messages from prompts/ templates; images follow the user text."""
+    messages = []
+    if system_template:
+        messages.append(Message.system(render_prompt(system_template, **context)))
+    messages.append(Message.user(render_prompt(user_template, **context), *images))
+    return messages
+
+
+def image_array(part: ImagePart) -> np.ndarray:
+    """A message image as a uint8 greyscale array (what a scripted baseline analyses)."""
+    with Image.open(io.BytesIO(part.png)) as im:
+        return np.asarray(im.convert("L"))
+
+
+def shown_images(messages: Sequence[Message]) -> list[ImagePart]:
+    """Every image the model has been shown so far, in order (user messages and tool results)."""
+    return [part for m in messages for part in m.content if isinstance(part, ImagePart)]
+
+
+def text_of(message: Message) -> str:
+    return "\n".join(part for part in message.content if isinstance(part, str))
