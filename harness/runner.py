@@ -94,6 +94,31 @@ class EvalOutcome:
     wall_seconds: float = 0.0
 
 
+def _param_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_defacer_arg(text: str) -> tuple[str, dict]:
+    """`reface`, `quickshear(buffer_mm=5)` or `external:cmd(command=tool {input} {output})` -> (name, params).
+    The whole text is the condition's name in results, so two settings of one defacer stay apart."""
+    text = text.strip()
+    if not text.endswith(")") or "(" not in text:
+        return text, {}
+    name, _, inner = text[:-1].partition("(")
+    params = {}
+    for part in filter(None, (p.strip() for p in inner.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise EvalError(f"cannot read defacer parameter {part!r} in {text!r}; use NAME(key=value, ...)")
+        params[key.strip()] = _param_value(value.strip())
+    return name.strip(), params
+
+
 # --- defacing in worker processes -------------------------------------------------------------------------------
 
 def _deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict:
@@ -129,8 +154,11 @@ class Runner:
         self.console = console
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         self.tasks = {name: get_task(name) for name in dict.fromkeys(cfg.tasks)}
-        names = [REFERENCE] + [d for d in dict.fromkeys(cfg.defacers) if d != REFERENCE]
-        self.defacers = {name: defacer_registry.get(name) for name in names}
+        self.defacers = {REFERENCE: defacer_registry.get(REFERENCE)}
+        for text in dict.fromkeys(cfg.defacers):
+            if text != REFERENCE:
+                name, params = parse_defacer_arg(text)
+                self.defacers[text] = defacer_registry.get(name, **params)
         self.modes_by_task = {}
         for task_name, task in self.tasks.items():
             mode = cfg.mode or task.default_mode
@@ -206,8 +234,8 @@ class Runner:
             for role in task.roles:
                 key = (item.task, item.case_id, role, item.condition)
                 if key not in jobs:
-                    d = self.defacers[item.condition]
-                    jobs[key] = (str(case.volumes[role]), d.name, dict(d.params), str(self.cache_dir))
+                    name, params = parse_defacer_arg(item.condition)
+                    jobs[key] = (str(case.volumes[role]), name, params, str(self.cache_dir))
         results: dict[tuple, dict] = {}
         if not jobs:
             return results

@@ -43,7 +43,7 @@ def _config_models(config: Path | None) -> list[str]:
 
 def eval_cmd(
     task: List[str] = typer.Option(..., "--task", "-t", help="Task to run (repeatable): nph-evans, tumor-slice, tumor-dx, ct-report."),
-    defacer: List[str] = typer.Option(..., "--defacer", "-d", help="Defacer to compare against the original (repeatable): quickshear, deface, reface, external:TOOL."),
+    defacer: List[str] = typer.Option(..., "--defacer", "-d", help="Defacer to compare against the original (repeatable): quickshear, deface, reface, external:TOOL; parameters as NAME(key=value,...), e.g. quickshear(buffer_mm=5)."),
     model: List[str] = typer.Option([], "--model", "-m", help="Model profile or BACKEND:MODEL (repeatable). Default: [eval] models in the config file, else each task's scripted baseline."),
     cohort: Optional[str] = typer.Option(None, "--cohort", help="Cohort source: a manifest (.jsonl/.csv/.parquet), BIDS folder, DICOM folder, UPENN-GBM folder or Hugging Face dataset. Default: the built-in sample cohort."),
     mode: Optional[str] = typer.Option(None, "--mode", help="single (fixed images + prompt), agent (tools), or direct (a task's algorithmic route). Default: each task's default."),
