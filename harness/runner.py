@@ -332,7 +332,6 @@ class Runner:
                 result = await run_agent(model, inp.messages, inp.toolbox, budget=self.cfg.budget, sampling=self.cfg.sampling)
             else:
                 result = await run_single_turn(model, inp.messages, sampling=self.cfg.sampling, timeout_s=self.cfg.budget.max_wall_s)
-            self.model_calls += result.backend_calls
             transcript = result.transcript
             tokens = {"prompt": result.usage.prompt_tokens, "completion": result.usage.completion_tokens}
             if not result.ok:
@@ -386,6 +385,8 @@ class Runner:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
         finally:
+            # counted per model, not per sample: concurrent samples share a model, so per-sample deltas overlap
+            self.model_calls += sum(getattr(m, "backend_calls", 0) for m in models.values())
             for m in models.values():
                 await m.aclose()
             close = getattr(cache, "close", None)

@@ -147,12 +147,11 @@ def test_an_unreadable_case_fails_alone_and_fail_fast_stops(task, cohort, tmp_pa
     broken.mkdir()
     rows = [json.loads(line) for line in Path(cohort).read_text().splitlines()]
     for row in rows:  # manifest paths are relative to the manifest: point them back at the original files
-        for key, value in list(row.items()):
-            if isinstance(value, str) and value.endswith((".nii.gz", ".nii")):
-                row[key] = str((Path(cohort).parent / value).resolve())
-    bad = next(v for k, v in rows[1].items() if isinstance(v, str) and v.endswith(".nii.gz"))
-    (tmp_path / "bad.nii.gz").write_bytes(Path(bad).read_bytes()[:2000])  # truncated
-    rows[1] = {k: (str(tmp_path / "bad.nii.gz") if v == bad else v) for k, v in rows[1].items()}
+        for group in ("volumes", "masks"):
+            row[group] = {k: str((Path(cohort).parent / v).resolve()) for k, v in row.get(group, {}).items()}
+    bad = Path(rows[1]["volumes"]["t1"])
+    (tmp_path / "bad.nii.gz").write_bytes(bad.read_bytes()[:2000])  # truncated
+    rows[1]["volumes"]["t1"] = str(tmp_path / "bad.nii.gz")
     (broken / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     outcome = run(broken / "manifest.jsonl", tmp_path / "runs", tmp_path / "cache")
     recs = lines(outcome.run_dir)
