@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.compare import compare_runs
 from harness.data.sample import write_sample_cohort
 from harness.runner import EvalConfig, EvalError, FailFast, Runner, parse_defacer_arg, read_qc, summarize_run
 from harness.store import RunLockedError, read_json, read_samples
@@ -76,6 +77,13 @@ def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path):
     fresh_dir = run(cohort, tmp_path / "other-runs", cache)  # new run directory, same caches
     assert (fresh_dir.model_calls, fresh_dir.defacer_runs, fresh_dir.counts["ok"]) == (0, 0, 6)
     assert fresh_dir.wall_seconds < first.wall_seconds
+
+    rows = compare_runs(first.run_dir, fresh_dir.run_dir)  # same model, same answers: paired differences are 0
+    assert {(r.condition, r.metric) for r in rows} == {(c, m) for c in ("original", "reface") for m in ("abs_error", "close")}
+    assert all(r.n == 3 and r.diff == 0 for r in rows)
+    cli = subprocess.run([sys.executable, "-m", "harness", "compare", first.run_dir, fresh_dir.run_dir], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+    assert cli.returncode == 0 and "abs_error" in cli.stdout and "reface" in cli.stdout
 
 
 def _child(args, env_extra=None) -> subprocess.Popen:

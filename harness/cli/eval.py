@@ -102,6 +102,32 @@ def tasks_cmd():
                 typer.echo(f"  {group:8s} {m.name}{unit}: {m.description} ({m.kind}, {arrow})")
 
 
+def compare_cmd(
+    run_a: Path = typer.Argument(..., help="First run directory (A)."),
+    run_b: Path = typer.Argument(..., help="Second run directory (B)."),
+):
+    """Compare two runs, paired by task, case, condition and mode: mean of each score in A and B, the difference
+    B - A with a 95% bootstrap CI, Wilcoxon p and Benjamini-Hochberg adjusted p."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.compare import compare_runs
+
+    rows = compare_runs(run_a, run_b)
+    table = Table(title=f"B = {run_b.name}  vs  A = {run_a.name}  (paired; difference B - A, 95% CI)", title_justify="left")
+    for col in ("task", "condition", "mode", "metric", "pairs", "A", "B", "B - A [95% CI]", "p", "p adj"):
+        table.add_column(col)
+
+    def f(x):
+        return "-" if x is None or x != x else f"{x:.3g}"
+
+    for r in rows:
+        table.add_row(r.task, r.condition, r.mode, r.metric, str(r.n), f(r.mean_a), f(r.mean_b),
+                      f"{f(r.diff)} [{f(r.ci_low)}, {f(r.ci_high)}]", f(r.p), f(r.p_adj))
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval", help=EVAL_HELP)(eval_cmd)
     app.command("tasks")(tasks_cmd)
+    app.command("compare")(compare_cmd)
