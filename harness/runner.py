@@ -13,6 +13,7 @@ the run goes on unless fail_fast is set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -31,7 +32,7 @@ from harness.data import load_cohort
 from harness.errors import HarnessError
 from harness.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals
 from harness.manifest import build_manifest, redact_text
-from harness.models import ResponseCache, Sampling, create_model, resolve_model_spec
+from harness.models import ResponseCache, Sampling, create_model, resolve_model_spec, serve_model
 from harness.progress import StageProgress
 from harness.sample import Sample
 from harness.store import RunStore, new_run_dir
@@ -70,6 +71,7 @@ class EvalConfig:
     budget: Budget = field(default_factory=Budget)
     sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0
+    serve: bool = False  # start local model servers for the run (see Runner._start_servers)
 
     def to_manifest(self) -> dict:
         return {
@@ -412,7 +414,10 @@ class Runner:
                     progress.log(f"resuming {run_dir}: {plan.done} samples done, {plan.skipped_failed} failed kept"
                                  + (" (use --retry-failed to run them again)" if plan.skipped_failed else "") + f", {len(plan.todo)} to run")
                 deface_results = self.deface_all(plan.todo, store, progress)
-                asyncio.run(self.run_samples(plan.todo, store, progress, deface_results))
+                with contextlib.ExitStack() as servers:
+                    if self.cfg.serve and plan.todo:
+                        self._start_servers(servers, {i.model for i in plan.todo}, progress)
+                    asyncio.run(self.run_samples(plan.todo, store, progress, deface_results))
             summary = summarize(store, self) if summarize else None
             counts = store.counts()
             store.update_manifest(stage_seconds={k: round(v, 3) for k, v in self.stage_seconds.items()},
@@ -422,6 +427,16 @@ class Runner:
                            planned=len(items), skipped_done=plan.done, model_calls=self.model_calls,
                            defacer_runs=self.defacer_runs, stage_seconds=dict(self.stage_seconds),
                            wall_seconds=time.perf_counter() - t_start)
+
+    def _start_servers(self, stack: contextlib.ExitStack, needed: set, progress: StageProgress) -> None:
+        """--serve: start each local model's server (its profile's serve_command, default `vllm serve`), wait until
+        it is healthy, and stop it when the samples are done. Sample ids were fixed before, from the configured spec."""
+        for name in sorted(needed):
+            spec = self.model_specs.get(name)
+            if spec is None or spec.backend in ("scripted", "hf", "vllm-local", "openai"):
+                continue
+            progress.log(f"starting the server for {name} ...")
+            self.model_specs[name] = stack.enter_context(serve_model(spec))
 
     def _check_resumable(self, stored: dict) -> None:
         """A resumed run must evaluate the same thing: same task versions and cohort content."""

@@ -58,6 +58,7 @@ def eval_cmd(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache for cohorts, defaced volumes and model replies (default ~/.cache/harness)."),
     max_steps: int = typer.Option(16, "--max-steps", min=1, help="Agent mode: model calls per sample."),
     max_images: int = typer.Option(32, "--max-images", min=1, help="Agent mode: images per sample."),
+    serve: bool = typer.Option(False, "--serve", help="Start each vllm:/openai-compatible: model's server (profile serve_command, default `vllm serve MODEL`), wait for health, stop it afterwards."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed sample or defacer."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain progress lines instead of bars (for CI logs)."),
 ):
@@ -75,7 +76,7 @@ def eval_cmd(
         tasks=list(task), defacers=list(defacer), models=models, cohort=cohort, mode=mode, limit=limit, out=out,
         resume=resume, concurrency=concurrency, workers=workers, cache_dir=cache_dir, fail_fast=fail_fast,
         retry_failed=retry_failed, quiet=quiet or None, config_file=config, base_url=base_url,
-        budget=Budget(max_steps=max_steps, max_images=max_images),
+        budget=Budget(max_steps=max_steps, max_images=max_images), serve=serve,
     )
     runner = Runner(cfg, argv=["harness", *sys.argv[1:]], console=console)
     outcome = runner.run(summarize=summarize_run)
