@@ -40,6 +40,8 @@ MIN_VENTRICLE_SCORE_FRACTION = 0.3
 MAX_VENTRICLE_OFFSET_MM = 25.0  # a lateral-ventricle component's centre lies this close to the midline
 GROW_LEVEL = 0.6
 GROW_VOXELS = 2
+HORN_BRAIN_DEPTH_MM = 15.0
+HORN_MAX_Y_FRACTION = 0.42  # of the brain's antero-posterior extent on the image, from the front
 NPH_THRESHOLD = 0.3
 
 
@@ -274,9 +276,10 @@ class SliceReading:
         return self.horn_width / self.skull_width
 
 
-def read_axial_image(pixels: np.ndarray) -> SliceReading:
-    """Frontal horns and inner skull on one radiological axial image (anterior at the top). Scale-free: sizes are
-    taken relative to the head, so the pixel ratio is the Evans ratio of the slice."""
+def read_axial_image(pixels: np.ndarray, mm_per_px: float | None = None) -> SliceReading:
+    """Frontal horns and inner skull on one radiological axial image (anterior at the top). The ratio of the two
+    pixel widths is the slice's Evans ratio whatever the scale; mm_per_px (when the viewer says it) only sets the
+    sizes of the morphology, else a 150 mm wide head is assumed."""
     img = np.asarray(pixels, dtype=np.float32).T  # (x, y): first axis left-right, like the volume reader
     lit = img[img > 0]
     if lit.size < 100:
@@ -286,7 +289,7 @@ def read_axial_image(pixels: np.ndarray) -> SliceReading:
         return SliceReading(None, None)
     xs = np.nonzero(head.any(axis=1))[0]
     width = xs[-1] - xs[0] + 1
-    mm = 150.0 / width  # a head is ~150 mm wide: only sets the morphology scale, never the measurement
+    mm = float(mm_per_px) if mm_per_px else 150.0 / width
     inner = head & (ndi.distance_transform_edt(head) * mm > 12.0)
     if not inner.any():
         return SliceReading(None, None)
@@ -298,26 +301,31 @@ def read_axial_image(pixels: np.ndarray) -> SliceReading:
     if not brain.any():
         return SliceReading(None, None)
     skull = inner_skull_extent(norm, head, brain)
-    # Frontal horns: dark, deep (> 20 mm under the head surface), near the midline, in the front half of the brain.
-    depth = ndi.distance_transform_edt(head) * mm
+    # Frontal horns: dark regions deep in the brain (> HORN_BRAIN_DEPTH_MM inside its edge: not sulci), in its
+    # anterior part (not the cisterns around the midbrain), centred near the midline (not the sylvian fissures).
+    depth = ndi.distance_transform_edt(brain) * mm
     bx = np.nonzero(brain.any(axis=1))[0]
     by = np.nonzero(brain.any(axis=0))[0]
     mid_x = (bx[0] + bx[-1]) / 2.0
-    front_half = (np.arange(img.shape[1]) < (by[0] + by[-1]) / 2.0)[None, :]
-    dark = (norm < VENTRICLE_LEVEL) & brain & (depth > VENTRICLE_DEPTH_MM) & front_half
+    y_frac = ((np.arange(img.shape[1]) - by[0]) / max(by[-1] - by[0], 1))[None, :]
+    anterior = (y_frac >= 0) & (y_frac <= HORN_MAX_Y_FRACTION)
+    dark = (norm < VENTRICLE_LEVEL) & brain & (depth > HORN_BRAIN_DEPTH_MM) & anterior
     lab, n = ndi.label(dark)
     keep = []
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
         comp = lab[sl] == i
         cx = np.nonzero(comp.any(axis=1))[0] + sl[0].start
-        area_mm2 = comp.sum() * mm * mm
-        if area_mm2 >= 15.0 and abs((cx[0] + cx[-1]) / 2.0 - mid_x) * mm < 20.0:
+        if comp.sum() * mm * mm >= 15.0 and abs((cx[0] + cx[-1]) / 2.0 - mid_x) * mm < 15.0:
             keep.append(i)
     if not keep:
         return SliceReading(None, skull)
     horns = np.isin(lab, keep)
-    grow = max(1, int(round(2.0 / mm)))
-    horns |= ndi.binary_dilation(horns, iterations=grow) & (norm < GROW_LEVEL) & brain & front_half
+    # A wing cut off from its horn by a thin partial-volume wall (<= 2.5 mm) still belongs to it.
+    near = ndi.binary_dilation(horns, iterations=max(1, int(round(2.5 / mm))))
+    horns = np.isin(lab, np.unique(lab[near & (lab > 0)]))
+    # Hysteresis: the horns' edges are dark only in partial volume; grow into them by at most 2 mm.
+    allowed = (norm < GROW_LEVEL) & brain & anterior
+    horns = ndi.binary_dilation(horns, iterations=max(1, int(round(2.0 / mm))), mask=allowed) | horns
     hx = np.nonzero(horns.any(axis=1))[0]
     rows = np.nonzero(horns.any(axis=0))[0]
     row = int(rows[np.argmax(horns[:, rows].sum(axis=0))])

@@ -33,12 +33,13 @@ from harness.scoring.stats import bland_altman, cohen_kappa, complete_pairs, icc
 from harness.tools import Tool, Toolbox
 from tasks.base import Metric, ModelInput, Task
 from tasks.common import image_array, prompt_messages, render_views, shown_images
-from tasks.nph_analysis import NPH_THRESHOLD, encode_mask, mask_dice, read_axial_image, segment_evans
+from tasks.nph_analysis import NPH_THRESHOLD, encode_mask, head_region, mask_dice, read_axial_image, segment_evans
 
 ICC_FORM = "ICC(2,1)"  # absolute agreement: a systematic shift introduced by defacing lowers it
 MONTAGE_BELOW_VERTEX_MM = (75.0, 105.0)  # where the frontal horns lie in adult heads (measured from the scalp vertex)
 MONTAGE_TILES = 9
 MONTAGE_TILE_PX = 320
+WIDE_SKULL_FRACTION = 0.85
 
 
 def _nph_of(answer: Mapping) -> bool:
@@ -108,8 +109,10 @@ class NphEvansTask(Task):
             spec = RenderSpec(plane="axial", slices=Slices("index", tuple(indices)), size=MONTAGE_TILE_PX,
                               montage=(rows, cols), labels=True)
             images, keys = render_views(volumes, [("t1", spec, "t1 axial montage")])
+            fov_mm = max(t1.shape[0] * t1.spacing[0], t1.shape[1] * t1.spacing[1])
             messages = prompt_messages(None, "nph-evans/single.j2", images, n=len(indices), rows=rows, cols=cols,
-                                       indices=indices, threshold=NPH_THRESHOLD)
+                                       indices=indices, threshold=NPH_THRESHOLD,
+                                       mm_per_pixel=f"{fov_mm / MONTAGE_TILE_PX:.3g}")
             return ModelInput(messages, None, keys)
         if mode == "agent":
             toolbox = Toolbox(volumes, submit=Tool.from_function(submit_evans, name="submit", submits=True))
@@ -178,9 +181,15 @@ def _tiles(pixels: np.ndarray, rows: int, cols: int) -> list[np.ndarray]:
 
 
 def _best_reading(readings):
-    """(index, reading) of the widest frontal horns among readings with a ratio; None if none has one."""
+    """(index, reading) of the widest frontal horns among readings with a ratio, on slices through the wide part of
+    the skull (the horns lie there; near the vertex or the skull base sulci and cisterns can look like horns);
+    None if no reading has a ratio."""
     usable = [(i, r) for i, r in enumerate(readings) if r.ratio is not None]
-    return max(usable, key=lambda ir: (ir[1].horn_width, -ir[0])) if usable else None
+    if not usable:
+        return None
+    widest = max(r.skull_width for _, r in usable)
+    usable = [(i, r) for i, r in usable if r.skull_width >= WIDE_SKULL_FRACTION * widest]
+    return max(usable, key=lambda ir: (ir[1].horn_width, -ir[0]))
 
 
 def _single_answer(messages: list[Message]) -> str:
@@ -192,11 +201,13 @@ def _single_answer(messages: list[Message]) -> str:
     if not m or not images:
         return "I cannot read the montage layout."
     rows, cols = int(m.group(1)), int(m.group(2))
-    readings = [read_axial_image(t) for t in _tiles(image_array(images[-1]), rows, cols)]
+    scale = re.search(r"([\d.]+)\s*mm per pixel", text)
+    mm = float(scale.group(1)) if scale else None
+    readings = [read_axial_image(t, mm) for t in _tiles(image_array(images[-1]), rows, cols)]
     best = _best_reading(readings)
     if best is None:
         return "I could not find the frontal horns on these slices."
-    er = round(best[1].ratio, 3)
+    er = round(float(best[1].ratio), 3)
     return json.dumps({"evans_ratio": er, "nph": er > NPH_THRESHOLD, "tile": best[0] + 1})
 
 
@@ -205,8 +216,70 @@ _SLICE_TEXT = re.compile(r"axial slice (\d+) .*?, (\d+)x(\d+) pixels, ([\d.]+) m
 _DISTANCE = re.compile(r"distance ([\d.]+) mm")
 
 
+def _montage_mm_per_px(info: list[Message], tile_width_px: float) -> float | None:
+    """Millimetres per montage pixel from volume_info's voxel counts and spacing (axial tiles span x left-right)."""
+    if not info:
+        return None
+    vox = re.search(r"voxels: (\d+) x (\d+) x (\d+)", info[-1].text)
+    sp = re.search(r"spacing: ([\d.]+) x ([\d.]+) x ([\d.]+) mm", info[-1].text)
+    if not vox or not sp or tile_width_px <= 0:
+        return None
+    return int(vox.group(1)) * float(sp.group(1)) / tile_width_px
+
+
+def _axial_spacing(info: list[Message]) -> float | None:
+    sp = re.search(r"spacing: [\d.]+ x [\d.]+ x ([\d.]+) mm", info[-1].text) if info else None
+    return float(sp.group(1)) if sp else None
+
+
 def _tool_messages(messages, name: str) -> list[Message]:
     return [m for m in messages if m.role == "tool" and m.name == name]
+
+
+def _horn_band(messages: list[Message]):
+    """From the whole-range montage: (tile indices, tile readings, slices between tiles, lowest and highest slice
+    index of the frontal-horn band) or None. The horns lie 75-105 mm below the vertex; the vertex is the highest
+    tile showing head (slice thickness from volume_info); the band gets a 10 mm margin."""
+    montages = _tool_messages(messages, "view_montage")
+    m = _MONTAGE_TEXT.search(montages[-1].text) if montages else None
+    if not m or not montages[-1].images:
+        return None
+    indices = [int(v) for v in m.group(1).split(",")]
+    cols = math.ceil(math.sqrt(len(indices)))
+    rows = math.ceil(len(indices) / cols)
+    sheet = image_array(montages[-1].images[0])
+    info = _tool_messages(messages, "volume_info")
+    mm = _montage_mm_per_px(info, sheet.shape[1] / cols)
+    tiles = _tiles(sheet, rows, cols)[: len(indices)]
+    readings = [read_axial_image(t, mm) for t in tiles]
+    step_between = indices[1] - indices[0] if len(indices) > 1 else 1
+    sz = _axial_spacing(info)
+    top = _vertex_index(messages)
+    if top is None or not sz:
+        return indices, readings, step_between, indices[0], indices[-1] + step_between
+    lo_mm, hi_mm = MONTAGE_BELOW_VERTEX_MM
+    return indices, readings, step_between, int(math.floor(top - (hi_mm + 10) / sz)), int(math.ceil(top - (lo_mm - 10) / sz))
+
+
+def _vertex_index(messages: list[Message]) -> float | None:
+    """The axial index of the top of the head, read off the mid-sagittal view (superior at the top; the image's
+    rows span the volume's axial range linearly, see harness.tools.pixel_to_voxel)."""
+    views = [m for m in _tool_messages(messages, "view_slice") if "sagittal slice" in m.text and m.images]
+    info = _tool_messages(messages, "volume_info")
+    vox = re.search(r"voxels: (\d+) x (\d+) x (\d+)", info[-1].text) if info else None
+    if not views or not vox:
+        return None
+    pixels = image_array(views[-1].images[0])
+    lit = pixels[pixels > 0]
+    if lit.size == 0:
+        return None
+    head = head_region(pixels.T / max(float(np.percentile(lit, 90)), 1.0))  # (x, y) like the readers
+    rows = np.nonzero(head.any(axis=0))[0]
+    if rows.size == 0:
+        return None
+    nk = int(vox.group(3))
+    r = (rows[0] + 0.5) * nk / pixels.shape[0] - 0.5
+    return nk - 1 - r
 
 
 def _agent_step(messages: list[Message], tools) -> Any:
@@ -217,27 +290,28 @@ def _agent_step(messages: list[Message], tools) -> Any:
     slices = _tool_messages(messages, "view_slice")
     measures = _tool_messages(messages, "measure")
     if not montages:
-        return call("view_montage", step, plane="axial")
+        return [call("volume_info", step, 0), call("view_montage", step, 1, plane="axial")]
     if not slices:
-        m = _MONTAGE_TEXT.search(montages[-1].text)
-        if not m or not montages[-1].images:
+        vox = re.search(r"voxels: (\d+) x", _tool_messages(messages, "volume_info")[-1].text)
+        return call("view_slice", step, plane="sagittal", index=int(vox.group(1)) // 2 if vox else 0)
+    band = _horn_band(messages)
+    slices = [m for m in slices if "axial slice" in m.text]
+    if not slices:
+        if band is None:
             return "I could not read the montage."  # no answer: the sample fails with the agent's reason
-        indices = [int(v) for v in m.group(1).split(",")]
-        cols = math.ceil(math.sqrt(len(indices)))
-        rows = math.ceil(len(indices) / cols)
-        readings = [read_axial_image(t) for t in _tiles(image_array(montages[-1].images[0]), rows, cols)[: len(indices)]]
-        best = _best_reading(readings)
-        centre = indices[best[0]] if best else indices[len(indices) // 2]
-        spacing = indices[1] - indices[0] if len(indices) > 1 else 1
-        stride = max(1, round(spacing / 4))
-        picks = sorted({min(max(centre + d * stride, 0), indices[-1] + spacing) for d in range(-5, 6)})
+        indices, readings, step_between, lo, hi = band
+        candidates = [(k, r) for k, r in zip(indices, readings) if lo <= k <= hi] or list(zip(indices, readings))
+        best = _best_reading([r for _, r in candidates])
+        centre = candidates[best[0]][0] if best else candidates[len(candidates) // 2][0]
+        stride = max(1, round(step_between / 4))
+        picks = sorted({k for k in (centre + d * stride for d in range(-5, 6)) if max(lo, 0) <= k <= hi} or {centre})
         return [call("view_slice", step, i, plane="axial", index=int(k)) for i, k in enumerate(picks)]
     if not measures:
         seen = []
         for msg in slices:
             m = _SLICE_TEXT.search(msg.text)
             if m and msg.images:
-                seen.append((int(m.group(1)), read_axial_image(image_array(msg.images[0]))))
+                seen.append((int(m.group(1)), read_axial_image(image_array(msg.images[0]), float(m.group(4)))))
         best = _best_reading([r for _, r in seen])
         if best is None:
             return "I could not find the frontal horns."
