@@ -228,9 +228,9 @@ def decode_mask(doc) -> np.ndarray:
         count = int(np.prod(size))
         if count:
             raw = zlib.decompress(base64.b64decode(doc["data"], validate=True), bufsize=count // 8 + 1)
-            bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=count)
-            if bits.size != count:
+            if len(raw) != (count + 7) // 8:  # unpackbits would pad a short payload with zeros
                 raise MaskFormatError("the data does not fill the box")
+            bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=count)
             mask[origin[0] : origin[0] + size[0], origin[1] : origin[1] + size[1], origin[2] : origin[2] + size[2]] = bits.reshape(size).astype(bool)
         return mask
     except (KeyError, TypeError, ValueError, zlib.error) as exc:
