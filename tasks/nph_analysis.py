@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import convex_hull_image
 
 from harness.brainmask import brain_mask
 from harness.volume import Volume
@@ -61,6 +62,19 @@ def head_region(norm: np.ndarray) -> np.ndarray:
 
 
 # --- inner skull (2D, one axial slice, first axis = left-right) ---------------------------------------------------
+
+def slice_head(norm: np.ndarray) -> np.ndarray:
+    """The head on one axial slice: the convex hull of its large lit parts. A hull, not a filled outline, because a
+    defacer's cut (quickshear's plane) can open the scalp ring, and a filled open ring loses the dark skull band the
+    inner-skull edge is found in; small parts (burnt-in labels) are left out."""
+    lab, n = ndi.label(norm > HEAD_LEVEL)
+    if n == 0:
+        return np.zeros(norm.shape, dtype=bool)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    big = np.isin(lab, np.nonzero(sizes >= max(0.01 * norm.size, 0.05 * sizes.max()))[0])
+    return convex_hull_image(big) if big.any() else big
+
 
 def _band_edge(norm: np.ndarray, head: np.ndarray, x: int, y: int, step: int) -> float:
     """From the brain edge at (x, y) outward: the middle of the dark band before the scalp (in pixels)."""
@@ -176,7 +190,7 @@ def segment_evans(volume: Volume) -> Segmentation:
     if not widths.any():
         return Segmentation(vent, horns, None, None, None, None, "no lateral ventricles found")
     k = int(np.argmax(widths))
-    head2d = head_region(norm[:, :, k])  # per slice: in 3D the skull band is not enclosed (the neck is open)
+    head2d = slice_head(norm[:, :, k])  # per slice: in 3D the skull band is not enclosed (the neck is open)
     brain2d = slice_brain(norm[:, :, k], head2d, (sp[0], sp[1]))
     extent = inner_skull_extent(norm[:, :, k], head2d, brain2d | horns[:, :, k])
     if extent is None:
@@ -284,7 +298,7 @@ def read_axial_image(pixels: np.ndarray, mm_per_px: float | None = None) -> Slic
     lit = img[img > 0]
     if lit.size < 100:
         return SliceReading(None, None)
-    head = head_region(img / max(float(np.percentile(lit, 90)), 1.0))
+    head = slice_head(img / max(float(np.percentile(lit, 90)), 1.0))
     if head.sum() < 100:
         return SliceReading(None, None)
     xs = np.nonzero(head.any(axis=1))[0]

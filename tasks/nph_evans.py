@@ -18,6 +18,7 @@ algorithm in the model column), so it is opt-in with --mode direct.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any, Mapping, Sequence
@@ -122,9 +123,7 @@ class NphEvansTask(Task):
 
     # --- answers ------------------------------------------------------------------------------------------------
     def parse(self, answer: Any):
-        if isinstance(answer, dict):
-            import json
-
+        if isinstance(answer, dict):  # what the typed submit tool returned
             answer = json.dumps(answer)
         return parse_answer(answer, self.answer_schema, fallbacks=self.fallbacks)
 
@@ -140,9 +139,10 @@ class NphEvansTask(Task):
         return out
 
     def agreement(self, pairs: Sequence[tuple[dict, dict]]) -> dict[str, Any]:
-        o, d, dropped = complete_pairs([p[0].get("evans_ratio") for p in pairs], [p[1].get("evans_ratio") for p in pairs])
+        o, d, _ = complete_pairs([p[0].get("evans_ratio") for p in pairs], [p[1].get("evans_ratio") for p in pairs])
         ba = bland_altman([float(v) for v in o], [float(v) for v in d])
-        ic = icc(np.column_stack([np.asarray(o, float), np.asarray(d, float)]) if o else np.zeros((0, 2)), form=ICC_FORM)
+        with np.errstate(divide="ignore", invalid="ignore"):  # identical pairs: the ICC result says so in `reason`
+            ic = icc(np.column_stack([np.asarray(o, float), np.asarray(d, float)]) if o else np.zeros((0, 2)), form=ICC_FORM)
         k = cohen_kappa([_nph_of(a) for a, _ in pairs], [_nph_of(b) for _, b in pairs], labels=[False, True])
         return {"n_pairs": len(pairs), "evans_ratio_bland_altman": ba.to_dict(), "evans_ratio_icc": ic.to_dict(),
                 "nph_kappa": k.to_dict()}
@@ -193,8 +193,6 @@ def _best_reading(readings):
 
 
 def _single_answer(messages: list[Message]) -> str:
-    import json
-
     text = "\n".join(m.text for m in messages if m.role == "user")
     m = re.search(r"(\d+)\s+rows?\s*x\s*(\d+)\s+columns?", text)
     images = shown_images(messages)
@@ -238,8 +236,8 @@ def _tool_messages(messages, name: str) -> list[Message]:
 
 def _horn_band(messages: list[Message]):
     """From the whole-range montage: (tile indices, tile readings, slices between tiles, lowest and highest slice
-    index of the frontal-horn band) or None. The horns lie 75-105 mm below the vertex; the vertex is the highest
-    tile showing head (slice thickness from volume_info); the band gets a 10 mm margin."""
+    index of the frontal-horn band) or None. The horns lie 75-105 mm below the vertex (read off the mid-sagittal
+    view; slice thickness and count from volume_info); the band gets a 10 mm margin."""
     montages = _tool_messages(messages, "view_montage")
     m = _MONTAGE_TEXT.search(montages[-1].text) if montages else None
     if not m or not montages[-1].images:
@@ -258,7 +256,11 @@ def _horn_band(messages: list[Message]):
     if top is None or not sz:
         return indices, readings, step_between, indices[0], indices[-1] + step_between
     lo_mm, hi_mm = MONTAGE_BELOW_VERTEX_MM
-    return indices, readings, step_between, int(math.floor(top - (hi_mm + 10) / sz)), int(math.ceil(top - (lo_mm - 10) / sz))
+    vox = re.search(r"voxels: \d+ x \d+ x (\d+)", info[-1].text)
+    last = int(vox.group(1)) - 1 if vox else indices[-1]
+    lo = max(0, int(math.floor(top - (hi_mm + 10) / sz)))
+    hi = min(last, int(math.ceil(top - (lo_mm - 10) / sz)))
+    return indices, readings, step_between, lo, hi
 
 
 def _vertex_index(messages: list[Message]) -> float | None:
@@ -304,7 +306,7 @@ def _agent_step(messages: list[Message], tools) -> Any:
         best = _best_reading([r for _, r in candidates])
         centre = candidates[best[0]][0] if best else candidates[len(candidates) // 2][0]
         stride = max(1, round(step_between / 4))
-        picks = sorted({k for k in (centre + d * stride for d in range(-5, 6)) if max(lo, 0) <= k <= hi} or {centre})
+        picks = sorted({k for k in (centre + d * stride for d in range(-5, 6)) if lo <= k <= hi} or {centre})
         return [call("view_slice", step, i, plane="axial", index=int(k)) for i, k in enumerate(picks)]
     if not measures:
         seen = []
