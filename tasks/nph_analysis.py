@@ -4,15 +4,19 @@ widest left-right extent of the frontal horns over axial slices, inner-skull wid
 
 Intensities are read relative to white matter (the 80th percentile of the brain), so the thresholds below hold for
 any scanner scale and for windowed PNGs alike (T1: CSF ~0.2, bone ~0.1, grey matter ~0.7, white matter ~1).
-- Ventricles: voxels darker than VENTRICLE_LEVEL lying deeper than 20 mm under the head surface and 40-110 mm below
-  the vertex; of those connected components, the lateral ventricles are the ones with most voxels off the midline at
-  the level of the ventricle bodies (50-100 mm below the vertex) - the same rule a human uses to tell them from
-  sulci, cisterns and the fourth ventricle.
+- Ventricles (3D): voxels darker than VENTRICLE_LEVEL more than 20 mm inside the head (air and the unenclosed dark
+  skull band excluded) and 40-110 mm below the vertex; of those connected components, the lateral ventricles are the
+  ones with most voxels off the midline at the level of the ventricle bodies (50-100 mm below the vertex), centred
+  within 25 mm of the midline - the rules a human uses to tell them from sulci, cisterns and the fourth ventricle;
+  then grown by 2 voxels into partial-volume voxels (< GROW_LEVEL).
 - Frontal horns: the anterior FRONTAL_HORN_FRACTION of the lateral ventricles' antero-posterior extent (the part in
-  front of the foramina of Monro).
+  front of the foramina of Monro). In 2D (one image): dark regions deep in the brain, in its anterior 42 %, centred
+  near the midline, with their partial-volume rim.
 - Inner skull: on T1 the skull and a thin CSF layer are both dark, so the inner table cannot be thresholded; on each
   row through the brain the intracranial edge is taken in the middle of the dark band between the brain's edge and
   the scalp's inner edge (on the sample cohort within ~2 mm of the label-map width on every case).
+Measured on the built-in sample cohort (10 phantoms, seed 0): Evans-ratio MAE 0.008 (3D route), 0.005 (2D reader
+through the agent tools), 0.004 (2D reader on the single-turn montage); NPH call correct on 10/10 for all three.
 """
 
 from __future__ import annotations
