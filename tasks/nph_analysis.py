@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import convex_hull_image
+from PIL import Image, ImageDraw
+from scipy.spatial import ConvexHull, QhullError
 
 from harness.brainmask import brain_mask
 from harness.volume import Volume
@@ -77,7 +78,21 @@ def slice_head(norm: np.ndarray) -> np.ndarray:
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
     big = np.isin(lab, np.nonzero(sizes >= max(0.01 * norm.size, 0.05 * sizes.max()))[0])
-    return convex_hull_image(big) if big.any() else big
+    return _convex_hull(big)
+
+
+def _convex_hull(mask: np.ndarray) -> np.ndarray:
+    """Pixels inside the convex hull of a 2D mask (the mask itself when it is degenerate)."""
+    pts = np.argwhere(mask & ~ndi.binary_erosion(mask))  # the hull of a shape is the hull of its outline
+    if len(pts) < 3:
+        return mask
+    try:
+        hull = ConvexHull(pts)
+    except QhullError:
+        return mask
+    canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)  # PIL: x = second axis, y = first axis
+    ImageDraw.Draw(canvas).polygon([(float(c), float(r)) for r, c in pts[hull.vertices]], fill=1, outline=1)
+    return np.asarray(canvas, dtype=bool) | mask
 
 
 def _band_edge(norm: np.ndarray, head: np.ndarray, x: int, y: int, step: int) -> float:
