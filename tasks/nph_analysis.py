@@ -32,6 +32,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from harness.brainmask import brain_mask
 from harness.volume import Volume
+from harness.brainmask import largest_component
 
 VENTRICLE_LEVEL = 0.45  # relative to white matter: between CSF (~0.2) and the caudate/white matter around the horns
 TISSUE_LEVEL = 0.4  # brain tissue (and scalp) above this
@@ -51,19 +52,11 @@ HORN_MAX_Y_FRACTION = 0.42  # of the brain's antero-posterior extent on the imag
 NPH_THRESHOLD = 0.3
 
 
-def _largest(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndi.label(mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    return lab == int(np.argmax(sizes))
-
 
 def head_region(norm: np.ndarray) -> np.ndarray:
     """The head (filled) in a WM-normalised image or volume. Holes are filled before picking the largest part, so
     a closed scalp ring keeps the dark skull and the brain inside it."""
-    return _largest(ndi.binary_fill_holes(norm > HEAD_LEVEL))
+    return largest_component(ndi.binary_fill_holes(norm > HEAD_LEVEL))
 
 
 # --- inner skull (2D, one axial slice, first axis = left-right) ---------------------------------------------------
@@ -115,7 +108,7 @@ def slice_brain(norm: np.ndarray, head: np.ndarray, spacing_xy: tuple[float, flo
     depth = ndi.distance_transform_edt(head, sampling=spacing_xy)
     tissue = norm > TISSUE_LEVEL
     r = max(1, int(round(3.0 / min(spacing_xy))))
-    core = _largest(ndi.binary_erosion(tissue & (depth > 8.0), iterations=r))
+    core = largest_component(ndi.binary_erosion(tissue & (depth > 8.0), iterations=r))
     if not core.any():
         return core
     return ndi.binary_fill_holes(ndi.binary_dilation(core, iterations=r) & tissue)
