@@ -30,9 +30,8 @@ from scipy import ndimage as ndi
 from PIL import Image, ImageDraw
 from scipy.spatial import ConvexHull, QhullError
 
-from harness.brainmask import brain_mask
+from harness.brainmask import brain_mask, largest_component
 from harness.volume import Volume
-from harness.brainmask import largest_component
 
 VENTRICLE_LEVEL = 0.45  # relative to white matter: between CSF (~0.2) and the caudate/white matter around the horns
 TISSUE_LEVEL = 0.4  # brain tissue (and scalp) above this
