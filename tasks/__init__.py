@@ -8,7 +8,9 @@ from harness.errors import HarnessError
 from tasks.base import Metric, ModelInput, Task
 
 # name -> "module:Class". One line per task; adding a task = a module, a prompt folder and a line here.
-_TASKS: dict[str, str] = {}
+_TASKS: dict[str, str] = {
+    "ct-report": "tasks.ct_report:CtReportTask",
+}
 
 _instances: dict[str, Task] = {}
 
