@@ -54,11 +54,15 @@ ANSWER_SCHEMA = {
     },
     "required": ["findings", "impression"],
 }
-# a plain-text report: FINDINGS: ... IMPRESSION: ... (headings in any case, optional markdown around them)
-_HEADING = r"[#*\s]*"
+# a plain-text report: a FINDINGS heading, then an IMPRESSION heading (any case, markdown allowed around them);
+# a heading ends with a colon or a line break, so "impression" inside a sentence is not a heading
+def _heading(name: str) -> str:
+    return r"(?:^|\n)[#>*\s]*" + name + r"\s*\**\s*(?::|\n)\**\s*"
+
+
 FALLBACKS = {
-    "findings": re.compile(_HEADING + r"FINDINGS[*\s]*:?[*]*\s*(.+?)\s*(?=" + _HEADING + r"IMPRESSION[*\s]*:|\Z)", re.I | re.S),
-    "impression": re.compile(_HEADING + r"IMPRESSION[*\s]*:?[*]*\s*(.+?)\s*\Z", re.I | re.S),
+    "findings": re.compile(_heading("FINDINGS") + r"(.+?)\s*(?=" + _heading("IMPRESSION") + r"|\Z)", re.I | re.S),
+    "impression": re.compile(_heading("IMPRESSION") + r"(.+?)\s*\Z", re.I | re.S),
 }
 
 
