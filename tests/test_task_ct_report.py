@@ -248,3 +248,33 @@ def test_tiny_vlm_garbage_is_parsed_or_recorded(cohort, tiny_vlm):
         assert parsed.ok or (parsed.method == "unparsable" and parsed.error)
     else:
         assert result.failure
+
+
+def test_summary_shows_every_metric_and_the_extracranial_loss(no_bertscore):
+    """Through the aggregation the run summary uses: defaced reports that lose the sinus finding show up in the
+    extracranial rows (accuracy and fidelity), not in the intracranial ones."""
+    from rich.console import Console
+
+    from harness.aggregate import aggregate
+    from harness.sample import Sample
+    from harness.summary import summary_tables
+    from harness.summary import Summary
+
+    with_sinus = {"findings": TRUTH["report_findings"], "impression": TRUTH["report_impression"]}
+    without = {"findings": "Acute left subdural haematoma.\nThe paranasal sinuses are not included on these images.",
+               "impression": TRUTH["report_impression"]}
+    samples = []
+    for i in range(4):
+        for condition, answer in (("original", with_sinus), ("reface", without)):
+            samples.append(Sample(f"{condition}-{i}", "ct-report", f"case-{i}", condition, "scripted:ct-report", mode="single",
+                                  answer=answer, scores=TASK.score(answer, TRUTH)))
+    summary = Summary("run", "now", "0", tasks=aggregate(samples, {"ct-report": TASK}))
+    row = summary.tasks[0].rows[0]
+    assert row.accuracy["findings_f1_intracranial"].delta.value == 0.0
+    assert row.accuracy["findings_f1_extracranial"].delta.value == -1.0
+    assert row.fidelity["findings_f1_extracranial"].value == 0.0 and row.fidelity["findings_f1_intracranial"].value == 1.0
+    console = Console(width=200, record=True)
+    for table in summary_tables(summary):
+        console.print(table)
+    text = console.export_text()
+    assert "findings_f1_extracranial" in text and "0.000 (-1.000)" in text and "fidelity: bertscore" in text
