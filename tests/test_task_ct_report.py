@@ -223,7 +223,6 @@ def test_scripted_baseline_reads_the_haematoma(cohort, mode, no_bertscore):
     assert TASK.score(_baseline_answer(normal, normal.load("ct"), mode), normal.truth)["findings_f1"] == 1.0
 
 
-@pytest.mark.slow
 def test_scripted_baseline_on_a_refaced_volume(cohort, no_bertscore, tmp_path):
     import defacers
 
