@@ -7,12 +7,13 @@ units through the window (the brain window saturates above 80 HU, so bone is fou
 Per tile: the head (soft tissue or bone), the skull (bone), the intracranial space (holes of the closed skull
 ring), then
 - blood: hyperdense (>= 56 HU) blobs inside the intracranial space, classified by where they lie against the
-  inner skull: extra-axial crescent (subdural) or lens (epidural), intraventricular (touching the CSF-dark
-  ventricles deep in the brain), intraparenchymal; faint hyperdensity spread along sulci (subarachnoid);
+  inner skull: extra-axial (at case level a convex lens = epidural, a crescent = subdural), intraventricular
+  (deep, against CSF-dark ventricle), intraparenchymal. Thin subarachnoid blood (~55 HU diluted by CSF in the
+  sulci) is not separable from grey matter at this resolution: the baseline does not report it;
 - ventricles (CSF-dark, deep, central): Evans-like ratio (frontal-horn width / inner-skull width) and the septum
   position against the inner-skull midline (midline shift);
 - chronic infarct: a large CSF-dark wedge reaching the cortex, away from the ventricles;
-- fracture: a gap in the bone of a closed skull ring (radial maximum of the bone-window HU dips);
+- fracture: a gap in the skull ring over the vault (where a 5 mm closing had to bridge the bone);
 - extracranial: air in the paranasal sinuses left vs right (fluid replaces the air on one side), and soft-tissue
   lumps of haematoma density (48-64 HU) outside the skull - in front of the orbits (periorbital) or over the
   vault (scalp haematoma).
@@ -91,7 +92,7 @@ def _close(mask: np.ndarray, radius_px: float) -> np.ndarray:
 
 @dataclass
 class Blob:
-    kind: str  # sdh | edh | iph | ivh
+    kind: str  # extra (extra-axial) | iph | ivh
     side: str  # right | left (patient)
     area_mm2: float
     thickness_mm: float
@@ -106,16 +107,13 @@ class TileFacts:
     ic_area_mm2: float = 0.0
     ic_width_mm: float = 0.0
     blobs: list[Blob] = field(default_factory=list)
-    sah_mm2: float = 0.0
-    sah_side: float = 0.0  # signed: >0 patient left
     ventricle_width_mm: float = 0.0
     ventricle_area_mm2: float = 0.0
     septum_offset_mm: float | None = None  # + = towards patient left
     infarct_mm2: float = 0.0
     infarct_side: str = ""
     fracture_side: str = ""
-    fracture_gap_mm: float = 0.0
-    gap_mm2: float = 0.0
+    gap_mm2: float = 0.0  # skull-ring gap bridged by the closing
     air_right_mm2: float = 0.0
     air_left_mm2: float = 0.0
     lumps: list[tuple[str, str, float]] = field(default_factory=list)  # (where, side, area mm2)
@@ -196,12 +194,6 @@ def analyse_tile(brain_gray: np.ndarray, bone_gray: np.ndarray, mm_per_px: float
             kind = "iph"
         hull = convex_hull_image(comp)
         facts.blobs.append(Blob(kind, side_of(xs.mean()), float(area), thickness, index, float(comp.sum() / max(hull.sum(), 1))))
-    # subarachnoid: faint hyperdensity (>= 50 HU) in many small sulcal bits, not part of a blob above
-    faint = inner & (b >= 50.0) & ~_dilate(blood, 3.0 / mm_per_px) & (depth < 35.0)
-    facts.sah_mm2 = float(faint.sum() * px2)
-    if faint.any():
-        facts.sah_side = float(np.nonzero(faint)[1].mean() - midline)
-
     # ventricles: frontal-horn width and septum position
     lab, n = ndi.label(ventricles)
     if n:
