@@ -8,8 +8,8 @@ Per tile: the head (soft tissue or bone), the skull (bone), the intracranial spa
 ring), then
 - blood: hyperdense (>= 56 HU) blobs inside the intracranial space, classified by where they lie against the
   inner skull: extra-axial (at case level a convex lens = epidural, a crescent = subdural), intraventricular
-  (deep, against CSF-dark ventricle), intraparenchymal. Thin subarachnoid blood (~55 HU diluted by CSF in the
-  sulci) is not separable from grey matter at this resolution: the baseline does not report it;
+  (deep, against CSF-dark ventricle), intraparenchymal; subarachnoid: faintly hyperdense (48-62 HU) sulcal
+  pixels at least 6 mm below the inner skull (clear of bone partial volume), away from those blobs;
 - ventricles (CSF-dark, deep, central): Evans-like ratio (frontal-horn width / inner-skull width) and the septum
   position against the inner-skull midline (midline shift);
 - chronic infarct: a large CSF-dark wedge reaching the cortex, away from the ventricles;
@@ -124,6 +124,8 @@ class TileFacts:
     ic_area_mm2: float = 0.0
     ic_width_mm: float = 0.0
     blobs: list[Blob] = field(default_factory=list)
+    sah_mm2: float = 0.0
+    sah_side: str = ""
     ventricle_width_mm: float = 0.0
     ventricle_area_mm2: float = 0.0
     septum_offset_mm: float | None = None  # + = towards patient left
@@ -211,6 +213,12 @@ def analyse_tile(brain_gray: np.ndarray, bone_gray: np.ndarray, mm_per_px: float
             kind = "iph"
         hull = convex_hull_image(comp)
         facts.blobs.append(Blob(kind, side_of(xs.mean()), float(area), thickness, index, float(comp.sum() / max(hull.sum(), 1))))
+    # subarachnoid blood: faint hyperdensity in the sulci, deep enough to be clear of the skull's partial volume
+    faint = ic & (depth >= 6.0) & (b >= 48.0) & (b < 62.0) & ~_dilate(blood, 3.0 / mm_per_px)
+    facts.sah_mm2 = float(faint.sum() * px2)
+    if faint.any():
+        facts.sah_side = side_of(np.nonzero(faint)[1].mean())
+
     # ventricles: frontal-horn width and septum position
     lab, n = ndi.label(ventricles)
     if n:
@@ -312,6 +320,10 @@ def case_facts(tiles: list[TileFacts]) -> dict:
     if sum(b.area_mm2 for b in deep) >= 100:
         big = max(deep, key=lambda b: b.area_mm2)
         facts["iph"] = {"side": big.side, "diameter_mm": round(2 * math.sqrt(big.area_mm2 / math.pi))}
+
+    sah = [t for t in brain if t.sah_mm2 >= 20]
+    if sah and not extra:
+        facts["sah"] = {"side": _side_of([t.sah_side for t in sah])}
 
     # midline: the septum consistently off the inner-skull midline
     offsets = [t.septum_offset_mm for t in brain if t.septum_offset_mm is not None]
