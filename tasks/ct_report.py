@@ -25,6 +25,7 @@ import json
 import math
 import re
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.models.scripted import register_scripted, step_number, call
@@ -302,3 +303,14 @@ def _scripted_ct_report(spec):
         return _agent_policy(messages, tools) if tools else _single_policy(messages, tools)
 
     return policy
+
+
+def _baseline_revision() -> str:
+    """Hash of the baseline's code and report template: part of its response-cache keys."""
+    h = hashlib.sha256()
+    for path in (Path(__file__), Path(__file__).with_name("ct_detect.py"), PROMPTS_DIR / PROMPTS / "baseline_report.j2"):
+        h.update(path.read_bytes())
+    return "code-" + h.hexdigest()[:12]
+
+
+_scripted_ct_report.revision = _baseline_revision()

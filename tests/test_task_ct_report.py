@@ -277,3 +277,15 @@ def test_summary_shows_every_metric_and_the_extracranial_loss(no_bertscore):
         console.print(table)
     text = console.export_text()
     assert "findings_f1_extracranial" in text and "0.000 (-1.000)" in text and "fidelity: bertscore" in text
+
+
+def test_baseline_revision_keys_its_cached_replies(tmp_path):
+    """The baseline's code hash is its revision, so a warm response cache never replays an older baseline."""
+    from harness.models import Message, ResponseCache, Sampling
+    from harness.models.response_cache import request_key
+
+    model = create_model("scripted:ct-report", ResponseCache(tmp_path / "r.sqlite"))
+    assert model.spec.revision == ct_report._baseline_revision() and model.spec.revision.startswith("code-")
+    messages = [Message.user("x")]
+    older = type(model.spec)(**{**model.spec.__dict__, "revision": "code-older"})
+    assert request_key(model.spec, messages, [], Sampling()) != request_key(older, messages, [], Sampling())
