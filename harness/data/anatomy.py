@@ -276,7 +276,12 @@ def load_colin27(cache_dir=None) -> Atlas | None:
     return _cached_atlas("colin27", list(files), derive, cache_dir)
 
 
-def load_atlases(cache_dir=None) -> list[Atlas]:
-    """Every head available here: the pydeface average always, Colin27 when installed (phantoms alternate)."""
-    colin = load_colin27(cache_dir)
+def load_atlases(cache_dir=None, *, include_colin27: bool = False) -> list[Atlas]:
+    """The heads the sample cohorts are built from: the pydeface average only, by default.
+
+    Colin27 phantoms (include_colin27=True, when mricron-data is installed) have sharper brains, but their face
+    soft tissue comes out too dark: the template-based defacers then find almost no face to remove (27 % face
+    overlap, refused). They also made the built-in cohort differ between machines with and without mricron-data.
+    """
+    colin = load_colin27(cache_dir) if include_colin27 else None
     return [load_atlas(cache_dir)] + ([colin] if colin is not None else [])
