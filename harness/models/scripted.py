@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from harness.models.base import ChatModel
@@ -70,7 +71,13 @@ class ScriptedModel(ChatModel):
             if spec.model not in _REGISTRY:
                 known = ", ".join(scripted_names()) or "none"
                 raise ModelConfigError(f"unknown scripted baseline {spec.model!r}; registered: {known}")
-            policy = _REGISTRY[spec.model](spec)
+            factory = _REGISTRY[spec.model]
+            # A baseline whose code can change declares a revision (e.g. a hash of its code): it goes into the
+            # response cache keys, so a warm cache never answers with an older baseline's replies.
+            if spec.revision is None and getattr(factory, "revision", None):
+                spec = replace(spec, revision=str(factory.revision))
+                self.spec = spec
+            policy = factory(spec)
         self.policy = policy
 
     @property
