@@ -33,6 +33,7 @@ from harness.errors import HarnessError
 from harness.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals
 from harness.manifest import build_manifest, redact_text
 from harness.models import ResponseCache, Sampling, create_model, resolve_model_spec, serve_model
+from harness.models.scripted import scripted_revision
 from harness.progress import StageProgress
 from harness.sample import Sample
 from harness.store import RunStore, new_run_dir
@@ -192,7 +193,10 @@ class Runner:
             task = self.tasks[spec_text[len(DIRECT_PREFIX):]]
             return {"algorithm": task.name, "version": task.version}
         spec = self.model_specs[spec_text]
-        return {"backend": spec.backend, "model": spec.model, "revision": spec.revision, "base_url": spec.base_url}
+        revision = spec.revision
+        if revision is None and spec.backend == "scripted":
+            revision = scripted_revision(spec.model)  # a changed baseline gets new sample ids, not old answers
+        return {"backend": spec.backend, "model": spec.model, "revision": revision, "base_url": spec.base_url}
 
     def plan(self) -> list[WorkItem]:
         items: list[WorkItem] = []

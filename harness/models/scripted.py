@@ -7,6 +7,7 @@ factory receives the ModelSpec and returns the policy.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import replace
@@ -27,6 +28,12 @@ def register_scripted(name: str):
         return factory
 
     return deco
+
+
+def scripted_revision(name: str) -> str | None:
+    """The revision a registered baseline declares (a hash of its code), for sample ids and cache keys."""
+    revision = getattr(_REGISTRY.get(name), "revision", None)
+    return str(revision) if revision else None
 
 
 def scripted_names() -> list[str]:
@@ -86,7 +93,9 @@ class ScriptedModel(ChatModel):
 
     async def _complete(self, messages, tools, sampling) -> Reply:
         t0 = time.perf_counter()
-        reply = _to_reply(self.policy(list(messages), list(tools)), step_number(messages))
+        # In a thread: a baseline's image analysis would otherwise block the event loop (and every other sample).
+        out = await asyncio.to_thread(self.policy, list(messages), list(tools))
+        reply = _to_reply(out, step_number(messages))
         return Reply(**{**reply.__dict__, "latency_s": time.perf_counter() - t0})
 
 
