@@ -17,6 +17,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import sys
 import time
 import traceback
 from collections import OrderedDict
@@ -202,7 +203,8 @@ class Runner:
         items: list[WorkItem] = []
         conditions = [Condition(name, d.identity) for name, d in self.defacers.items()]
         for task_name, task in self.tasks.items():
-            cohort = load_cohort(self.cfg.cohort, task_name, limit=self.cfg.limit, cache_dir=self.cache_dir)
+            cohort = load_cohort(self.cfg.cohort, task_name, limit=self.cfg.limit, cache_dir=self.cache_dir,
+                                 progress=self._cohort_progress(task_name))
             self.cohorts[task_name] = cohort
             if not cohort.cases:
                 raise EvalError(f"cohort {cohort.name} has no usable cases for task {task_name}" + (f" ({len(cohort.problems)} problems, first: {cohort.problems[0][1]})" if cohort.problems else ""))
@@ -212,6 +214,16 @@ class Runner:
                              model_identities={s: self.model_identity(s) for s in specs})
             items.extend(grid.items)
         return items
+
+    def _cohort_progress(self, task_name: str):
+        def report(i: int, n: int, row) -> None:
+            message = f"generating the built-in {task_name} sample cohort (first use only): case {i}/{n}"
+            if self.console is not None:
+                self.console.print(message, highlight=False)
+            else:
+                print(message, file=sys.stderr, flush=True)
+
+        return report
 
     def manifest(self) -> dict:
         return build_manifest(

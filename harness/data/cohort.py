@@ -123,15 +123,16 @@ def detect_kind(source: str | Path) -> tuple[str, str]:
     )
 
 
-def load_cohort(source: str | Path | None, task: str, *, limit: int | None = None, cache_dir=None) -> Cohort:
-    """Read the cases of `task` from `source` (see the module doc). limit: keep the first N usable cases."""
+def load_cohort(source: str | Path | None, task: str, *, limit: int | None = None, cache_dir=None, progress=None) -> Cohort:
+    """Read the cases of `task` from `source` (see the module doc). limit: keep the first N usable cases.
+    progress(i, n, row): called per case while the built-in sample cohort is generated (first use only)."""
     check_task(task)
     if limit is not None and limit < 1:
         raise CohortError(f"limit must be at least 1, got {limit}")
     if source is None:
         from harness.data.sample import sample_cohort_dir
 
-        folder = sample_cohort_dir(task, cache_dir)
+        folder = sample_cohort_dir(task, cache_dir, progress=progress)
         cohort = _read("manifest", str(folder / "manifest.jsonl"), task, limit, cache_dir)
         return Cohort(f"sample-{task}", task, cohort.cases, cohort.problems, "sample")
     kind, location = detect_kind(source)

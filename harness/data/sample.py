@@ -151,8 +151,10 @@ def write_sample_cohort(task: str, n: int, seed: int, out, *, resolution_scale: 
     return out / "manifest.jsonl"
 
 
-def sample_cohort_dir(task: str, cache_dir=None, *, n: int | None = None, seed: int = DEFAULT_SEED, resolution_scale: float = 1.0) -> Path:
-    """The cached built-in cohort of `task` (generated on first use; later calls only read it)."""
+def sample_cohort_dir(task: str, cache_dir=None, *, n: int | None = None, seed: int = DEFAULT_SEED, resolution_scale: float = 1.0,
+                      progress=None) -> Path:
+    """The cached built-in cohort of `task` (generated on first use; later calls only read it).
+    progress(i, n, row) is called after each generated case (generation takes seconds per case)."""
     check_task(task)
     n = DEFAULT_N[task] if n is None else n
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -165,7 +167,7 @@ def sample_cohort_dir(task: str, cache_dir=None, *, n: int | None = None, seed: 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{group}-", dir=target.parent))
     try:
-        write_sample_cohort(task, n, seed, tmp, resolution_scale=resolution_scale, cache_dir=cache)
+        write_sample_cohort(task, n, seed, tmp, resolution_scale=resolution_scale, cache_dir=cache, progress=progress)
         try:
             tmp.rename(target)
         except OSError:
