@@ -8,7 +8,10 @@ from harness.errors import HarnessError
 from tasks.base import Metric, ModelInput, Task
 
 # name -> "module:Class". One line per task; adding a task = a module, a prompt folder and a line here.
-_TASKS: dict[str, str] = {}
+_TASKS: dict[str, str] = {
+    "tumor-slice": "tasks.tumor_slice:TumorSliceTask",
+    "tumor-dx": "tasks.tumor_dx:TumorDxTask",
+}
 
 _instances: dict[str, Task] = {}
 
