@@ -14,13 +14,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
+from harness.models.types import Message
 from harness.render import RenderSpec, Slices, slice_positions_mm
 from harness.volume import Volume
+from tasks.common import image_array, text_of
 
 ROLES = ("t1", "t1c", "t2", "flair")
 TILE_STEP_MM = 5.0  # tiles this far apart: a correct pick on the nearest tile is within the 5 mm hit tolerance
@@ -119,6 +122,27 @@ def label_free(shape: tuple[int, int]) -> np.ndarray:
     ok[h // 2 - band:h // 2 + band, :band + 4] = False
     ok[h // 2 - band:h // 2 + band, w - band - 4:] = False
     return ok
+
+
+def tool_montages(messages: Sequence[Message]) -> list[tuple[str, np.ndarray, list[int], int, int]]:
+    """(role, image, slice indices, rows, cols) of every view_montage result so far, in order."""
+    out = []
+    for m in messages:
+        if m.role == "tool" and m.name == "view_montage" and m.images:
+            layout = read_tile_layout(text_of(m))
+            if layout:
+                out.append((text_of(m).split()[0], image_array(m.images[0]), *layout))
+    return out
+
+
+def axial_count(messages: Sequence[Message]) -> int:
+    """Number of axial slices, from the volume_info result the agent asked for first."""
+    for m in messages:
+        if m.role == "tool" and m.name == "volume_info":
+            found = re.search(r"axial: (\d+) slices", text_of(m))
+            if found:
+                return int(found.group(1))
+    return 1
 
 
 # --- image analysis on a stack of tiles (same slices, one list per contrast) ------------------------------------

@@ -23,7 +23,8 @@ from harness.parsing import parse_answer
 from harness.tools import Tool, Toolbox
 from tasks.base import Metric, ModelInput, Task
 from tasks.common import image_array, prompt_messages, render_views, shown_images, text_of
-from tasks.tumor_common import ROLE_NAMES, ROLES, analyse, brain_montage, read_tile_layout, slice_geometry, stack_from_images
+from tasks.tumor_common import (ROLE_NAMES, ROLES, analyse, axial_count, brain_montage, read_tile_layout, slice_geometry,
+                                 stack_from_images, tool_montages)
 
 HIT_TOLERANCE_MM = 5.0
 SINGLE_ROLES = ("flair", "t2", "t1", "t1c")  # T1 beside T1c: enhancement is what is brighter after contrast
@@ -177,34 +178,12 @@ def _baseline(spec):
     return policy
 
 
-def _tool_montages(messages: Sequence[Message]) -> list[tuple[str, np.ndarray, list[int], int, int]]:
-    out = []
-    for m in messages:
-        if m.role == "tool" and m.name == "view_montage" and m.images:
-            layout = read_tile_layout(text_of(m))
-            if layout:
-                out.append((text_of(m).split()[0], image_array(m.images[0]), *layout))
-    return out
-
-
-def _axial_count(messages: Sequence[Message]) -> int:
-    """Number of axial slices, from the volume_info result the agent asked for first."""
-    import re
-
-    for m in messages:
-        if m.role == "tool" and m.name == "volume_info":
-            found = re.search(r"axial: (\d+) slices", text_of(m))
-            if found:
-                return int(found.group(1))
-    return 1
-
-
 def _agent_step(messages: Sequence[Message]):
     step = step_number(messages)
-    montages = _tool_montages(messages)
+    montages = tool_montages(messages)
     if step == 0:
         return call("volume_info", step, volume="flair")
-    n = _axial_count(messages)
+    n = axial_count(messages)
     if step == 1:
         stride = max(1, -(-n // 16))
         return [call("view_montage", step, i, plane="axial", start=0, stop=n - 1, step=stride, volume=r) for i, r in enumerate(SINGLE_ROLES)]
@@ -218,7 +197,7 @@ def _agent_step(messages: Sequence[Message]):
         return [call("view_montage", step, i, plane="axial", start=lo, stop=hi, step=1, volume=r) for i, r in enumerate(SINGLE_ROLES)]
     fine = {role: (img, idx, rows, cols) for role, img, idx, rows, cols in montages[4:8]}
     if len(fine) < len(SINGLE_ROLES):
-        return call("submit", step, slice=0, reason="the montages did not come back")
+        return "The montages did not come back; I cannot pick a slice."  # no answer: the sample fails honestly
     idx, rows, cols = fine["flair"][1:]
     best = pick_slice({r: v[0] for r, v in fine.items()}, idx, rows, cols)
     return call("submit", step, slice=best, reason="largest FLAIR/T2-bright and enhancing area on the fine montage")
