@@ -223,7 +223,9 @@ def read_lesion(f: Findings) -> dict:
         return {"diagnosis": "low-grade glioma", "findings": findings, "rationale": why}
     main = comps[0]
     ring = main["hole_fraction"] >= 0.08
-    extra = len(comps) == 1 and main["skull_contact"] >= 0.1
+    # extra-axial: abuts the dark skull over part of its border and lies in the outer third of the head (a deep
+    # lesion next to a dark ventricle is not on the skull)
+    extra = len(comps) == 1 and main["skull_contact"] >= 0.08 and main["min_depth"] < 0.3
     oedema = "marked" if f.oedema_ratio >= 1.0 else "mild" if f.oedema_ratio >= 0.3 else "minimal"
     if extra:
         dx, why = "meningioma", "single extra-axial mass with a broad base on the inner skull surface, enhancing homogeneously"
