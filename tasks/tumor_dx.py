@@ -11,7 +11,8 @@ agreement() gives Cohen's kappa on the diagnosis and per-finding agreement over 
 
 Macro-F1 over the classes is a set-level accuracy (it needs every case's prediction and truth at once), and the
 summary's per-sample contract has no place for it: agreement() sees only answer pairs, never the truth. It is
-computed by macro_f1() from a run's samples (see report_macro_f1) rather than smuggling the truth into answers.
+computed by macro_f1_by_condition() from a run's samples and the cohort's truth, rather than smuggling the truth
+into answers; the leaderboard does not show it yet.
 """
 
 from __future__ import annotations
@@ -108,6 +109,17 @@ def macro_f1(predicted: Sequence[str], truth: Sequence[str], labels: Sequence[st
         if tp + fp + fn:
             f1s.append(2 * tp / (2 * tp + fp + fn))
     return float(np.mean(f1s)) if f1s else float("nan")
+
+
+def macro_f1_by_condition(samples, truth_by_case: Mapping[str, str]) -> dict[tuple[str, str], float]:
+    """(model, condition) -> macro-F1 of the ok tumor-dx samples (harness.sample.Sample) against the truth."""
+    groups: dict[tuple[str, str], tuple[list, list]] = {}
+    for s in samples:
+        if s.task == "tumor-dx" and s.status == "ok" and s.case_id in truth_by_case:
+            pred, truth = groups.setdefault((s.model, s.condition), ([], []))
+            pred.append(s.answer["diagnosis"])
+            truth.append(truth_by_case[s.case_id])
+    return {key: macro_f1(p, t) for key, (p, t) in sorted(groups.items())}
 
 
 class TumorDxTask(Task):

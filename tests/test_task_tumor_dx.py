@@ -15,7 +15,7 @@ from harness.models import Sampling, create_model, parse_model_spec, resolve_mod
 from harness.scoring.stats import cohen_kappa
 from tasks import get_task
 from tasks.tumor_common import Findings
-from tasks.tumor_dx import macro_f1, normalise_findings, read_lesion, submit_diagnosis
+from tasks.tumor_dx import macro_f1, macro_f1_by_condition, normalise_findings, read_lesion, submit_diagnosis
 
 TASK = get_task("tumor-dx")
 GBM = {"diagnosis": "glioblastoma", "findings": {"enhancement": "ring", "necrosis": True, "oedema": "marked",
@@ -185,3 +185,17 @@ def test_tiny_vlm_garbage_is_parsed_or_unparsable(tiny_vlm, tumor_cohort):
     agent = TASK.build_input(case, volumes, "agent")
     res = asyncio.run(run_agent(model, agent.messages, agent.toolbox, budget=Budget(max_steps=1), sampling=Sampling(max_tokens=8)))
     assert (res.answer is None) == (res.failure is not None)
+
+
+def test_macro_f1_by_condition_from_samples():
+    from harness.sample import Sample
+
+    def sample(case, cond, dx, status="ok"):
+        return Sample(sample_id=f"{case}-{cond}", task="tumor-dx", case_id=case, condition=cond, model="m", mode="single",
+                      status=status, answer={"diagnosis": dx} if status == "ok" else None)
+
+    truth = {"a": "glioblastoma", "b": "meningioma"}
+    got = macro_f1_by_condition([sample("a", "original", "glioblastoma"), sample("b", "original", "meningioma"),
+                                 sample("a", "reface", "meningioma"), sample("b", "reface", "meningioma"),
+                                 sample("b", "deface", "x", status="failed")], truth)
+    assert got == {("m", "original"): 1.0, ("m", "reface"): pytest.approx((0 + 2 / 3) / 2)}
