@@ -53,9 +53,9 @@ def head_top(volume: Volume) -> int:
     """Highest axial slice that still holds head (voxels above 10% of a robust maximum)."""
     data = volume.data
     hi = float(np.percentile(data[::2, ::2, ::2], 99.5))
-    filled = (data > 0.1 * hi).sum(axis=(0, 1))
+    bright = (data > 0.1 * hi).sum(axis=(0, 1))
     # a few stray noise voxels do not make a slice part of the head
-    rows = np.nonzero(filled >= max(20, 0.002 * data.shape[0] * data.shape[1]))[0]
+    rows = np.nonzero(bright >= max(20, 0.002 * data.shape[0] * data.shape[1]))[0]
     return int(rows.max()) if rows.size else data.shape[2] - 1
 
 
@@ -148,7 +148,7 @@ def axial_count(messages: Sequence[Message]) -> int:
 # --- image analysis on a stack of tiles (same slices, one list per contrast) ------------------------------------
 
 def head_masks(stack: np.ndarray) -> np.ndarray:
-    """Per tile, the head: pixels above a dark background, holes filled, largest component."""
+    """Per tile, the head: pixels above a dark background, holes bright, largest component."""
     out = np.zeros(stack.shape, bool)
     ok = label_free(stack.shape[1:])
     for k, tile in enumerate(stack):
@@ -177,11 +177,11 @@ class Findings:
     """What the image analysis found on a stack of tiles (indices = slice numbers in stack order)."""
 
     indices: list[int]
-    abnormal_area: np.ndarray  # pixels of T2/FLAIR-bright tissue (holes filled) per tile
+    abnormal_area: np.ndarray  # pixels of T2/FLAIR-bright tissue plus enhancing lesions with their cores, per tile
     enhancing_area: np.ndarray  # pixels of enhancing tissue per tile
     components: list[dict]  # enhancing lesions: tiles, area, ring, depth, side
     abnormal_components: int
-    oedema_ratio: float  # FLAIR-bright area outside the (filled) enhancing lesions over their area
+    oedema_ratio: float  # FLAIR-bright area outside the (bright) enhancing lesions over their area
     side: str | None
 
 
@@ -190,7 +190,7 @@ def _typical(stack: np.ndarray, where: np.ndarray) -> float:
     return float(np.median(values)) if values.size else 1.0
 
 
-def analyse(tiles: dict[str, np.ndarray], min_area_frac: float = 0.0015, debug: bool = False) -> Findings:
+def analyse(tiles: dict[str, np.ndarray], min_area_frac: float = 0.0015) -> Findings:
     """Abnormal signal and enhancement on stacks of tiles (role -> array [n_tiles, h, w], uint8).
 
     Needs "flair" (or "t2"); enhancement needs "t1" and "t1c". Intensities are read relative to each contrast's
@@ -212,15 +212,15 @@ def analyse(tiles: dict[str, np.ndarray], min_area_frac: float = 0.0015, debug: 
         typ2 = _typical(t2, deep)
         abnormal &= t2 > typ2 + 0.35 * (255.0 - typ2)
     # an opening of ~5 pixels removes the thin bright ribbons of normal cortex (~2-3 mm) and keeps lesions
-    filled = np.stack([ndi.binary_opening(a, iterations=2) for a in abnormal])
+    bright = np.stack([ndi.binary_opening(a, iterations=2) for a in abnormal])
     # lesions are compact blobs that continue over neighbouring tiles; speckle (cortex, vessels) is not
-    lab, n_abn = ndi.label(filled)
+    lab, n_abn = ndi.label(bright)
     keep = np.zeros(n_abn + 1, bool)
     for c, sl in enumerate(ndi.find_objects(lab), 1):
         m = lab[sl] == c
         if m.sum(axis=(1, 2)).max() >= 3 * min_area:
             keep[c] = True
-    filled = keep[lab]
+    bright = keep[lab]
     n_abnormal = int(keep.sum())
 
     enhancing = np.zeros_like(abnormal)
@@ -248,7 +248,7 @@ def analyse(tiles: dict[str, np.ndarray], min_area_frac: float = 0.0015, debug: 
             hull_j = convex_hull_image(m[j])
             hole = max(hole, float((hull_j & ~m[j] & (rc[j] < 0.6)).sum() / max(hull_j.sum(), 1)))
         hull = convex_hull_image(mk)
-        ys, xs = np.nonzero(mk)
+        xs = np.nonzero(mk)[1]
         # an extra-axial mass abuts the skull (dark on T1c) over a broad base; an intra-axial one is wrapped in brain
         ring = ndi.binary_dilation(hull, iterations=3) & ~hull & heads[k]
         contact = float((rc[k][ring] < 0.35).mean()) if ring.any() else 0.0
@@ -261,20 +261,17 @@ def analyse(tiles: dict[str, np.ndarray], min_area_frac: float = 0.0015, debug: 
         lab2, n2 = ndi.label(enhancing[k])
         for c in range(1, n2 + 1):
             lesion[k] |= convex_hull_image(lab2 == c)
-    oedema_px = float((filled & ~ndi.binary_dilation(lesion, iterations=1)).sum())
-    filled = filled | lesion  # the necrotic core of a ring is part of the tumour, though FLAIR-dark
+    oedema_px = float((bright & ~ndi.binary_dilation(lesion, iterations=1)).sum())
+    bright = bright | lesion  # the necrotic core of a ring is part of the tumour, though FLAIR-dark
     lesion_px = float(lesion.sum())
     ratio = oedema_px / lesion_px if lesion_px else float("inf") if oedema_px else 0.0
     sides = {c["side"] for c in comps}
-    if not comps and filled.any():
-        k = int(np.argmax(filled.sum(axis=(1, 2))))
-        xs = np.nonzero(filled[k])[1]
+    if not comps and bright.any():
+        k = int(np.argmax(bright.sum(axis=(1, 2))))
+        xs = np.nonzero(bright[k])[1]
         sides = {"right" if xs.mean() < head_cx[k] else "left"}
     side = None if not sides else sides.pop() if len(sides) == 1 else "both"
-    f = Findings(list(range(n)), filled.sum(axis=(1, 2)), lesion.sum(axis=(1, 2)), comps, n_abnormal, ratio, side)
-    if debug:
-        f.mask = filled
-    return f
+    return Findings(list(range(n)), bright.sum(axis=(1, 2)), lesion.sum(axis=(1, 2)), comps, n_abnormal, ratio, side)
 
 
 def stack_from_images(images: dict[str, np.ndarray], n: int, rows: int, cols: int) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ tolerance and exactly. The slice thickness comes from the volume through locate(
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ from harness.models.types import Message
 from harness.parsing import parse_answer
 from harness.tools import Tool, Toolbox
 from tasks.base import Metric, ModelInput, Task
-from tasks.common import image_array, prompt_messages, render_views, shown_images, text_of
+from tasks.common import image_array, prompt_messages, render_views, text_of
 from tasks.tumor_common import (ROLE_NAMES, ROLES, analyse, axial_count, brain_montage, read_tile_layout, slice_geometry,
                                  stack_from_images, tool_montages)
 
@@ -85,8 +86,6 @@ class TumorSliceTask(Task):
 
     def parse(self, answer: Any):
         if isinstance(answer, dict):  # the agent's typed submit
-            import json
-
             answer = json.dumps(answer)
         return parse_answer(answer if answer is None or isinstance(answer, (str, bytes)) else str(answer), ANSWER_SCHEMA, fallbacks=FALLBACKS)
 
