@@ -247,13 +247,17 @@ def analyse(tiles: dict[str, np.ndarray], min_area_frac: float = 0.0015) -> Find
         for j in np.nonzero(per_tile >= 0.4 * per_tile.max())[0]:
             hull_j = convex_hull_image(m[j])
             hole = max(hole, float((hull_j & ~m[j] & (rc[j] < 0.6)).sum() / max(hull_j.sum(), 1)))
-        hull = convex_hull_image(mk)
+        # an extra-axial mass abuts the skull (dark on T1c) over a broad base; an intra-axial one is wrapped in
+        # brain. Over the same bigger sections, so that a near-tie between two sections cannot flip the reading.
+        contact, min_depth = 0.0, 1.0
+        for j in np.nonzero(per_tile >= 0.4 * per_tile.max())[0]:
+            hull_j = convex_hull_image(m[j])
+            ring = ndi.binary_dilation(hull_j, iterations=3) & ~hull_j & heads[j]
+            contact = max(contact, float((rc[j][ring] < 0.35).mean()) if ring.any() else 0.0)
+            min_depth = min(min_depth, float(depth[j][m[j]].min()))
         xs = np.nonzero(mk)[1]
-        # an extra-axial mass abuts the skull (dark on T1c) over a broad base; an intra-axial one is wrapped in brain
-        ring = ndi.binary_dilation(hull, iterations=3) & ~hull & heads[k]
-        contact = float((rc[k][ring] < 0.35).mean()) if ring.any() else 0.0
         comps.append({"tile": k, "area": int(per_tile.max()), "volume": int(m.sum()), "hole_fraction": round(hole, 3),
-                      "min_depth": round(float(depth[k][mk].min()), 3), "skull_contact": round(contact, 3),
+                      "min_depth": round(min_depth, 3), "skull_contact": round(contact, 3),
                       "side": "right" if xs.mean() < head_cx[k] else "left"})  # radiological: patient right on image left
     comps.sort(key=lambda c: -c["volume"])
     lesion = np.zeros_like(enhancing)

@@ -224,7 +224,7 @@ def submit_diagnosis(diagnosis: Literal["glioblastoma", "low-grade glioma", "met
 def read_lesion(f: Findings) -> dict:
     """Diagnosis and key findings from the segmented lesion(s), by textbook rules:
     no enhancement + T2/FLAIR-bright -> low-grade glioma; several enhancing lesions -> metastases; one enhancing
-    lesion on the inner skull surface with a broad base -> meningioma; one ring-enhancing necrotic lesion with
+    lesion on the inner skull surface with a broad base and no necrotic ring -> meningioma; one ring-enhancing necrotic lesion with
     marked oedema -> glioblastoma; a single small solid or ring lesion with less oedema -> metastases."""
     comps = f.components
     if not comps:
@@ -235,9 +235,9 @@ def read_lesion(f: Findings) -> dict:
         return {"diagnosis": "low-grade glioma", "findings": findings, "rationale": why}
     main = comps[0]
     ring = main["hole_fraction"] >= 0.08
-    # extra-axial: abuts the dark skull over part of its border and lies in the outer third of the head (a deep
-    # lesion next to a dark ventricle is not on the skull)
-    extra = len(comps) == 1 and main["skull_contact"] >= 0.08 and main["min_depth"] < 0.3
+    # extra-axial: abuts the dark skull over part of its border, lies in the outer third of the head (a deep lesion
+    # next to a dark ventricle is not on the skull) and is not a necrotic ring (the glioblastoma pattern)
+    extra = len(comps) == 1 and main["skull_contact"] >= 0.1 and main["min_depth"] < 0.3 and main["hole_fraction"] < 0.2
     oedema = "marked" if f.oedema_ratio >= 1.0 else "mild" if f.oedema_ratio >= 0.3 else "minimal"
     if extra:
         dx, why = "meningioma", "single extra-axial mass with a broad base on the inner skull surface, enhancing homogeneously"

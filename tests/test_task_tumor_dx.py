@@ -125,6 +125,7 @@ def findings(comps, oedema=2.0, abnormal=1, side="right"):
     (findings([comp(hole=0.12), comp(area=80, side="left")], side="both"), "metastases"),
     (findings([comp(hole=0.01, depth=0.2, contact=0.2)], oedema=0.5), "meningioma"),
     (findings([comp(hole=0.4, depth=0.5, contact=0.2)]), "glioblastoma"),  # deep: the dark neighbour is a ventricle
+    (findings([comp(hole=0.4, depth=0.25, contact=0.3)]), "glioblastoma"),  # a necrotic ring is no meningioma
     (findings([comp(area=60, hole=0.0)], oedema=0.5), "metastases"),
 ])
 def test_reader_rules(f, dx):
@@ -167,10 +168,10 @@ def test_scripted_baseline_reads_each_lesion_class_and_survives_reface(tumor_coh
     volumes = {r: case.load(r) for r in TASK.roles}
     refaced = {r: defacers.get("reface").deface(v).volume for r, v in volumes.items()}
     defaced = run_baseline(case, refaced, "single")
-    # a full answer on the refaced volumes; whether it agrees is what an evaluation measures (at this coarse
-    # resolution the reader's skull-contact feature sits near its threshold, and reface can flip it)
-    assert defaced["diagnosis"] in DIAGNOSES and set(defaced["findings"]) == set(answers[3]["findings"])
-    assert TASK.compare(answers[3], defaced)["findings_agree"] is not None
+    # the new face changes the auto-window by ~1%; the reader's features are taken over the lesion's bigger
+    # sections so that such a change cannot flip the reading
+    assert set(defaced["findings"]) == set(answers[3]["findings"])
+    assert TASK.compare(answers[3], defaced)["diagnosis_agree"] == 1.0
     assert run_baseline(case, volumes, "agent")["diagnosis"] == answers[3]["diagnosis"]
 
 
