@@ -93,14 +93,12 @@ async def run_agent(model: Model, messages: Sequence[Message], toolbox: Toolbox,
     res.images_sent = sum(len(m.images) for m in history)
     submit_names = toolbox.submit_names
     all_specs, submit_specs = toolbox.specs(), toolbox.specs(submit_names)
-    calls_before = getattr(model, "backend_calls", 0)
     forced_reason: str | None = None
     pending_limit: str | None = None  # a limit hit inside a step (e.g. images), acted on at the next step
 
     def finish(failure: str | None = None, detail: str = "", answer=None) -> AgentResult:
         res.failure, res.failure_detail, res.answer = failure, detail, (answer if failure is None else None)
         res.wall_s = time.monotonic() - t0
-        res.backend_calls = getattr(model, "backend_calls", 0) - calls_before
         res.transcript.append({"type": "end", "failure": failure, "detail": detail, "forced": res.forced})
         return res
 
@@ -118,6 +116,7 @@ async def run_agent(model: Model, messages: Sequence[Message], toolbox: Toolbox,
         try:
             reply = await asyncio.wait_for(model.chat(history, submit_specs if forced_reason else all_specs, sampling), timeout=max(timeout, 0.001))
         except ModelError as exc:
+            res.backend_calls += 1
             res.transcript.append({"type": "model_error", "reason": exc.reason, "detail": str(exc), "attempts": exc.attempts})
             return finish(exc.reason, str(exc))
         except asyncio.TimeoutError:
@@ -129,6 +128,7 @@ async def run_agent(model: Model, messages: Sequence[Message], toolbox: Toolbox,
             res.transcript.append({"type": "model_error", "reason": "backend_error", "detail": f"{type(exc).__name__}: {exc}"})
             return finish("backend_error", f"{type(exc).__name__}: {str(exc)[:500]}")
         res.steps += 1
+        res.backend_calls += not reply.cached  # per sample: the model's own counter is shared by concurrent samples
         res.usage = res.usage + reply.usage
         # Deterministic call ids keep re-runs byte-identical, so the response cache answers every later turn too.
         calls = [replace(c, id=f"call_{res.steps}_{i}") for i, c in enumerate(reply.tool_calls)]
@@ -166,17 +166,17 @@ async def run_single_turn(model: Model, messages: Sequence[Message], *, sampling
     t0 = time.monotonic()
     res = AgentResult(transcript=[{"type": "message", **m.to_record()} for m in messages])
     res.images_sent = sum(len(m.images) for m in messages)
-    calls_before = getattr(model, "backend_calls", 0)
     failure, detail, answer = None, "", None
     try:
         reply = await asyncio.wait_for(model.chat(list(messages), (), sampling), timeout=timeout_s)
     except ModelError as exc:
+        res.backend_calls = 1
         res.transcript.append({"type": "model_error", "reason": exc.reason, "detail": str(exc), "attempts": exc.attempts})
         failure, detail = exc.reason, str(exc)
     except asyncio.TimeoutError:
         failure, detail = "timeout", f"no reply within {timeout_s:g} s"
     else:
-        res.steps, res.usage = 1, reply.usage
+        res.steps, res.usage, res.backend_calls = 1, reply.usage, int(not reply.cached)
         res.transcript.append(_reply_record(reply, 1))
         if reply.refusal:
             failure, detail = "refusal", reply.refusal[:500]
@@ -186,6 +186,5 @@ async def run_single_turn(model: Model, messages: Sequence[Message], *, sampling
             answer = reply.text
     res.failure, res.failure_detail, res.answer = failure, detail, answer
     res.wall_s = time.monotonic() - t0
-    res.backend_calls = getattr(model, "backend_calls", 0) - calls_before
     res.transcript.append({"type": "end", "failure": failure, "detail": detail, "forced": False})
     return res

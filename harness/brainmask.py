@@ -50,7 +50,8 @@ def _fine(mask: np.ndarray, factor, shape) -> np.ndarray:
     return out
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected part of a mask (the mask itself when it is empty)."""
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
@@ -84,7 +85,7 @@ def mr_brain_mask(volume: Volume, *, erode_mm: float = 6.0, scalp_mm: float = 12
     tissue = (coarse > tissue_level * 0.85) & (depth >= scalp_mm)
     tissue[:, :, below] = False
     core = ndimage.binary_erosion(tissue, _ball(erode_mm / step))
-    core = _largest_component(core)
+    core = largest_component(core)
     brain = ndimage.binary_dilation(core, _ball(erode_mm / step)) & (coarse > tissue_level * 0.5)
     brain = ndimage.binary_closing(brain, _ball(2.0), border_value=0)
     brain = _fill_holes(brain)
@@ -103,7 +104,7 @@ def ct_brain_mask(volume: Volume, *, erode_mm: float = 4.0) -> np.ndarray:
     step = GRID_MM
     bone = ndimage.binary_dilation(coarse > 300.0, _ball(2.0 / step))
     soft = (coarse > 0.0) & (coarse < 100.0) & ~bone
-    core = _largest_component(ndimage.binary_erosion(soft, _ball(erode_mm / step)))
+    core = largest_component(ndimage.binary_erosion(soft, _ball(erode_mm / step)))
     brain = ndimage.binary_dilation(core, _ball(erode_mm / step)) & ~(coarse > 300.0) & (coarse > -50.0)
     brain = _fill_holes(brain) & ~(coarse > 300.0)
     return _fine(brain, factor, volume.shape)

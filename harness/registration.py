@@ -31,7 +31,7 @@ from harness.volume import Volume
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 # Names the registration recipe below; every template-based defacer puts it in its version (and so in cache keys).
-REG_VERSION = "sitk-mi-sim-aff-3mm-2"
+REG_VERSION = "sitk-mi-sim-aff-3mm-3"
 GRID_MM = 3.0
 SAMPLING = 0.10
 SEED = 42
@@ -43,8 +43,10 @@ SCALE_RANGE = (0.7, 1.45)
 # -1.40, synthetic CTs from both -0.78 / -0.81. Refused inputs: skull-stripped Colin27 (ch2bet) -0.42, skull-
 # stripped CT -0.38, superior-inferior flipped -0.47, uniform noise -0.01. (An A-P flipped header scores -0.56 MR /
 # -0.55 CT, too close to call by MI alone: the mirror test below catches it.) CT thresholds come from synthetic CT
-# only; real CTs may need recalibration.
-MAX_METRIC = {"MR": -0.6, "CT": -0.5}
+# only; real CTs may need recalibration. The limit is loose on purpose: contrasts other than T1 (T2, FLAIR) and
+# synthetic phantoms fit less tightly (a Colin27-derived T1 phantom scored -0.52) yet are heads; wrong orientations
+# are caught by the mirror tests and skull-stripped input by the face-overlap check, not by this number.
+MAX_METRIC = {"MR": -0.4, "CT": -0.4}
 # A head that fits better mirrored front-to-back by more than this has a header that swaps anterior and posterior.
 # Coarse (6 mm) similarity MI direct vs mirrored: Colin27 -0.82 vs -0.56, pydeface head -1.45 vs -0.55, synthetic
 # CTs -0.82 / -0.87 vs -0.61 / -0.55; A-P flipped Colin27 and CT the other way round.
@@ -185,6 +187,9 @@ def _register(subject: Volume, template: Volume) -> Registration:
     # The same coarse fit on the subject mirrored front-to-back: a head whose header swaps anterior and posterior
     # fits the template better mirrored (final MI alone separates a flipped head by only ~0.25 from a good one).
     _, _, mirrored_metric = _coarse_similarity(data[:, ::-1, :], subject_head[:, ::-1, :], subject.affine, moving, template_centre)
+    # Likewise upside down: once MI thresholds are loose enough for other contrasts (T2, FLAIR, synthetic phantoms),
+    # a superior-inferior flip must be caught by comparison, not by the absolute metric.
+    _, _, mirrored_si_metric = _coarse_similarity(data[:, :, ::-1], subject_head[:, :, ::-1], subject.affine, moving, template_centre)
     similarity, _ = _run(fixed, moving, sitk.Similarity3DTransform(coarse), [1], [GRID_MM / 3])
     affine = sitk.AffineTransform(3)
     affine.SetCenter(similarity.GetCenter())
@@ -194,7 +199,8 @@ def _register(subject: Volume, template: Volume) -> Registration:
     final, metric = _run(fixed, moving, affine, [1], [GRID_MM / 3], max_step_mm=0.5)
     final = sitk.AffineTransform(final)
     rotation, scales = _rotation_and_scales(np.array(final.GetMatrix()).reshape(3, 3))
-    qc = {"similarity_metric": round(sim_metric, 4), "mirrored_ap_metric": round(mirrored_metric, 4)}
+    qc = {"similarity_metric": round(sim_metric, 4), "mirrored_ap_metric": round(mirrored_metric, 4),
+          "mirrored_si_metric": round(mirrored_si_metric, 4)}
     return Registration(final, metric, rotation, scales, time.perf_counter() - start, qc)
 
 
@@ -216,6 +222,12 @@ def check_fit(reg: Registration, modality: str) -> None:
         raise RegistrationError(
             f"the head template only fits when scaled by {', '.join(f'{s:.2f}' for s in reg.scales)}; "
             "this does not look like a whole head (skull-stripped, cropped or not a head?). Refusing to deface."
+        )
+    mirrored_si = reg.qc.get("mirrored_si_metric")
+    if mirrored_si is not None and direct is not None and mirrored_si < direct - MIRROR_MARGIN:
+        raise RegistrationError(
+            f"the head fits the template better upside down (mutual information {mirrored_si:.3f} vs {direct:.3f}); "
+            "the header's superior-inferior direction is probably wrong. Refusing to deface."
         )
     limit = MAX_METRIC[modality]
     if reg.metric > limit:

@@ -13,6 +13,7 @@ the run goes on unless fail_fast is set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -31,7 +32,8 @@ from harness.data import load_cohort
 from harness.errors import HarnessError
 from harness.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals
 from harness.manifest import build_manifest, redact_text
-from harness.models import ResponseCache, Sampling, create_model, resolve_model_spec
+from harness.models import ResponseCache, Sampling, create_model, resolve_model_spec, serve_model
+from harness.models.scripted import scripted_revision
 from harness.progress import StageProgress
 from harness.sample import Sample
 from harness.store import RunStore, new_run_dir
@@ -70,6 +72,7 @@ class EvalConfig:
     budget: Budget = field(default_factory=Budget)
     sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0
+    serve: bool = False  # start local model servers for the run (see Runner._start_servers)
 
     def to_manifest(self) -> dict:
         return {
@@ -92,6 +95,31 @@ class EvalOutcome:
     defacer_runs: int = 0
     stage_seconds: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
+
+
+def _param_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_defacer_arg(text: str) -> tuple[str, dict]:
+    """`reface`, `quickshear(buffer_mm=5)` or `external:cmd(command=tool {input} {output})` -> (name, params).
+    The whole text is the condition's name in results, so two settings of one defacer stay apart."""
+    text = text.strip()
+    if not text.endswith(")") or "(" not in text:
+        return text, {}
+    name, _, inner = text[:-1].partition("(")
+    params = {}
+    for part in filter(None, (p.strip() for p in inner.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise EvalError(f"cannot read defacer parameter {part!r} in {text!r}; use NAME(key=value, ...)")
+        params[key.strip()] = _param_value(value.strip())
+    return name.strip(), params
 
 
 # --- defacing in worker processes -------------------------------------------------------------------------------
@@ -129,8 +157,11 @@ class Runner:
         self.console = console
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         self.tasks = {name: get_task(name) for name in dict.fromkeys(cfg.tasks)}
-        names = [REFERENCE] + [d for d in dict.fromkeys(cfg.defacers) if d != REFERENCE]
-        self.defacers = {name: defacer_registry.get(name) for name in names}
+        self.defacers = {REFERENCE: defacer_registry.get(REFERENCE)}
+        for text in dict.fromkeys(cfg.defacers):
+            if text != REFERENCE:
+                name, params = parse_defacer_arg(text)
+                self.defacers[text] = defacer_registry.get(name, **params)
         self.modes_by_task = {}
         for task_name, task in self.tasks.items():
             mode = cfg.mode or task.default_mode
@@ -162,7 +193,10 @@ class Runner:
             task = self.tasks[spec_text[len(DIRECT_PREFIX):]]
             return {"algorithm": task.name, "version": task.version}
         spec = self.model_specs[spec_text]
-        return {"backend": spec.backend, "model": spec.model, "revision": spec.revision, "base_url": spec.base_url}
+        revision = spec.revision
+        if revision is None and spec.backend == "scripted":
+            revision = scripted_revision(spec.model)  # a changed baseline gets new sample ids, not old answers
+        return {"backend": spec.backend, "model": spec.model, "revision": revision, "base_url": spec.base_url}
 
     def plan(self) -> list[WorkItem]:
         items: list[WorkItem] = []
@@ -206,8 +240,8 @@ class Runner:
             for role in task.roles:
                 key = (item.task, item.case_id, role, item.condition)
                 if key not in jobs:
-                    d = self.defacers[item.condition]
-                    jobs[key] = (str(case.volumes[role]), d.name, dict(d.params), str(self.cache_dir))
+                    name, params = parse_defacer_arg(item.condition)
+                    jobs[key] = (str(case.volumes[role]), name, params, str(self.cache_dir))
         results: dict[tuple, dict] = {}
         if not jobs:
             return results
@@ -304,7 +338,6 @@ class Runner:
                 result = await run_agent(model, inp.messages, inp.toolbox, budget=self.cfg.budget, sampling=self.cfg.sampling)
             else:
                 result = await run_single_turn(model, inp.messages, sampling=self.cfg.sampling, timeout_s=self.cfg.budget.max_wall_s)
-            self.model_calls += result.backend_calls
             transcript = result.transcript
             tokens = {"prompt": result.usage.prompt_tokens, "completion": result.usage.completion_tokens}
             if not result.ok:
@@ -359,6 +392,8 @@ class Runner:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
         finally:
+            # counted per model, not per sample: concurrent samples share a model, so per-sample deltas overlap
+            self.model_calls += sum(getattr(m, "backend_calls", 0) for m in models.values())
             for m in models.values():
                 await m.aclose()
             close = getattr(cache, "close", None)
@@ -384,7 +419,10 @@ class Runner:
                     progress.log(f"resuming {run_dir}: {plan.done} samples done, {plan.skipped_failed} failed kept"
                                  + (" (use --retry-failed to run them again)" if plan.skipped_failed else "") + f", {len(plan.todo)} to run")
                 deface_results = self.deface_all(plan.todo, store, progress)
-                asyncio.run(self.run_samples(plan.todo, store, progress, deface_results))
+                with contextlib.ExitStack() as servers:
+                    if self.cfg.serve and plan.todo:
+                        self._start_servers(servers, {i.model for i in plan.todo}, progress)
+                    asyncio.run(self.run_samples(plan.todo, store, progress, deface_results))
             summary = summarize(store, self) if summarize else None
             counts = store.counts()
             store.update_manifest(stage_seconds={k: round(v, 3) for k, v in self.stage_seconds.items()},
@@ -394,6 +432,16 @@ class Runner:
                            planned=len(items), skipped_done=plan.done, model_calls=self.model_calls,
                            defacer_runs=self.defacer_runs, stage_seconds=dict(self.stage_seconds),
                            wall_seconds=time.perf_counter() - t_start)
+
+    def _start_servers(self, stack: contextlib.ExitStack, needed: set, progress: StageProgress) -> None:
+        """--serve: start each local model's server (its profile's serve_command, default `vllm serve`), wait until
+        it is healthy, and stop it when the samples are done. Sample ids were fixed before, from the configured spec."""
+        for name in sorted(needed):
+            spec = self.model_specs.get(name)
+            if spec is None or spec.backend in ("scripted", "hf", "vllm-local", "openai"):
+                continue
+            progress.log(f"starting the server for {name} ...")
+            self.model_specs[name] = stack.enter_context(serve_model(spec))
 
     def _check_resumable(self, stored: dict) -> None:
         """A resumed run must evaluate the same thing: same task versions and cohort content."""

@@ -381,4 +381,45 @@ def summary_tables(summary: Summary) -> list:
             table.add_row(row.model, row.mode or "-", row.defacer, _fmt(row.score_original), _fmt(row.score_defaced), _fmt(fidelity),
                           str(row.n_pairs), _cov(row.coverage_original), _cov(row.coverage_defaced))
         tables.append(table)
+        if len(task.accuracy_metrics) > 1 or len(task.fidelity_metrics) > 1:
+            tables.extend(metric_tables(task))
+    return tables
+
+
+def _delta(r: MetricResult) -> str:
+    """defaced value and the paired change, starred when the BH-adjusted p is below 0.05."""
+    if r.defaced.value is None:
+        return "-"
+    text = f"{r.defaced.value:.3f}"
+    if r.delta.value is not None:
+        text += f" ({r.delta.value:+.3f}{'*' if r.p_adjusted is not None and r.p_adjusted < 0.05 else ''})"
+    return text
+
+
+def metric_tables(task: TaskSummary) -> list:
+    """For a task with several metrics, one table per model x mode: every accuracy metric on the original and under
+    each defacer (paired change in brackets), then every fidelity metric per defacer with its 95% CI."""
+    from rich.table import Table
+
+    tables = []
+    by_model: dict[tuple[str, str], list[SummaryRow]] = {}
+    for row in task.rows:
+        by_model.setdefault((row.model, row.mode), []).append(row)
+    for (model, mode), rows in by_model.items():
+        table = Table(title=f"{task.task}, {model} ({mode or '-'}): every metric - defaced (paired change, * BH p<0.05); "
+                            f"fidelity [95% CI]", title_justify="left")
+        table.add_column("metric", overflow="fold")
+        table.add_column("original", overflow="fold")
+        for row in rows:
+            table.add_column(row.defacer, overflow="fold")
+        for m in task.accuracy_metrics:
+            name = m["name"]
+            results = [row.accuracy.get(name, MetricResult()) for row in rows]
+            original = next((r.original for r in results if r.original.value is not None), Estimate(None))
+            table.add_row(name, "-" if original.value is None else f"{original.value:.3f}", *(_delta(r) for r in results))
+        table.add_section()
+        for m in task.fidelity_metrics:
+            name = m["name"]
+            table.add_row(f"fidelity: {name}", "", *(_fmt(row.fidelity.get(name, Estimate(None)), 2) for row in rows))
+        tables.append(table)
     return tables

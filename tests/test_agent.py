@@ -223,3 +223,18 @@ def test_retried_requests_count_once(toolbox):
     assert res.answer == "x" and res.steps == 1 and res.backend_calls == 1 and len(fake.requests) == 3
     assert (res.usage.prompt_tokens, res.usage.completion_tokens) == (10, 5)
     assert [e["attempts"] for e in res.transcript if e["type"] == "reply"] == [3]
+
+
+def test_backend_calls_are_counted_per_sample_under_concurrency(tmp_path):
+    """One model object serves many samples at once (the runner's concurrency): each sample counts its own
+    uncached requests only, and a cached re-run counts none."""
+    cache = ResponseCache(tmp_path / "r.sqlite")
+    model = ScriptedModel(parse_model_spec("scripted:test"), cache, policy=lambda messages, tools: "answer " + messages[-1].text)
+
+    async def many():
+        return await asyncio.gather(*(run_single_turn(model, [Message.user(f"case {i}")], timeout_s=60) for i in range(6)))
+
+    first = asyncio.run(many())
+    assert [r.backend_calls for r in first] == [1] * 6
+    again = asyncio.run(many())
+    assert [r.backend_calls for r in again] == [0] * 6 and [r.answer for r in again] == [r.answer for r in first]

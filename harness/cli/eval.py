@@ -43,7 +43,7 @@ def _config_models(config: Path | None) -> list[str]:
 
 def eval_cmd(
     task: List[str] = typer.Option(..., "--task", "-t", help="Task to run (repeatable): nph-evans, tumor-slice, tumor-dx, ct-report."),
-    defacer: List[str] = typer.Option(..., "--defacer", "-d", help="Defacer to compare against the original (repeatable): quickshear, deface, reface, external:TOOL."),
+    defacer: List[str] = typer.Option(..., "--defacer", "-d", help="Defacer to compare against the original (repeatable): quickshear, deface, reface, external:TOOL; parameters as NAME(key=value,...), e.g. quickshear(buffer_mm=5)."),
     model: List[str] = typer.Option([], "--model", "-m", help="Model profile or BACKEND:MODEL (repeatable). Default: [eval] models in the config file, else each task's scripted baseline."),
     cohort: Optional[str] = typer.Option(None, "--cohort", help="Cohort source: a manifest (.jsonl/.csv/.parquet), BIDS folder, DICOM folder, UPENN-GBM folder or Hugging Face dataset. Default: the built-in sample cohort."),
     mode: Optional[str] = typer.Option(None, "--mode", help="single (fixed images + prompt), agent (tools), or direct (a task's algorithmic route). Default: each task's default."),
@@ -58,6 +58,7 @@ def eval_cmd(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache for cohorts, defaced volumes and model replies (default ~/.cache/harness)."),
     max_steps: int = typer.Option(16, "--max-steps", min=1, help="Agent mode: model calls per sample."),
     max_images: int = typer.Option(32, "--max-images", min=1, help="Agent mode: images per sample."),
+    serve: bool = typer.Option(False, "--serve", help="Start each vllm:/openai-compatible: model's server (profile serve_command, default `vllm serve MODEL`), wait for health, stop it afterwards."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed sample or defacer."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain progress lines instead of bars (for CI logs)."),
 ):
@@ -75,7 +76,7 @@ def eval_cmd(
         tasks=list(task), defacers=list(defacer), models=models, cohort=cohort, mode=mode, limit=limit, out=out,
         resume=resume, concurrency=concurrency, workers=workers, cache_dir=cache_dir, fail_fast=fail_fast,
         retry_failed=retry_failed, quiet=quiet or None, config_file=config, base_url=base_url,
-        budget=Budget(max_steps=max_steps, max_images=max_images),
+        budget=Budget(max_steps=max_steps, max_images=max_images), serve=serve,
     )
     runner = Runner(cfg, argv=["harness", *sys.argv[1:]], console=console)
     outcome = runner.run(summarize=summarize_run)
@@ -102,6 +103,32 @@ def tasks_cmd():
                 typer.echo(f"  {group:8s} {m.name}{unit}: {m.description} ({m.kind}, {arrow})")
 
 
+def compare_cmd(
+    run_a: Path = typer.Argument(..., help="First run directory (A)."),
+    run_b: Path = typer.Argument(..., help="Second run directory (B)."),
+):
+    """Compare two runs, paired by task, case, condition and mode: mean of each score in A and B, the difference
+    B - A with a 95% bootstrap CI, Wilcoxon p and Benjamini-Hochberg adjusted p."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.compare import compare_runs
+
+    rows = compare_runs(run_a, run_b)
+    table = Table(title=f"B = {run_b.name}  vs  A = {run_a.name}  (paired; difference B - A, 95% CI)", title_justify="left")
+    for col in ("task", "condition", "mode", "metric", "pairs", "A", "B", "B - A [95% CI]", "p", "p adj"):
+        table.add_column(col)
+
+    def f(x):
+        return "-" if x is None or x != x else f"{x:.3g}"
+
+    for r in rows:
+        table.add_row(r.task, r.condition, r.mode, r.metric, str(r.n), f(r.mean_a), f(r.mean_b),
+                      f"{f(r.diff)} [{f(r.ci_low)}, {f(r.ci_high)}]", f(r.p), f(r.p_adj))
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval", help=EVAL_HELP)(eval_cmd)
     app.command("tasks")(tasks_cmd)
+    app.command("compare")(compare_cmd)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 
 from harness.summary import summary_tables
@@ -9,6 +11,8 @@ from harness.summary import summary_tables
 
 def print_outcome(outcome, console: Console | None = None) -> None:
     console = console or Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # logs and pipes: rich's 80 columns would fold the summary's numbers onto many lines
     if outcome.summary is not None:
         for table in summary_tables(outcome.summary):
             console.print(table)

@@ -29,6 +29,7 @@ from scipy import ndimage as ndi
 
 from harness.cache import atomic_write_bytes, content_key, default_cache_dir
 from harness.errors import HarnessError
+from harness.brainmask import largest_component
 
 ANATOMY_VERSION = 8
 GRID_MM = 1.2
@@ -91,14 +92,6 @@ def _ball(r: int) -> np.ndarray:
     return np.sum(g**2, axis=0) <= r * r
 
 
-def _largest(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndi.label(mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    return lab == int(np.argmax(sizes))
-
 
 def derive_labels(t1: np.ndarray, zooms) -> np.ndarray:
     """Label map (uint8, codes above) of the pydeface average head, on its own voxel grid."""
@@ -141,7 +134,7 @@ def derive_colin_labels(t1: np.ndarray, brain_mask: np.ndarray, zooms) -> np.nda
 
 
 def _head_mask(d: np.ndarray, threshold: float, edge: float) -> np.ndarray:
-    head = _largest(ndi.binary_opening(d > threshold, _ball(3)))
+    head = largest_component(ndi.binary_opening(d > threshold, _ball(3)))
     head = ndi.binary_dilation(head, iterations=1) & (d > edge)
     head = ndi.binary_fill_holes(head)
     for k in range(head.shape[2]):
@@ -276,7 +269,12 @@ def load_colin27(cache_dir=None) -> Atlas | None:
     return _cached_atlas("colin27", list(files), derive, cache_dir)
 
 
-def load_atlases(cache_dir=None) -> list[Atlas]:
-    """Every head available here: the pydeface average always, Colin27 when installed (phantoms alternate)."""
-    colin = load_colin27(cache_dir)
+def load_atlases(cache_dir=None, *, include_colin27: bool = False) -> list[Atlas]:
+    """The heads the sample cohorts are built from: the pydeface average only, by default.
+
+    Colin27 phantoms (include_colin27=True, when mricron-data is installed) have sharper brains, but their face
+    soft tissue comes out too dark: the template-based defacers then find almost no face to remove (27 % face
+    overlap, refused). They also made the built-in cohort differ between machines with and without mricron-data.
+    """
+    colin = load_colin27(cache_dir) if include_colin27 else None
     return [load_atlas(cache_dir)] + ([colin] if colin is not None else [])

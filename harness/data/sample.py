@@ -10,10 +10,10 @@ Layout written by `write_sample_cohort` (the same layout `load_cohort` reads as 
                               (tumour phantoms carry a tumor-slice and a tumor-dx row: same files, two truths)
     OUT/cohort.json           generator version, anatomy hash, task, n, seed
     OUT/cases/<id>/*.nii.gz   volumes and truth masks; ct-report also writes ct/ as a DICOM series
-Every case is deterministic in (task, seed, case index) and the heads installed: case i is the same whatever n is.
-The pydeface average head is always used; when Debian's mricron-data is installed, Colin27 (a sharper single-subject
-head whose field of view ends below the nose) is used for every other case. Each case's meta names its head, and
-the cache key and cohort hash cover both, so the two set-ups never mix.
+Every case is deterministic in (task, seed, case index): case i is the same whatever n is.
+Every case is built from the pydeface average head, so the built-in cohort is the same on every machine. (Colin27
+phantoms exist - harness.data.anatomy.load_atlases(include_colin27=True) - but their faces are too dark for the
+template-based defacers, which refuse them; see load_atlases.)
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ factory receives the ModelSpec and returns the policy.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from harness.models.base import ChatModel
@@ -26,6 +28,12 @@ def register_scripted(name: str):
         return factory
 
     return deco
+
+
+def scripted_revision(name: str) -> str | None:
+    """The revision a registered baseline declares (a hash of its code), for sample ids and cache keys."""
+    revision = getattr(_REGISTRY.get(name), "revision", None)
+    return str(revision) if revision else None
 
 
 def scripted_names() -> list[str]:
@@ -70,7 +78,13 @@ class ScriptedModel(ChatModel):
             if spec.model not in _REGISTRY:
                 known = ", ".join(scripted_names()) or "none"
                 raise ModelConfigError(f"unknown scripted baseline {spec.model!r}; registered: {known}")
-            policy = _REGISTRY[spec.model](spec)
+            factory = _REGISTRY[spec.model]
+            # A baseline whose code can change declares a revision (e.g. a hash of its code): it goes into the
+            # response cache keys, so a warm cache never answers with an older baseline's replies.
+            if spec.revision is None and getattr(factory, "revision", None):
+                spec = replace(spec, revision=str(factory.revision))
+                self.spec = spec
+            policy = factory(spec)
         self.policy = policy
 
     @property
@@ -79,7 +93,9 @@ class ScriptedModel(ChatModel):
 
     async def _complete(self, messages, tools, sampling) -> Reply:
         t0 = time.perf_counter()
-        reply = _to_reply(self.policy(list(messages), list(tools)), step_number(messages))
+        # In a thread: a baseline's image analysis would otherwise block the event loop (and every other sample).
+        out = await asyncio.to_thread(self.policy, list(messages), list(tools))
+        reply = _to_reply(out, step_number(messages))
         return Reply(**{**reply.__dict__, "latency_s": time.perf_counter() - t0})
 
 

@@ -148,11 +148,18 @@ class BertScore(TextMetric):
                     raise MetricError(f"bert-score does not know the best layer of {model!r}; pass num_layers=")
                 num_layers = model2layers[model]
         self.num_layers, self.idf, self.batch_size = num_layers, idf, batch_size
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would cut through the eval progress display
         try:
             self._scorer = bert_score.BERTScorer(model_type=model_path, num_layers=num_layers,
                                                  batch_size=batch_size, device=device, idf=idf)
         except OSError as exc:  # transformers' "not found / offline" errors
             raise MetricError(f"BERTScore model {self.model_id!r} could not be loaded: {exc}") from exc
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
 
     def details(self) -> dict[str, Any]:
         return {"model": self.model_id, "model_source": self.model_source, "num_layers": self.num_layers,

@@ -1,0 +1,15 @@
+"""`harness eval` with the runner test task, as a separate process (for kill -9 and lock tests).
+
+    python -m tests.runner_child EVAL-ARGS...
+"""
+
+import sys
+
+from tests import runner_fixtures
+
+runner_fixtures.install()
+
+from harness.cli import main  # noqa: E402
+
+sys.argv = ["harness", "eval", *sys.argv[1:]]
+main()

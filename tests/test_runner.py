@@ -1,0 +1,184 @@
+"""The runner behind `harness eval`: grid, caches, resume after kill -9, no duplicate lines, lock, failures that
+are recorded while the run goes on, and the summary schema. Uses a small real task (tests/runner_fixtures.py) on
+real phantom heads and real defacers, so every stage runs for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.compare import compare_runs
+from harness.data.sample import write_sample_cohort
+from harness.runner import EvalConfig, EvalError, FailFast, Runner, parse_defacer_arg, read_qc, summarize_run
+from harness.store import RunLockedError, read_json, read_samples
+from harness.summary import Summary
+from tests import runner_fixtures
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    """Three nph-evans phantoms at 2.6 mm (coarse, so defacing takes about a second)."""
+    return write_sample_cohort("nph-evans", n=3, seed=7, out=tmp_path_factory.mktemp("cohort"), resolution_scale=2.0)
+
+
+@pytest.fixture
+def task(monkeypatch):
+    runner_fixtures.install(monkeypatch)
+
+
+def run(cohort, out, cache, **kw) -> "EvalOutcome":  # noqa: F821
+    cfg = EvalConfig(tasks=["nph-evans"], defacers=kw.pop("defacers", ["reface"]), cohort=str(cohort), out=out,
+                     cache_dir=cache, workers=kw.pop("workers", 0), quiet=True, **kw)
+    return Runner(cfg, argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
+
+
+def lines(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+
+
+def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path):
+    cache = tmp_path / "cache"
+    first = run(cohort, tmp_path / "runs", cache, workers=1)  # defacing in a real worker process
+    assert first.counts == {"ok": 6, "unparsable": 0, "failed": 0} or Counter(first.counts)["ok"] == 6
+    assert first.model_calls == 6 and first.defacer_runs == 3
+    recs = lines(first.run_dir)
+    assert len(recs) == 6 and len({r["sample_id"] for r in recs}) == 6
+    assert Counter(r["condition"] for r in recs) == {"original": 3, "reface": 3}
+    assert all(r["scores"]["abs_error"] is not None for r in recs)
+    # the defaced answers differ from the originals: the face in the rendered image changed
+    by_case = {(r["case_id"], r["condition"]): r["answer"]["evans_ratio"] for r in recs}
+    assert any(by_case[(c, "original")] != by_case[(c, "reface")] for c, _ in by_case)
+    qc = read_qc(first.run_dir)
+    assert len(qc) == 3 and {q["status"] for q in qc} == {"ok"}
+    assert all(q["qc"]["brain_voxels_changed"] == 0 and q["qc"]["face_fraction_changed"] > 0.5 for q in qc)
+    manifest = read_json(first.run_dir / "manifest.json")
+    assert manifest["status"] == "complete" and manifest["cohort"]["nph-evans"]["size"] == 3
+    summary = Summary.from_dict(read_json(first.run_dir / "summary.json"))
+    [task_summary] = summary.tasks
+    [row] = task_summary.rows
+    assert (row.defacer, row.n_pairs) == ("reface", 3)
+    assert row.fidelity["abs_diff"].n == 3 and row.fidelity["abs_diff"].value > 0
+
+    resumed = run(cohort, tmp_path / "runs", cache, resume=first.run_dir)
+    assert (resumed.skipped_done, resumed.model_calls, resumed.defacer_runs) == (6, 0, 0)
+    assert len(lines(first.run_dir)) == 6
+
+    fresh_dir = run(cohort, tmp_path / "other-runs", cache)  # new run directory, same caches
+    assert (fresh_dir.model_calls, fresh_dir.defacer_runs, fresh_dir.counts["ok"]) == (0, 0, 6)
+    assert fresh_dir.wall_seconds < first.wall_seconds
+
+    rows = compare_runs(first.run_dir, fresh_dir.run_dir)  # same model, same answers: paired differences are 0
+    assert {(r.condition, r.metric) for r in rows} == {(c, m) for c in ("original", "reface") for m in ("abs_error", "close")}
+    assert all(r.n == 3 and r.diff == 0 for r in rows)
+    cli = subprocess.run([sys.executable, "-m", "harness", "compare", first.run_dir, fresh_dir.run_dir], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+    assert cli.returncode == 0 and "abs_error" in cli.stdout and "reface" in cli.stdout
+
+
+def _child(args, env_extra=None) -> subprocess.Popen:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "tests.runner_child", *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_lines(run_root: Path, n: int, proc: subprocess.Popen, timeout=120) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for samples in run_root.glob("*/samples.jsonl"):
+            if len(samples.read_text().splitlines()) >= n:
+                return samples.parent
+        if proc.poll() is not None:
+            raise AssertionError(f"child ended early: {proc.communicate()}")
+        time.sleep(0.2)
+    raise AssertionError("no samples written in time")
+
+
+def test_kill_9_mid_run_loses_nothing_and_resume_completes(task, cohort, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "runs"
+    proc = _child(["--task", "nph-evans", "--defacer", "reface", "--cohort", cohort, "--out", out, "--cache-dir", cache,
+                   "--workers", "0", "--concurrency", "1", "--quiet"], {runner_fixtures.SLOW_ENV: "1.5"})
+    run_dir = _wait_for_lines(out, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = lines(run_dir)
+    assert 2 <= len(before) < 6 and len({r["sample_id"] for r in before}) == len(before)
+    assert read_json(run_dir / "manifest.json")["status"] == "running"  # killed: never finished
+    resumed = run(cohort, out, cache, resume=run_dir)
+    after = lines(run_dir)
+    assert resumed.skipped_done == len(before)
+    assert len(after) == 6 and len({r["sample_id"] for r in after}) == 6
+    assert after[: len(before)] == before  # nothing rewritten
+    assert read_json(run_dir / "manifest.json")["status"] == "complete"
+
+
+def test_second_process_on_the_same_run_is_refused(task, cohort, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "runs"
+    proc = _child(["--task", "nph-evans", "--defacer", "reface", "--cohort", cohort, "--out", out, "--cache-dir", cache,
+                   "--workers", "0", "--concurrency", "1", "--quiet"], {runner_fixtures.SLOW_ENV: "3"})
+    try:
+        run_dir = _wait_for_lines(out, 1, proc)
+        with pytest.raises(RunLockedError, match=f"pid {proc.pid}|{proc.pid}"):
+            run(cohort, out, cache, resume=run_dir)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_refusing_defacer_is_recorded_and_the_exit_code_says_so(task, cohort, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "runs"
+    proc = _child(["--task", "nph-evans", "--defacer", "external:cmd(command=false {input} {output})", "--cohort", cohort,
+                   "--out", out, "--cache-dir", cache, "--workers", "0", "--quiet"])
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 3, stderr
+    [run_dir] = list(out.iterdir())
+    recs = lines(run_dir)
+    status = Counter((r["condition"], r["status"]) for r in recs)
+    assert status == {("original", "ok"): 3, ("external:cmd(command=false {input} {output})", "failed"): 3}
+    assert {r["error"]["kind"] for r in recs if r["status"] == "failed"} == {"defacer_refused"}
+    assert {q["status"] for q in read_qc(run_dir)} == {"refused"}
+    assert "3 failed" in stdout and "harness runs show" in stdout
+
+
+def test_an_unreadable_case_fails_alone_and_fail_fast_stops(task, cohort, tmp_path):
+    broken = tmp_path / "cohort"
+    broken.mkdir()
+    rows = [json.loads(line) for line in Path(cohort).read_text().splitlines()]
+    for row in rows:  # manifest paths are relative to the manifest: point them back at the original files
+        for group in ("volumes", "masks"):
+            row[group] = {k: str((Path(cohort).parent / v).resolve()) for k, v in row.get(group, {}).items()}
+    bad = Path(rows[1]["volumes"]["t1"])
+    (tmp_path / "bad.nii.gz").write_bytes(bad.read_bytes()[:2000])  # truncated
+    rows[1]["volumes"]["t1"] = str(tmp_path / "bad.nii.gz")
+    (broken / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outcome = run(broken / "manifest.jsonl", tmp_path / "runs", tmp_path / "cache")
+    recs = lines(outcome.run_dir)
+    failed = [r for r in recs if r["status"] == "failed"]
+    assert len(recs) == 6 and len(failed) == 2 and {r["case_id"] for r in failed} == {rows[1]["id"]}
+    assert {r["error"]["kind"] for r in failed} == {"bad_input"} and all("bad.nii.gz" in r["error"]["message"] for r in failed)
+    with pytest.raises(FailFast):
+        run(broken / "manifest.jsonl", tmp_path / "runs2", tmp_path / "cache", fail_fast=True)
+
+
+def test_defacer_arguments_and_bad_modes():
+    assert parse_defacer_arg("reface") == ("reface", {})
+    assert parse_defacer_arg("quickshear(buffer_mm=5)") == ("quickshear", {"buffer_mm": 5})
+    assert parse_defacer_arg("external:cmd(command=tool {input} {output}, timeout_s=30.5)") == (
+        "external:cmd", {"command": "tool {input} {output}", "timeout_s": 30.5})
+    with pytest.raises(EvalError, match="cannot read defacer parameter"):
+        parse_defacer_arg("quickshear(5)")
+
+
+def test_unknown_mode_is_a_clear_error(task, cohort, tmp_path):
+    with pytest.raises(EvalError, match="has no 'agent' mode; its modes: single"):
+        Runner(EvalConfig(tasks=["nph-evans"], defacers=["reface"], cohort=str(cohort), mode="agent", out=tmp_path))
