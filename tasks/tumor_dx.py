@@ -29,8 +29,8 @@ from harness.scoring.stats import cohen_kappa
 from harness.tools import Tool, Toolbox
 from tasks.base import Metric, ModelInput, Task
 from tasks.common import image_array, prompt_messages, render_views, text_of
-from tasks.tumor_common import (ROLE_NAMES, ROLES, Findings, analyse, axial_count, brain_montage, read_tile_layout,
-                                stack_from_images, tool_montages)
+from tasks.tumor_common import (analyse, axial_count, baseline_revision, brain_montage, Findings, read_tile_layout,
+                                 ROLE_NAMES, ROLES, stack_from_images, tool_montages)
 
 SINGLE_ROLES = ("t1", "t1c", "t2", "flair")
 FINDING_VALUES = {
@@ -274,6 +274,9 @@ def _baseline(spec):
         return _agent_step(messages)
 
     return policy
+
+
+_baseline.revision = baseline_revision(__file__)
 
 
 def _agent_step(messages):

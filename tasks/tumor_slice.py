@@ -24,8 +24,8 @@ from harness.parsing import parse_answer
 from harness.tools import Tool, Toolbox
 from tasks.base import Metric, ModelInput, Task
 from tasks.common import image_array, prompt_messages, render_views, text_of
-from tasks.tumor_common import (ROLE_NAMES, ROLES, analyse, axial_count, brain_montage, read_tile_layout, slice_geometry,
-                                 stack_from_images, tool_montages)
+from tasks.tumor_common import (analyse, axial_count, baseline_revision, brain_montage, read_tile_layout, ROLE_NAMES,
+                                 ROLES, slice_geometry, stack_from_images, tool_montages)
 
 HIT_TOLERANCE_MM = 5.0
 SINGLE_ROLES = ("flair", "t2", "t1", "t1c")  # T1 beside T1c: enhancement is what is brighter after contrast
@@ -175,6 +175,9 @@ def _baseline(spec):
         return _agent_step(messages)
 
     return policy
+
+
+_baseline.revision = baseline_revision(__file__)
 
 
 def _agent_step(messages: Sequence[Message]):
