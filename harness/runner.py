@@ -367,14 +367,15 @@ class Runner:
             return Sample(**base, status="unparsable", error={"kind": "unparsable", "message": redact_text(str(parsed.error))[:2000]},
                           timings=timings, tokens=tokens, transcript=transcript, cache_keys=cache_keys)
         try:
-            scores = task.score(parsed.value, case.truth)
+            answer = task.locate(parsed.value, volumes)
+            scores = task.score(answer, case.truth)
         except Exception as exc:
             if self.cfg.fail_fast:
                 raise
             return failed("score_error", f"{type(exc).__name__}: {exc}", transcript=transcript, tokens=tokens)
         timings["score"] = time.perf_counter() - t2
         self.stage_seconds["score"] += timings["score"]
-        return Sample(**base, status="ok", answer=parsed.value, scores=scores, timings=timings, tokens=tokens,
+        return Sample(**base, status="ok", answer=answer, scores=scores, timings=timings, tokens=tokens,
                       transcript=transcript, cache_keys=cache_keys)
 
     async def run_samples(self, todo: list[WorkItem], store: RunStore, progress: StageProgress, deface_results: dict) -> None:

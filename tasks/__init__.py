@@ -10,6 +10,8 @@ from tasks.base import Metric, ModelInput, Task
 # name -> "module:Class". One line per task; adding a task = a module, a prompt folder and a line here.
 _TASKS: dict[str, str] = {
     "nph-evans": "tasks.nph_evans:NphEvansTask",
+    "tumor-slice": "tasks.tumor_slice:TumorSliceTask",
+    "tumor-dx": "tasks.tumor_dx:TumorDxTask",
     "ct-report": "tasks.ct_report:CtReportTask",
 }
 

@@ -77,6 +77,12 @@ class Task(ABC):
     def parse(self, answer: Any):
         """Raw answer (reply text, or what the agent submitted) -> harness.parsing.ParseResult."""
 
+    def locate(self, answer: dict, volumes: Mapping[str, Any]) -> dict:
+        """The parsed answer completed with facts of the case's geometry that the model cannot state itself (e.g. the
+        world position of a picked slice), so that score() and compare() need nothing but answers and truth.
+        Called by the runner after a successful parse; the default leaves the answer as it is."""
+        return answer
+
     @abstractmethod
     def score(self, answer: dict, truth: dict) -> dict[str, float | None]:
         """Values of the accuracy metrics for one parsed answer (None = undefined for this case)."""
