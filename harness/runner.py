@@ -32,7 +32,7 @@ from harness.cache import default_cache_dir
 from harness.data import load_cohort
 from harness.errors import HarnessError
 from harness.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals
-from harness.manifest import build_manifest, redact_text
+from harness.manifest import build_manifest, redact, redact_text
 from harness.models import ResponseCache, Sampling, create_model, resolve_model_spec, serve_model
 from harness.models.scripted import scripted_revision
 from harness.progress import StageProgress
@@ -456,7 +456,15 @@ class Runner:
             self.model_specs[name] = stack.enter_context(serve_model(spec))
 
     def _check_resumable(self, stored: dict) -> None:
-        """A resumed run must evaluate the same thing: same task versions and cohort content."""
+        """A resumed run must evaluate the same thing: same task versions, cohort content, and the same identity
+        behind each defacer and model name (an upgraded defacer under the old name would mix two versions)."""
+        for kind, current in (("defacer", {n: d.identity for n, d in self.defacers.items()}),
+                              ("model", {s: self.model_identity(s) for specs in self.models_by_task.values() for s in specs})):
+            old_ids = stored.get(kind + "s") or {}
+            for name, identity in current.items():
+                now = redact(json.loads(json.dumps(identity, default=str)))  # as the manifest stored it
+                if name in old_ids and isinstance(old_ids[name], dict) and old_ids[name] != now:
+                    raise EvalError(f"cannot resume: {kind} {name} is not what the run used (then {old_ids[name]}, now {identity}); start a new run with --out")
         for name, task in self.tasks.items():
             old = (stored.get("tasks") or {}).get(name)
             if old is not None and old.get("version") != task.version:
