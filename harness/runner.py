@@ -241,51 +241,57 @@ class Runner:
         return self.cohorts[task].case(case_id) if hasattr(self.cohorts[task], "case") else next(c for c in self.cohorts[task].cases if c.id == case_id)
 
     # --- stage 1: deface ---------------------------------------------------------------------------------------
-    def deface_all(self, todo: list[WorkItem], store: RunStore, progress: StageProgress) -> dict[tuple, dict]:
-        """(task, case, role, condition) -> job result. Every defaced volume the todo samples need, computed once."""
-        jobs: dict[tuple, tuple] = {}
+    def deface_jobs(self, todo: list[WorkItem]) -> dict[tuple, list[tuple]]:
+        """(volume file, condition) -> the (task, case, role, condition) keys it serves: a volume shared by two
+        tasks (tumor-slice and tumor-dx read the same cases) is defaced once."""
+        jobs: dict[tuple, list[tuple]] = {}
         for item in todo:
             if item.is_reference:
                 continue
-            task = self.tasks[item.task]
             case = self.case(item.task, item.case_id)
-            for role in task.roles:
+            for role in self.tasks[item.task].roles:
                 key = (item.task, item.case_id, role, item.condition)
-                if key not in jobs:
-                    name, params = parse_defacer_arg(item.condition)
-                    jobs[key] = (str(case.volumes[role]), name, params, str(self.cache_dir))
+                users = jobs.setdefault((str(case.volumes[role]), item.condition), [])
+                if key not in users:
+                    users.append(key)
+        return jobs
+
+    def deface_all(self, todo: list[WorkItem], store: RunStore, progress: StageProgress) -> dict[tuple, dict]:
+        """(task, case, role, condition) -> job result. Every defaced volume the todo samples need, computed once."""
+        jobs = self.deface_jobs(todo)
         results: dict[tuple, dict] = {}
         if not jobs:
             return results
+        args = {job: (job[0], *parse_defacer_arg(job[1]), str(self.cache_dir)) for job in jobs}
         qc_path = store.qc_dir / QC_FILE
         recorded = _recorded_qc(qc_path)
         t0 = time.perf_counter()
         workers = min(self.cfg.workers, len(jobs))
         if workers <= 0:
-            done_iter = ((k, _deface_job(*args)) for k, args in jobs.items())
-            self._collect(done_iter, results, qc_path, recorded, progress)
+            self._collect(((job, _deface_job(*a)) for job, a in args.items()), jobs, results, qc_path, recorded, progress)
         else:
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {k: pool.submit(_deface_job, *args) for k, args in jobs.items()}
-                self._collect(((k, f.result()) for k, f in futures.items()), results, qc_path, recorded, progress)
+                futures = {job: pool.submit(_deface_job, *a) for job, a in args.items()}
+                self._collect(((job, f.result()) for job, f in futures.items()), jobs, results, qc_path, recorded, progress)
         self.stage_seconds["deface"] += time.perf_counter() - t0
         return results
 
-    def _collect(self, done_iter, results, qc_path: Path, recorded: set, progress: StageProgress) -> None:
-        for key, res in done_iter:
-            results[key] = res
-            task, case_id, role, condition = key
+    def _collect(self, done_iter, jobs: dict, results: dict, qc_path: Path, recorded: set, progress: StageProgress) -> None:
+        for job, res in done_iter:
             self.defacer_runs += int(res["computed"])
-            if key not in recorded:
-                line = {"task": task, "case_id": case_id, "role": role, "condition": condition,
-                        "defacer": self.defacers[condition].identity, "status": res["status"], "error": res["error"],
-                        "seconds": round(res["seconds"], 3), "qc": res["qc"]}
-                _append_line(qc_path, line)
-                recorded.add(key)
+            for key in jobs[job]:
+                results[key] = res
+                task, case_id, role, condition = key
+                if key not in recorded:
+                    line = {"task": task, "case_id": case_id, "role": role, "condition": condition,
+                            "defacer": self.defacers[condition].identity, "status": res["status"], "error": res["error"],
+                            "seconds": round(res["seconds"], 3), "qc": res["qc"]}
+                    _append_line(qc_path, line)
+                    recorded.add(key)
             progress.advance("deface", failed=res["status"] != "ok")
             if res["status"] != "ok" and self.cfg.fail_fast:
-                raise FailFast(f"defacing {case_id} ({role}) with {condition} failed: {res['error']['message']}")
+                raise FailFast(f"defacing {jobs[job][0][1]} ({jobs[job][0][2]}) with {job[1]} failed: {res['error']['message']}")
 
     # --- stage 2: samples --------------------------------------------------------------------------------------
     def volumes_for(self, item: WorkItem) -> dict:
@@ -426,7 +432,8 @@ class Runner:
             if store.resumed:
                 self._check_resumable(store.manifest)
             plan = resume_plan(items, store, retry_failed=self.cfg.retry_failed)
-            with StageProgress(stage_totals(plan.todo), quiet=self.cfg.quiet, console=self.console) as progress:
+            totals = {**stage_totals(plan.todo), "deface": len(self.deface_jobs(plan.todo))}
+            with StageProgress(totals, quiet=self.cfg.quiet, console=self.console) as progress:
                 if plan.done or plan.skipped_failed:
                     progress.log(f"resuming {run_dir}: {plan.done} samples done, {plan.skipped_failed} failed kept"
                                  + (" (use --retry-failed to run them again)" if plan.skipped_failed else "") + f", {len(plan.todo)} to run")
