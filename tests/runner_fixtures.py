@@ -69,8 +69,9 @@ def install(monkeypatch=None) -> None:
 
     target = "tests.runner_fixtures:BrightnessTask"
     if monkeypatch is not None:
+        # setitem on both restores the real nph-evans task afterwards (a cached instance must not leak into others)
         monkeypatch.setitem(tasks._TASKS, "nph-evans", target)
-        monkeypatch.delitem(tasks._instances, "nph-evans", raising=False)
+        monkeypatch.setitem(tasks._instances, "nph-evans", BrightnessTask())
     else:
         tasks._TASKS["nph-evans"] = target
         tasks._instances.pop("nph-evans", None)
