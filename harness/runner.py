@@ -238,7 +238,7 @@ class Runner:
         )
 
     def case(self, task: str, case_id: str):
-        return self.cohorts[task].case(case_id) if hasattr(self.cohorts[task], "case") else next(c for c in self.cohorts[task].cases if c.id == case_id)
+        return self.cohorts[task].case(case_id)
 
     # --- stage 1: deface ---------------------------------------------------------------------------------------
     def deface_jobs(self, todo: list[WorkItem]) -> dict[tuple, list[tuple]]:

@@ -44,10 +44,14 @@ class Cohort:
         return iter(self.cases)
 
     def case(self, case_id: str) -> Case:
-        for c in self.cases:
-            if c.id == case_id:
-                return c
-        raise CohortError(f"cohort {self.name} has no case {case_id!r}")
+        try:
+            return self._by_id[case_id]  # the runner asks once per sample: a scan would be quadratic in cohort size
+        except KeyError:
+            raise CohortError(f"cohort {self.name} has no case {case_id!r}") from None
+
+    @cached_property
+    def _by_id(self) -> dict:
+        return {c.id: c for c in self.cases}
 
     @cached_property
     def content_hash(self) -> str:
