@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from harness.cache import atomic_write_text
-from harness.errors import HarnessError, HarnessWarning
+from harness.errors import HarnessWarning, PathError
 from harness.manifest import redact, redact_text
 from harness.sample import DONE_STATUSES, Sample, SampleFormatError, find_image_bytes, utc_now
 
@@ -44,13 +44,8 @@ QC_DIR = "qc"
 LOCK = ".lock"
 
 
-class RunStoreError(HarnessError):
+class RunStoreError(PathError):
     """A run directory cannot be read or written; names the path and what to do."""
-
-    def __init__(self, path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 class RunLockedError(RunStoreError):

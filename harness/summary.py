@@ -46,15 +46,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import PathError
 
 SUMMARY_VERSION = 1
 
 
-class SummaryFormatError(HarnessError):
-    def __init__(self, source, problem: str):
-        self.source = str(source)
-        super().__init__(f"{self.source}: {problem}")
+class SummaryFormatError(PathError):
+    """summary.json (or the object read from it) does not follow the schema; names the source and the field."""
 
 
 def _number(value, where: str, source, allow_none: bool = True):
