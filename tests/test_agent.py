@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from harness.agent import Budget, run_agent, run_single_turn
-from harness.models import ImagePart, Message, Reply, ResponseCache, ToolCall, Usage, create_model, parse_model_spec
+from harness.models import Message, Reply, ResponseCache, ToolCall, Usage, create_model, parse_model_spec
 from harness.models.retry import RetryPolicy
 from harness.models.scripted import ScriptedModel, call, register_scripted, steps_policy
 from harness.tools import Toolbox
 from harness.volume import Volume
-from tests.fixtures.fake_openai import FakeOpenAI, completion
+from tests.fixtures.fake_openai import FakeOpenAI
 
 
 @pytest.fixture(scope="module")

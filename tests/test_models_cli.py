@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 
 from PIL import Image
 from typer.testing import CliRunner

@@ -1,7 +1,6 @@
 """NIfTI loading and saving: geometry, scaling, canonical orientation, dtype safety and every bad input."""
 
 import gzip
-import warnings
 
 import nibabel as nib
 import numpy as np

@@ -17,8 +17,8 @@ import pytest
 
 from harness.compare import compare_runs
 from harness.data.sample import write_sample_cohort
-from harness.runner import EvalConfig, EvalError, FailFast, Runner, parse_defacer_arg, read_qc, summarize_run
-from harness.store import RunLockedError, read_json, read_samples
+from harness.runner import EvalConfig, EvalError, EvalOutcome, FailFast, Runner, parse_defacer_arg, read_qc, summarize_run
+from harness.store import RunLockedError, read_json
 from harness.summary import Summary
 from tests import runner_fixtures
 
@@ -37,7 +37,7 @@ def task(monkeypatch):
     runner_fixtures.install(monkeypatch)
 
 
-def run(cohort, out, cache, **kw) -> "EvalOutcome":  # noqa: F821
+def run(cohort, out, cache, **kw) -> EvalOutcome:
     cfg = EvalConfig(tasks=["nph-evans"], defacers=kw.pop("defacers", ["reface"]), cohort=str(cohort), out=out,
                      cache_dir=cache, workers=kw.pop("workers", 0), quiet=True, **kw)
     return Runner(cfg, argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
