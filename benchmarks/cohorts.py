@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.data.anatomy import load_atlas
-from harness.data.sample import write_case
+from harness.phantoms.anatomy import load_atlas
+from harness.phantoms.cohort import write_case
 
 
 def main() -> None:

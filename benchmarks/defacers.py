@@ -29,7 +29,7 @@ DEFACERS = ("original", "quickshear", "deface", "reface")
 def one(head: str, name: str) -> dict:
     sys.path.insert(0, str(ROOT))
     import defacers
-    from harness.io import load_volume
+    from harness.imaging.io import load_volume
 
     volume = load_volume(HEADS[head])
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -84,7 +84,7 @@ def main() -> None:
 
 
 def _baseline() -> int:
-    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import defacers, harness.io, resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import defacers, harness.imaging.io, resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
     return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() or 0)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.aggregate import aggregate_runs  # noqa: E402
+from harness.results.aggregate import aggregate_runs  # noqa: E402
 from leaderboard import build  # noqa: E402
 from tests.leaderboard_fixtures import MeasureTask, qc_line, sample, write_run  # noqa: E402
 

@@ -72,11 +72,11 @@ def free_port() -> int:
 
 def images(n: int):
     from harness.models import ImagePart
-    from harness.render import RenderSpec, Slices, render
+    from harness.imaging.render import RenderSpec, Slices, render
 
     colin = Path("/usr/share/mricron/templates/ch2.nii.gz")
     if colin.exists():
-        from harness.io import load_volume
+        from harness.imaging.io import load_volume
 
         vol = load_volume(colin)
     else:

@@ -16,9 +16,9 @@ from importlib import resources
 
 import numpy as np
 
-from harness.io import load_volume
-from harness.render import RenderSpec, Slices, render
-from harness.volume import Volume
+from harness.imaging.io import load_volume
+from harness.imaging.render import RenderSpec, Slices, render
+from harness.core.volume import Volume
 
 
 def head_256() -> Volume:

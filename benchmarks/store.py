@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.grid import Condition, plan_grid, resume_plan  # noqa: E402
-from harness.sample import Sample  # noqa: E402
-from harness.store import SAMPLES, RunStore  # noqa: E402
+from harness.engine.grid import Condition, plan_grid, resume_plan  # noqa: E402
+from harness.core.sample import Sample  # noqa: E402
+from harness.store.run_store import SAMPLES, RunStore  # noqa: E402
 
 
 def realistic(item) -> Sample:

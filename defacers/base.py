@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.volume import Volume
+from harness.core.errors import HarnessError
+from harness.core.volume import Volume
 
 
 class DefacerError(HarnessError):

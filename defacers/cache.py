@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from defacers.base import DefacedVolume, Defacer
-from harness.errors import HarnessError
-from harness.cache import atomic_write_text, content_key
-from harness.io import load_nifti, save_nifti
-from harness.volume import Volume
+from harness.core.errors import HarnessError
+from harness.core.files import atomic_write_text
+from harness.core.hashing import content_key
+from harness.imaging.io import load_nifti, save_nifti
+from harness.core.volume import Volume
 
 CACHE_LAYOUT = 1
 

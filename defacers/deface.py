@@ -12,11 +12,11 @@ import numpy as np
 
 from defacers.base import DefacedVolume, air_value, finish
 from defacers.template import TemplateDefacer, fit_template
-from harness import privacy
-from harness.brainmask import BRAINMASK_VERSION
-from harness.registration import REG_VERSION
-from harness.brainmask import brain_mask
-from harness.volume import Volume
+from defacers import qc as privacy
+from harness.imaging.brainmask import BRAINMASK_VERSION
+from defacers.registration import REG_VERSION
+from harness.imaging.brainmask import brain_mask
+from harness.core.volume import Volume
 
 
 class Deface(TemplateDefacer):

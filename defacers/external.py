@@ -24,13 +24,13 @@ import numpy as np
 
 from defacers.base import DefacedVolume, DefacerError, finish
 from defacers.template import TemplateDefacer, fit_template
-from harness import privacy
-from harness.brainmask import BRAINMASK_VERSION
-from harness.registration import REG_VERSION
-from harness.brainmask import brain_mask
-from harness.errors import HarnessError
-from harness.io import load_nifti, save_nifti
-from harness.volume import Volume
+from defacers import qc as privacy
+from harness.imaging.brainmask import BRAINMASK_VERSION
+from defacers.registration import REG_VERSION
+from harness.imaging.brainmask import brain_mask
+from harness.core.errors import HarnessError
+from harness.imaging.io import load_nifti, save_nifti
+from harness.core.volume import Volume
 
 DEFAULT_TIMEOUT_S = 3600.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from defacers.base import DefacedVolume, Defacer
-from harness.volume import Volume
+from harness.core.volume import Volume
 
 
 class Original(Defacer):

@@ -4,7 +4,7 @@ The brain mask is collapsed onto the sagittal plane, the lower convex hull of it
 monotone chain, `quickshear.convex_hull` from the quickshear package), the hull's first segment from the front
 defines the shearing plane, which is lowered by `buffer_mm` (the package's buffer is in voxels; here it is in mm so
 it means the same on any grid), and everything anterior-inferior of the plane becomes air.
-The brain mask comes from harness.brainmask (MR: threshold + morphology, CT: intracranial HU).
+The brain mask comes from harness.imaging.brainmask (MR: threshold + morphology, CT: intracranial HU).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import quickshear as qs
 
 from defacers.base import DefacedVolume, DefacerError, air_value, finish
 from defacers.template import TemplateDefacer, fit_template
-from harness import privacy
-from harness.brainmask import BRAINMASK_VERSION
-from harness.registration import REG_VERSION
-from harness.brainmask import brain_mask
-from harness.volume import Volume
+from defacers import qc as privacy
+from harness.imaging.brainmask import BRAINMASK_VERSION
+from defacers.registration import REG_VERSION
+from harness.imaging.brainmask import brain_mask
+from harness.core.volume import Volume
 
 
 def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:

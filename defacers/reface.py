@@ -20,11 +20,11 @@ from scipy import ndimage
 
 from defacers.base import DefacedVolume, air_value, finish
 from defacers.template import TemplateDefacer, fit_template, pydeface_template
-from harness import privacy
-from harness.brainmask import BRAINMASK_VERSION
-from harness.registration import REG_VERSION
-from harness.brainmask import brain_mask, head_mask, head_threshold
-from harness.volume import Volume
+from defacers import qc as privacy
+from harness.imaging.brainmask import BRAINMASK_VERSION
+from defacers.registration import REG_VERSION
+from harness.imaging.brainmask import brain_mask, head_mask, head_threshold
+from harness.core.volume import Volume
 
 FEATHER_SIGMA_VOX = 1.5
 MARGIN_VOX = 8

@@ -15,10 +15,10 @@ from functools import lru_cache
 import numpy as np
 
 from defacers.base import Defacer, DefacerError
-from harness.brainmask import head_mask, head_threshold
-from harness.io import load_nifti
-from harness.registration import Registration, RegistrationError, check_fit, register_cached
-from harness.volume import Volume
+from harness.imaging.brainmask import head_mask, head_threshold
+from harness.imaging.io import load_nifti
+from defacers.registration import Registration, RegistrationError, check_fit, register_cached
+from harness.core.volume import Volume
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,7 +5,7 @@ identity (name, version, render specs and whatever else the task registry report
 and the render config. Runs that differ are refused (ComparabilityError names the runs and the differing fields)
 or, when asked, put on separate boards named task--<fingerprint>.
 
-Manifest keys read (harness.manifest.build_manifest): harness.version, harness.git_sha, tasks (name -> identity,
+Manifest keys read (harness.store.manifest.build_manifest): harness.version, harness.git_sha, tasks (name -> identity,
 or a list of names), cohort ({name, description, size, hash|content_hash|sha256}, or task -> such a dict),
 models (name -> {id, revision}), defacers (name -> {name, version, params}), config.render, argv, started_at,
 ended_at.
@@ -17,10 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.aggregate import RunData
-from harness.cache import content_key
-from harness.errors import HarnessError
-from leaderboard.privacy import clean
+from harness.results.aggregate import RunData
+from harness.core.hashing import content_key
+from harness.core.errors import HarnessError
+from leaderboard.anonymize import clean
 
 _COHORT_HASH_KEYS = ("hash", "content_hash", "sha256", "cohort_hash", "content_key")
 _PATHLIKE = {"path", "root", "dir", "directory", "source", "manifest", "location", "url"}

@@ -26,12 +26,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.aggregate import AggregateError, group_cells, privacy_by_defacer, read_run, summarize_task
-from harness.cache import atomic_write_text
-from harness.errors import HarnessError
+from harness.results.aggregate import AggregateError, group_cells, privacy_by_defacer, read_run, summarize_task
+from harness.core.files import atomic_write_text
+from harness.core.errors import HarnessError
 from leaderboard import plots
 from leaderboard.boards import Board, board_facts, split_boards
-from leaderboard.privacy import check_clean, clean, cohort_salt, hash_case, scrub_paths
+from leaderboard.anonymize import check_clean, clean, cohort_salt, hash_case, scrub_paths
 from leaderboard.site import agreement_blocks, overview_table, render_page, results_table
 from leaderboard.tables import columns, flat_record, markdown, to_csv
 

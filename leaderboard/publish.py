@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness.errors import HarnessError
-from leaderboard.privacy import PUBLISHABLE, check_clean
+from harness.core.errors import HarnessError
+from leaderboard.anonymize import PUBLISHABLE, check_clean
 
 HF_PREFIX = "hf://"
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from tasks.base import Metric, ModelInput, Task
 
 # name -> "module:Class". One line per task; adding a task = a module, a prompt folder and a line here.
 _TASKS: dict[str, str] = {
-    "nph-evans": "tasks.nph_evans:NphEvansTask",
-    "tumor-slice": "tasks.tumor_slice:TumorSliceTask",
-    "tumor-dx": "tasks.tumor_dx:TumorDxTask",
-    "ct-report": "tasks.ct_report:CtReportTask",
+    "nph-evans": "tasks.nph_evans.task:NphEvansTask",
+    "tumor-slice": "tasks.tumor.slice:TumorSliceTask",
+    "tumor-dx": "tasks.tumor.dx:TumorDxTask",
+    "ct-report": "tasks.ct_report.task:CtReportTask",
 }
 
 _instances: dict[str, Task] = {}

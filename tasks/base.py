@@ -62,7 +62,7 @@ class Task(ABC):
     modes: ClassVar[tuple[str, ...]] = ("single", "agent")
     default_mode: ClassVar[str] = "single"
     baseline: ClassVar[str]  # the model spec of the task's CPU baseline, e.g. "scripted:nph-evans"
-    answer_schema: ClassVar[dict]  # harness.parsing schema of a parsed answer
+    answer_schema: ClassVar[dict]  # harness.core.parsing schema of a parsed answer
     accuracy_metrics: ClassVar[tuple[Metric, ...]]  # answer vs ground truth, one value per sample
     fidelity_metrics: ClassVar[tuple[Metric, ...]]  # defaced answer vs original answer, one value per pair
 
@@ -75,7 +75,7 @@ class Task(ABC):
 
     @abstractmethod
     def parse(self, answer: Any):
-        """Raw answer (reply text, or what the agent submitted) -> harness.parsing.ParseResult."""
+        """Raw answer (reply text, or what the agent submitted) -> harness.core.parsing.ParseResult."""
 
     def locate(self, answer: dict, volumes: Mapping[str, Any]) -> dict:
         """The parsed answer completed with facts of the case's geometry that the model cannot state itself (e.g. the

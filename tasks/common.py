@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image
 
 from harness.models.types import ImagePart, Message
-from harness.prompts import render_prompt
-from harness.render import RenderSpec, render
-from harness.volume import Volume
+from harness.core.prompts import render_prompt
+from harness.imaging.render import RenderSpec, render
+from harness.core.volume import Volume
 
 
 def render_parts(volume: Volume, spec: RenderSpec, label: str) -> list[ImagePart]:

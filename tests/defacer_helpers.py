@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from harness.brainmask import head_mask, mr_brain_mask
-from harness.io import load_nifti
-from harness.volume import Volume
+from harness.imaging.brainmask import head_mask, mr_brain_mask
+from harness.imaging.io import load_nifti
+from harness.core.volume import Volume
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 COLIN27_BRAIN = Path("/usr/share/mricron/templates/ch2bet.nii.gz")

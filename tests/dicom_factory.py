@@ -10,8 +10,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from harness.io.dicom_write import write_dicom_series
-from harness.volume import Volume
+from harness.imaging.io.dicom_write import write_dicom_series
+from harness.core.volume import Volume
 
 
 def edit_slices(paths: list[Path], fn) -> None:

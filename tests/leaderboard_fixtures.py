@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.manifest import build_manifest
-from harness.parsing import parse_answer
-from harness.sample import Sample
+from harness.store.manifest import build_manifest
+from harness.core.parsing import parse_answer
+from harness.core.sample import Sample
 from harness.scoring.stats import bland_altman
-from harness.store import RunStore
+from harness.store.run_store import RunStore
 from tasks.base import Metric, ModelInput, Task
 
 OPENAI_KEY = "sk-proj-PLANTEDSECRET0123456789abcdef"

@@ -14,8 +14,8 @@ import time
 import numpy as np
 
 from harness.models.scripted import register_scripted
-from harness.parsing import parse_answer
-from harness.render import RenderSpec
+from harness.core.parsing import parse_answer
+from harness.imaging.render import RenderSpec
 from tasks.base import Metric, ModelInput, Task
 from tasks.common import image_array, prompt_messages, render_views, shown_images
 

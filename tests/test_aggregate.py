@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.aggregate import AggregateError, aggregate, aggregate_runs
+from harness.results.aggregate import AggregateError, aggregate, aggregate_runs
 from harness.scoring.stats import benjamini_hochberg
-from harness.summary import Summary, TaskSummary
+from harness.results.summary import Summary, TaskSummary
 from tasks.base import Metric
 from tests.leaderboard_fixtures import MeasureTask, qc_line, sample, write_run
 

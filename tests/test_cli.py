@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from harness import __version__
-from harness.io import save_nifti
-from harness.io.dicom_write import write_dicom_series
+from harness.imaging.io import save_nifti
+from harness.imaging.io.dicom_write import write_dicom_series
 from tests.conftest import make_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,6 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path, args, message):
 
 
 def test_render_key_is_the_same_in_another_process():
-    code = "from harness.render import RenderSpec, Slices; print(RenderSpec(slices=Slices.parse('10,20'), window='bone').key)"
+    code = "from harness.imaging.render import RenderSpec, Slices; print(RenderSpec(slices=Slices.parse('10,20'), window='bone').key)"
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env={"PYTHONHASHSEED": str(s), "PATH": ""}).stdout for s in (1, 2)}
     assert len(keys) == 1 and len(keys.pop().strip()) == 16

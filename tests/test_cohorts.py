@@ -11,11 +11,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from harness.case import Case
+from harness.core.case import Case
 from harness.data.cohort import CohortError, detect_kind, load_cohort
-from harness.errors import HarnessError
-from harness.io.dicom_write import write_dicom_series
-from harness.volume import Volume
+from harness.core.errors import HarnessError
+from harness.imaging.io.dicom_write import write_dicom_series
+from harness.core.volume import Volume
 
 
 def nifti(path: Path, value: float = 100.0, shape=(12, 14, 10), seed: int = 0) -> Path:

@@ -129,8 +129,8 @@ def test_ct_dicom_and_nifti_are_the_same_scan_in_hu(cohorts):
 
 
 def test_cases_are_deterministic_and_differ(tmp_path):
-    from harness.data.anatomy import load_atlas
-    from harness.data.sample import write_case
+    from harness.phantoms.anatomy import load_atlas
+    from harness.phantoms.cohort import write_case
 
     atlas = load_atlas()
     [a] = write_case("ct-report", 5, 1, tmp_path / "a", atlas, resolution_scale=3.0)
@@ -145,7 +145,7 @@ def test_cases_are_deterministic_and_differ(tmp_path):
 
 
 def test_reports_vary_in_phrasing():
-    from harness.data.headct import reference_report
+    from tasks.ct_report.phantom import reference_report
 
     truth = {"intracranial": [], "extracranial": [], "findings": {k: False for k in FINDING_KEYS}, "normal": True}
     texts = {reference_report(truth, np.random.default_rng(s))["report"] for s in range(12)}
@@ -154,7 +154,7 @@ def test_reports_vary_in_phrasing():
 
 @pytest.mark.slow
 def test_default_sample_cohort_is_generated_once_and_cached(tmp_path, monkeypatch):
-    from harness.data import sample
+    from harness.phantoms import cohort as sample
 
     monkeypatch.setattr(sample, "DEFAULT_N", {**sample.DEFAULT_N, "nph-evans": 1})
     first = load_cohort(None, "nph-evans", cache_dir=tmp_path)

@@ -9,10 +9,10 @@ import pytest
 import defacers
 from tests.defacer_helpers import COLIN27, COLIN27_BRAIN, colin27, pydeface_head_path, synthetic_ct
 from defacers.base import DefacerError
-from harness import registration
-from harness.io import load_nifti, load_volume, save_nifti
-from harness.registration import RegistrationError
-from harness.volume import Volume
+from defacers import registration
+from harness.imaging.io import load_nifti, load_volume, save_nifti
+from defacers.registration import RegistrationError
+from harness.core.volume import Volume
 
 needs_colin = pytest.mark.skipif(not COLIN27.is_file(), reason="Colin27 (Debian package mricron-data) is not installed")
 NATIVE = ("quickshear", "deface", "reface")
@@ -104,7 +104,7 @@ def test_quickshear_cuts_anterior_inferior_only(colin, colin_results):
 
 
 def test_reface_is_a_head_not_a_hole(colin, colin_results, ct_results):
-    from harness.brainmask import head_threshold
+    from harness.imaging.brainmask import head_threshold
 
     mr = colin_results["reface"]
     new = mr.volume.data[mr.changed]
@@ -140,7 +140,7 @@ def test_refuses_skull_stripped():
 
 @pytest.mark.slow
 def test_refuses_flipped_and_skull_stripped_ct(ct):
-    from harness.brainmask import brain_mask
+    from harness.imaging.brainmask import brain_mask
 
     with pytest.raises(RegistrationError, match="anterior-posterior"):
         defacers.get("reface").deface(ct.with_data(ct.data[:, ::-1, :].copy()))

@@ -12,10 +12,10 @@ import pydicom
 import pytest
 from pydicom.uid import RLELossless
 
-from harness.errors import HarnessWarning, VolumeError
-from harness.io import load_volume
-from harness.io.dicom_write import write_dicom_series
-from harness.volume import Volume
+from harness.core.errors import HarnessWarning, VolumeError
+from harness.imaging.io import load_volume
+from harness.imaging.io.dicom_write import write_dicom_series
+from harness.core.volume import Volume
 from tests.conftest import make_head
 from tests.dicom_factory import edit_slices, tilt_series, write_enhanced, write_sr
 

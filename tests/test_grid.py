@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.grid import Condition, plan_grid, sample_id, stage_totals
+from harness.engine.grid import Condition, plan_grid, sample_id, stage_totals
 
 ORIGINAL = Condition("original", {"name": "original", "version": "1"})
 REFACE = Condition("reface", {"name": "reface", "version": "0.3", "params": {"feather": 1.5}})

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from leaderboard import build, publish
 from leaderboard.boards import ComparabilityError
-from leaderboard.privacy import LeakError, scan
+from leaderboard.anonymize import LeakError, scan
 from tests.leaderboard_fixtures import OPENAI_KEY, MeasureTask, qc_line, sample, write_run
 
 TASK = MeasureTask()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.manifest import REDACTED, build_manifest, git_facts, is_secret_name, names_of, redact
-from harness.store import RunStore
+from harness.core.redact import REDACTED, is_secret_name, redact
+from harness.store.manifest import build_manifest, git_facts, names_of
+from harness.store.run_store import RunStore
 
 OPENAI_KEY = "sk-proj-Abc123Def456Ghi789Jkl012"
 HF_TOKEN = "hf_AbCdEfGhIjKlMnOpQrStUv"

@@ -11,12 +11,12 @@ import time
 import numpy as np
 import pytest
 
-from harness.agent import Budget, run_agent
+from harness.engine.agent import Budget, run_agent
 from harness.models import ImagePart, Message, ModelError, Sampling, create_model, parse_model_spec, serve_model
 from harness.models.serve import _healthy
-from harness.render import RenderSpec, render
-from harness.tools import Toolbox
-from harness.volume import Volume
+from harness.imaging.render import RenderSpec, render
+from harness.engine.tools import Toolbox
+from harness.core.volume import Volume
 
 pytestmark = pytest.mark.slow
 

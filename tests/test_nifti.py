@@ -6,9 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from harness.errors import HarnessWarning, VolumeError
-from harness.io import load_volume, save_nifti
-from harness.volume import Volume
+from harness.core.errors import HarnessWarning, VolumeError
+from harness.imaging.io import load_volume, save_nifti
+from harness.core.volume import Volume
 from tests.conftest import make_head
 
 

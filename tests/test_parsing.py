@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.parsing import MAX_ANSWER_CHARS, ParseResult, SchemaError, parse_answer, validate
+from harness.core.parsing import MAX_ANSWER_CHARS, ParseResult, SchemaError, parse_answer, validate
 
 EVANS = {
     "type": "object",

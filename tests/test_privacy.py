@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from tests.defacer_helpers import COLIN27, COLIN27_BRAIN, colin27, synthetic_ct
-from harness import brainmask, privacy
-from harness.io import load_nifti
-from harness.registration import to_sitk
-from harness.volume import Volume
+from harness.imaging import brainmask
+from defacers import qc as privacy
+from harness.imaging.io import load_nifti
+from defacers.registration import to_sitk
+from harness.core.volume import Volume
 
 
 def _box_head(shape=(40, 50, 40)) -> Volume:

@@ -6,7 +6,7 @@ import io
 import threading
 import time
 
-from harness.progress import StageProgress, format_duration
+from harness.engine.progress import StageProgress, format_duration
 
 
 def test_quiet_mode_prints_periodic_plain_lines_and_a_final_one():

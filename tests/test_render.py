@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.io import load_volume, save_nifti
-from harness.render import (
+from harness.imaging.io import load_volume, save_nifti
+from harness.imaging.render import (
     WINDOW_PRESETS,
     RenderError,
     RenderSpec,
@@ -19,7 +19,7 @@ from harness.render import (
     resolve_window,
     slice_positions_mm,
 )
-from harness.volume import Volume
+from harness.core.volume import Volume
 from tests.conftest import make_head
 
 

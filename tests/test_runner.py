@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.compare import compare_runs
-from harness.data.sample import write_sample_cohort
-from harness.runner import EvalConfig, EvalError, EvalOutcome, FailFast, Runner, parse_defacer_arg, read_qc, summarize_run
-from harness.store import RunLockedError, read_json
-from harness.summary import Summary
+from harness.results.compare import compare_runs
+from harness.phantoms.cohort import write_sample_cohort
+from harness.engine.runner import EvalConfig, EvalError, EvalOutcome, FailFast, Runner, parse_defacer_arg, read_qc, summarize_run
+from harness.store.run_store import RunLockedError, read_json
+from harness.results.summary import Summary
 from tests import runner_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]

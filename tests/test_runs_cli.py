@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.manifest import build_manifest
-from harness.sample import Sample
-from harness.store import RunStore
-from harness.summary import Coverage, Estimate, Summary, SummaryRow, TaskSummary
+from harness.store.manifest import build_manifest
+from harness.core.sample import Sample
+from harness.store.run_store import RunStore
+from harness.results.summary import Coverage, Estimate, Summary, SummaryRow, TaskSummary
 
 REPO = Path(__file__).resolve().parent.parent
 

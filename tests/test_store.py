@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessWarning
-from harness.grid import Condition, plan_grid, resume_plan
-from harness.sample import Sample
-from harness.store import RunLockedError, RunStore, RunStoreError, lock_holder, new_run_dir, read_samples
-from harness.summary import Coverage, Summary
+from harness.core.errors import HarnessWarning
+from harness.engine.grid import Condition, plan_grid, resume_plan
+from harness.core.sample import Sample
+from harness.store.run_store import RunLockedError, RunStore, RunStoreError, lock_holder, new_run_dir, read_samples
+from harness.results.summary import Coverage, Summary
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -169,7 +169,7 @@ def test_manifest_updates_and_summary_are_atomic_json(run):
 
 HOLDER = """
 import sys, time
-from harness.store import RunStore
+from harness.store.run_store import RunStore
 store = RunStore.open(sys.argv[1], {})
 print("ready", flush=True)
 sys.stdin.read()
@@ -206,10 +206,10 @@ def test_the_same_process_cannot_open_a_run_twice(run):
 
 WRITER = """
 import os, sys, time
-from harness.grid import Condition, plan_grid, resume_plan
-from harness.interrupts import exit_code, graceful_termination
-from harness.sample import Sample
-from harness.store import RunStore
+from harness.engine.grid import Condition, plan_grid, resume_plan
+from harness.engine.interrupts import exit_code, graceful_termination
+from harness.core.sample import Sample
+from harness.store.run_store import RunStore
 
 run, n, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 grid = plan_grid({"t": [f"case{i}" for i in range(n)]}, [Condition("original")], ["m"])
@@ -297,7 +297,7 @@ def test_sigterm_and_sigint_stop_gracefully(run, sig, code):
 # ---- disk full, permission denied ---------------------------------------------------------------------------
 
 def test_disk_full_mid_line_leaves_earlier_lines_intact_and_names_the_file(run, monkeypatch):
-    import harness.store as store_module
+    import harness.store.run_store as store_module
 
     with RunStore.open(run, {}) as store:
         store.append(sample(0))
@@ -322,7 +322,7 @@ def test_disk_full_mid_line_leaves_earlier_lines_intact_and_names_the_file(run, 
 
 
 def test_disk_full_while_writing_the_summary_keeps_the_previous_one(run, monkeypatch):
-    import harness.cache as cache_module
+    import harness.core.files as cache_module
 
     with RunStore.open(run, {}) as store:
         store.write_summary(Summary("r", "first", "0.1.0"))
@@ -339,7 +339,7 @@ def test_disk_full_while_writing_the_summary_keeps_the_previous_one(run, monkeyp
 
 
 def test_permission_denied_is_a_clear_error(tmp_path, monkeypatch):
-    import harness.store as store_module
+    import harness.store.run_store as store_module
 
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
@@ -413,7 +413,7 @@ def test_a_sample_that_is_not_json_is_refused_by_name(run):
 
 LEFTOVER = """
 import os, sys, time
-from harness.store import RunStore
+from harness.store.run_store import RunStore
 store = RunStore.open(sys.argv[1], {})
 child = os.fork()
 if child == 0:  # a worker forked by the run keeps the lock's file description open
@@ -448,7 +448,7 @@ def test_a_lock_kept_by_a_leftover_worker_is_explained(run):
 
 
 def test_append_many_writes_all_or_nothing(run, monkeypatch):
-    import harness.store as store_module
+    import harness.store.run_store as store_module
 
     with RunStore.open(run, {}) as store:
         store.append_many([sample(0), sample(1, "failed", error={"kind": "timeout", "message": "x"})])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.summary import SUMMARY_VERSION, Coverage, Estimate, Summary, SummaryFormatError, SummaryRow, TaskSummary, summary_tables
+from harness.results.summary import SUMMARY_VERSION, Coverage, Estimate, Summary, SummaryFormatError, SummaryRow, TaskSummary, summary_tables
 
 
 def _summary() -> Summary:
@@ -57,7 +57,7 @@ def test_tables_show_scores_fidelity_and_coverage():
 
 
 def test_coverage_counts_final_statuses():
-    from harness.sample import Sample
+    from harness.core.sample import Sample
 
     samples = [Sample(str(i), "t", "c", "original", "m", status=st) for i, st in enumerate(["ok", "ok", "failed", "unparsable"])]
     assert Coverage.of(samples) == Coverage(4, 2, 1, 1)

@@ -9,13 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from harness.agent import run_agent, run_single_turn
+from harness.engine.agent import run_agent, run_single_turn
 from harness.data import load_cohort
-from harness.data.sample import write_sample_cohort
+from harness.phantoms.cohort import write_sample_cohort
 from harness.models import create_model
-from harness.render import to_uint8
+from harness.imaging.render import to_uint8
 from harness.scoring.text import DEFAULT_BERTSCORE_MODEL_ID
-from tasks import ct_detect, ct_report, get_task
+from tasks import get_task
+from tasks.ct_report import detect as ct_detect, task as ct_report
 
 TASK = get_task("ct-report")
 
@@ -254,10 +255,10 @@ def test_summary_shows_every_metric_and_the_extracranial_loss(no_bertscore):
     extracranial rows (accuracy and fidelity), not in the intracranial ones."""
     from rich.console import Console
 
-    from harness.aggregate import aggregate
-    from harness.sample import Sample
-    from harness.summary import summary_tables
-    from harness.summary import Summary
+    from harness.results.aggregate import aggregate
+    from harness.core.sample import Sample
+    from harness.results.summary import summary_tables
+    from harness.results.summary import Summary
 
     with_sinus = {"findings": TRUTH["report_findings"], "impression": TRUTH["report_impression"]}
     without = {"findings": "Acute left subdural haematoma.\nThe paranasal sinuses are not included on these images.",

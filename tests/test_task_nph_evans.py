@@ -12,12 +12,12 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.agent import Budget, run_agent, run_single_turn
+from harness.engine.agent import Budget, run_agent, run_single_turn
 from harness.models import Sampling, create_model, parse_model_spec, scripted_names
 from harness.scoring.stats import cohen_kappa
 from tasks import get_task
-from tasks.nph_analysis import MASK_FORMAT, MaskFormatError, decode_mask, encode_mask, mask_dice
-from tasks.nph_evans import MONTAGE_BELOW_VERTEX_MM, montage_slices
+from tasks.nph_evans.analysis import MASK_FORMAT, MaskFormatError, decode_mask, encode_mask, mask_dice
+from tasks.nph_evans.task import MONTAGE_BELOW_VERTEX_MM, montage_slices
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def task():
 def cohort(tmp_path_factory):
     """Two phantoms at coarse resolution (~5 s): case 0 ER 0.27 (no NPH), case 1 ER 0.40 (NPH)."""
     from harness.data import load_cohort
-    from harness.data.sample import write_sample_cohort
+    from harness.phantoms.cohort import write_sample_cohort
 
     out = tmp_path_factory.mktemp("nph-cohort")
     manifest = write_sample_cohort("nph-evans", n=2, seed=3, out=out, resolution_scale=1.6)
@@ -152,7 +152,7 @@ def test_agreement_states_its_forms(task):
 # --- inputs on real phantoms ---------------------------------------------------------------------------------------
 
 def test_single_input_is_a_montage_around_the_horn_level(task, cohort):
-    from harness.brainmask import head_mask
+    from harness.imaging.brainmask import head_mask
 
     vol = cohort[0].load("t1")
     indices = montage_slices(vol)

@@ -9,13 +9,13 @@ import typing
 import numpy as np
 import pytest
 
-from harness.agent import Budget, run_agent, run_single_turn
+from harness.engine.agent import Budget, run_agent, run_single_turn
 from harness.data.truth import DIAGNOSES
 from harness.models import Sampling, create_model, parse_model_spec, resolve_model_spec
 from harness.scoring.stats import cohen_kappa
 from tasks import get_task
-from tasks.tumor_common import Findings
-from tasks.tumor_dx import macro_f1, macro_f1_by_condition, normalise_findings, read_lesion, submit_diagnosis
+from tasks.tumor.analysis import Findings
+from tasks.tumor.dx import macro_f1, macro_f1_by_condition, normalise_findings, read_lesion, submit_diagnosis
 
 TASK = get_task("tumor-dx")
 GBM = {"diagnosis": "glioblastoma", "findings": {"enhancement": "ring", "necrosis": True, "oedema": "marked",
@@ -193,7 +193,7 @@ def test_tiny_vlm_garbage_is_parsed_or_unparsable(tiny_vlm, tumor_cohort):
 
 
 def test_macro_f1_by_condition_from_samples():
-    from harness.sample import Sample
+    from harness.core.sample import Sample
 
     def sample(case, cond, dx, status="ok"):
         return Sample(sample_id=f"{case}-{cond}", task="tumor-dx", case_id=case, condition=cond, model="m", mode="single",

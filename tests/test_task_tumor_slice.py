@@ -8,12 +8,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from harness.agent import Budget, run_agent, run_single_turn
+from harness.engine.agent import Budget, run_agent, run_single_turn
 from harness.models import Sampling, create_model, parse_model_spec, resolve_model_spec
-from harness.volume import Volume
+from harness.core.volume import Volume
 from tasks import get_task
 from tasks.common import text_of
-from tasks.tumor_common import brain_montage, head_top, read_tile_layout, slice_geometry
+from tasks.tumor.analysis import brain_montage, head_top, read_tile_layout, slice_geometry
 from tests.conftest import make_head
 
 TASK = get_task("tumor-slice")

@@ -1,5 +1,5 @@
 """Tools over volumes: schemas from docstrings, argument validation, views, and measure's pixel -> mm mapping
-through the display convention of harness.render."""
+through the display convention of harness.imaging.render."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from harness.models.scripted import call
-from harness.render import RenderSpec, Slices, render
-from harness.tools import Tool, ToolError, Toolbox, pixel_to_voxel, validate_arguments
-from harness.volume import Volume
+from harness.imaging.render import RenderSpec, Slices, render
+from harness.engine.tools import Tool, ToolError, Toolbox, pixel_to_voxel, validate_arguments
+from harness.core.volume import Volume
 
 SIZE = 256
 
@@ -70,7 +70,7 @@ def test_measure_maps_image_pixels_to_world_mm(plane):
 
 
 def test_measure_radiological_left_right_on_colin27(colin27):
-    from harness.io import load_volume
+    from harness.imaging.io import load_volume
 
     v = load_volume(colin27)
     box = Toolbox({"t1": v}, image_size=512)

@@ -11,7 +11,7 @@ import warnings
 import typer
 
 from harness import __version__
-from harness.errors import HarnessError, HarnessWarning
+from harness.core.errors import HarnessError, HarnessWarning
 
 app = typer.Typer(
     name="harness",

@@ -23,7 +23,7 @@ def sample(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where the derived anatomy is cached."),
 ):
     """Write N phantom cases of a task (PHANTOMS built from a real average head, not patients) with a manifest."""
-    from harness.data.sample import write_sample_cohort
+    from harness.phantoms.cohort import write_sample_cohort
     from harness.data.truth import check_task
 
     check_task(task)

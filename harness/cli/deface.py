@@ -8,9 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from harness.cache import atomic_write_bytes
-from harness.errors import HarnessError
-from harness.io import load_volume, save_nifti
+from harness.core.files import atomic_write_bytes
+from harness.core.errors import HarnessError
+from harness.imaging.io import load_volume, save_nifti
 
 
 def _params(items: list[str]) -> dict:
@@ -38,7 +38,7 @@ def deface_cmd(
 ):
     """Deface a head volume and report how much face went and whether any brain changed."""
     import defacers
-    from harness.privacy import qc_png as make_qc_png
+    from defacers.qc import qc_png as make_qc_png
 
     if not out.name.lower().endswith((".nii", ".nii.gz")):
         raise HarnessError(f"{out}: output name must end in .nii or .nii.gz")

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 EVAL_HELP = """Evaluate models on original and defaced volumes of a cohort, and print a fidelity summary.
 
@@ -64,9 +64,9 @@ def eval_cmd(
 ):
     from rich.console import Console
 
-    from harness.agent import Budget
+    from harness.engine.agent import Budget
     from harness.cli.summary_view import print_outcome
-    from harness.runner import EvalConfig, Runner, summarize_run
+    from harness.engine.runner import EvalConfig, Runner, summarize_run
 
     console = Console(stderr=True)
     models = list(model) or _config_models(config)
@@ -112,7 +112,7 @@ def compare_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from harness.compare import compare_runs
+    from harness.results.compare import compare_runs
 
     rows = compare_runs(run_a, run_b)
     table = Table(title=f"B = {run_b.name}  vs  A = {run_a.name}  (paired; difference B - A, 95% CI)", title_justify="left")

@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.manifest import names_of
-from harness.store import MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_samples, scan_samples
-from harness.summary import Summary, summary_tables
+from harness.store.manifest import names_of
+from harness.store.run_store import MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_samples, scan_samples
+from harness.results.summary import Summary, summary_tables
 
 runs_app = typer.Typer(help="List and inspect evaluation runs.", no_args_is_help=True)
 

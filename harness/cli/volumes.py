@@ -8,8 +8,8 @@ from typing import Optional
 import numpy as np
 import typer
 
-from harness.io import load_volume
-from harness.render import RenderSpec, Slices, parse_montage, parse_window, render, write_pngs
+from harness.imaging.io import load_volume
+from harness.imaging.render import RenderSpec, Slices, parse_montage, parse_window, render, write_pngs
 
 VOLUME_HELP = "A NIfTI file (.nii/.nii.gz), a DICOM file, or a folder of DICOM files."
 

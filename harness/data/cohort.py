@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from harness.cache import canonical_json
-from harness.case import Case
+from harness.core.hashing import canonical_json
+from harness.core.case import Case
 from harness.data.truth import check_task
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 class CohortError(HarnessError):
@@ -134,7 +134,7 @@ def load_cohort(source: str | Path | None, task: str, *, limit: int | None = Non
     if limit is not None and limit < 1:
         raise CohortError(f"limit must be at least 1, got {limit}")
     if source is None:
-        from harness.data.sample import sample_cohort_dir
+        from harness.phantoms.cohort import sample_cohort_dir
 
         folder = sample_cohort_dir(task, cache_dir, progress=progress)
         cohort = _read("manifest", str(folder / "manifest.jsonl"), task, limit, cache_dir)

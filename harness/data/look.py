@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cache import atomic_write_bytes
-from harness.data.overlay import sheet, tile
+from harness.core.files import atomic_write_bytes
+from harness.imaging.overlay import sheet, tile
 
 
 def _truth_slice(case, volume) -> int:
@@ -22,7 +22,7 @@ def _truth_slice(case, volume) -> int:
 
 
 def _mask(case, name: str, volume):
-    from harness.io import load_volume
+    from harness.imaging.io import load_volume
 
     path = (case.truth.get("masks") or {}).get(name)
     if not path:

@@ -48,7 +48,7 @@ REQUIRED = {"nph-evans": ("evans_ratio",), "tumor-slice": ("best_slice",), "tumo
 
 
 def check_task(task: str) -> str:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     if task not in TASKS:
         raise HarnessError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")

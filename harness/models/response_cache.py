@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from harness.cache import content_key, default_cache_dir
+from harness.core.hashing import content_key
+from harness.core.config import default_cache_dir
 from harness.models.types import Reply
 
 CACHE_VERSION = 1

@@ -1,6 +1,6 @@
 """The values every model backend speaks: messages with text and images, tool specs, sampling params, replies.
 
-Images travel as PNG bytes (from harness.render). Each image is identified by its sha256, base64-encoded at most
+Images travel as PNG bytes (from harness.imaging.render). Each image is identified by its sha256, base64-encoded at most
 once per process (not per request or retry), and appears in transcripts and cache keys by hash only.
 """
 
@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -75,7 +75,7 @@ class ImagePart:
 
     @classmethod
     def from_rendered(cls, image, label: str | None = None) -> "ImagePart":
-        """From a harness.render.RenderedImage."""
+        """From a harness.imaging.render.RenderedImage."""
         return cls(image.png, image.sha256, image.width, image.height, image.spec_key, label)
 
     @property

@@ -14,7 +14,7 @@ import json
 import re
 
 from harness.models.types import ImagePart, Message, ToolCall, ToolSpec
-from harness.prompts import render_prompt
+from harness.core.prompts import render_prompt
 
 # A closing tag may be missing when generation stopped at a stop token right after the JSON.
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)

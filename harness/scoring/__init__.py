@@ -5,6 +5,6 @@
 - :mod:`harness.scoring.text`     report metrics behind a lazy registry (ROUGE-L, BERTScore, findings F1).
 - :mod:`harness.scoring.findings` negation- and hedge-aware head-CT findings labeler and finding-level F1.
 
-Answer parsing lives in :mod:`harness.parsing`. Submodules are imported on demand so that loading one does not
+Answer parsing lives in :mod:`harness.core.parsing`. Submodules are imported on demand so that loading one does not
 pull in the heavy dependencies of another (torch, transformers).
 """

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from harness.cache import atomic_write_bytes, default_cache_dir
-from harness.case import ROLES
+from harness.core.files import atomic_write_bytes
+from harness.core.config import default_cache_dir
+from harness.core.case import ROLES
 from harness.data.sources.manifest import ManifestError, drop_nulls, rows_to_cases
 
 

@@ -23,9 +23,9 @@ import json
 import math
 from pathlib import Path
 
-from harness.case import ROLES, Case
+from harness.core.case import ROLES, Case
 from harness.data.truth import TASK_ROLES, normalize_truth
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 KNOWN_TRUTH_COLUMNS = {
     "evans_ratio", "frontal_horn_width_mm", "inner_skull_width_mm", "slice_index", "best_slice", "best_slice_mm",
@@ -61,7 +61,7 @@ def _json_field(value, name: str):
 
 def check_volume(path: Path) -> str | None:
     """A cheap readability check (header only): None when fine, else the problem."""
-    from harness.io import is_nifti
+    from harness.imaging.io import is_nifti
 
     if not path.exists():
         return f"file not found: {path}"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.sources.manifest import build_case
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 MODALITY_FILES = {"t1": "T1", "t1c": "T1GD", "t2": "T2", "flair": "FLAIR"}
 
@@ -31,8 +31,8 @@ def _clinical(root: Path) -> dict[str, dict]:
 
 
 def tumour_slice_truth(seg_path: Path) -> dict:
-    from harness.data.tumors import slice_areas
-    from harness.io import load_volume
+    from tasks.tumor.phantom import slice_areas
+    from harness.imaging.io import load_volume
 
     seg = load_volume(seg_path, modality="MR")
     labels = np.rint(seg.data).astype(np.int16)

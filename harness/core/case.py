@@ -1,0 +1,45 @@
+"""A Case: one subject of a task - its volumes by role, its ground truth and PHI-free metadata.
+
+Cases come from cohort sources (harness.data.cohort.load_cohort): a manifest, a BIDS tree, a folder of DICOM studies,
+the UPENN-GBM layout, a Hugging Face dataset, or the built-in sample cohort. The truth schema of each task is
+documented in harness.data.truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from harness.core.errors import HarnessError
+from harness.core.volume import Volume
+
+# Roles a case may carry. "ct" is a DICOM series folder or NIfTI file; "ct_nifti" the same scan as NIfTI.
+ROLES = ("t1", "t1c", "t2", "flair", "ct", "ct_nifti")
+CT_ROLES = ("ct", "ct_nifti")
+
+
+class CaseError(HarnessError):
+    pass
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    task: str
+    volumes: Mapping[str, Path]
+    truth: dict
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.volumes)
+
+    def load(self, role: str) -> Volume:
+        """The volume of this role, as a canonical-RAS Volume (CT roles in HU)."""
+        from harness.imaging.io import load_volume
+
+        if role not in self.volumes:
+            raise CaseError(f"case {self.id} has no {role!r} volume; it has {', '.join(self.volumes) or 'none'}")
+        modality = "CT" if role in CT_ROLES else "MR"
+        return load_volume(self.volumes[role], modality=modality)

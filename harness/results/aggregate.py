@@ -1,0 +1,363 @@
+"""Samples -> per-task rows (one per model x mode x defacer): scores, paired deltas and tests, fidelity, agreement,
+coverage and privacy. Used by the end-of-run summary of `harness eval` and by the leaderboard.
+
+Rules (DESIGN.md, "Rules that keep results trustworthy"):
+- A pair is the original sample and a defaced sample of the same task, case, model and mode, both with status
+  "ok". Failed and unparsable samples are counted in coverage and never enter a paired statistic.
+- Per-condition estimates (original, defaced) are the mean of a metric over that condition's parsed samples with
+  a bootstrap 95% CI over cases; the delta is the mean of (defaced - original) over complete pairs with its own
+  bootstrap CI, so it can differ from defaced - original when coverage differs.
+- The paired test follows the metric's kind: continuous -> Wilcoxon signed-rank, binary -> McNemar, categorical ->
+  Cohen's kappa (agreement, no p-value). Benjamini-Hochberg adjusts the p-values of one test family: all accuracy
+  metrics x defacers of one task x model x mode (TEST_FAMILY).
+- coverage.planned is the number of cases of the task seen anywhere in the input (samples or defacer QC), so a
+  sample that was never written shows up as planned - ok - unparsable - failed.
+- Privacy comes from the defacer QC records (qc/defacer_qc.jsonl, one line per case x role x condition).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.core.errors import HarnessError, HarnessWarning
+from harness.engine.grid import REFERENCE
+from harness.core.sample import Sample
+from harness.scoring.stats import (
+    benjamini_hochberg,
+    bootstrap_ci,
+    cohen_kappa,
+    complete_pairs,
+    mcnemar,
+    paired_difference_ci,
+    wilcoxon_signed_rank,
+)
+from harness.store.run_store import MANIFEST, QC_DIR, read_json, read_samples
+from harness.results.summary import Coverage, Estimate, MetricResult, Privacy, SummaryRow, TaskSummary
+
+QC_FILE = "defacer_qc.jsonl"
+TEST_FAMILY = "all accuracy-metric tests (metrics x defacers) of one task x model x mode"
+N_RESAMPLES = 2000
+SEED = 0
+
+
+class AggregateError(HarnessError):
+    """Samples or QC records cannot be aggregated (conflicting records, a task that fails on an answer)."""
+
+
+@dataclass
+class Cell:
+    """The samples of one task x model x mode x defacer: the originals (shared by every defacer) and the defaced."""
+
+    task: str
+    model: str
+    mode: str
+    defacer: str
+    original: dict[str, Sample] = field(default_factory=dict)  # case_id -> sample
+    defaced: dict[str, Sample] = field(default_factory=dict)
+
+    def pairs(self) -> list[tuple[str, Sample, Sample]]:
+        """(case_id, original, defaced) for the cases where both samples are ok, in case-id order."""
+        return [(c, self.original[c], d) for c, d in sorted(self.defaced.items())
+                if d.status == "ok" and c in self.original and self.original[c].status == "ok"]
+
+
+@dataclass
+class TaskCells:
+    task: str
+    cases: set[str]  # every case id of the task seen in samples or QC records (planned)
+    cells: list[Cell]  # sorted by model, mode, defacer
+
+
+def final_samples(samples: Iterable[Sample]) -> list[Sample]:
+    """One sample per sample id: a finished (ok/unparsable) record wins over a failed one, then the latest."""
+    chosen: dict[str, Sample] = {}
+    for s in samples:
+        prev = chosen.get(s.sample_id)
+        if prev is None or (s.done, s.created_at) >= (prev.done, prev.created_at):
+            chosen[s.sample_id] = s
+    return list(chosen.values())
+
+
+def group_cells(samples: Iterable[Sample], qc_records: Iterable[dict] = ()) -> dict[str, TaskCells]:
+    """Samples (and QC records, for the case list and defacers) grouped into cells, per task."""
+    originals: dict[tuple, dict[str, Sample]] = defaultdict(dict)
+    defaced: dict[tuple, dict[str, Sample]] = defaultdict(dict)
+    cases: dict[str, set[str]] = defaultdict(set)
+    defacers: dict[str, set[str]] = defaultdict(set)
+    model_modes: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for s in final_samples(samples):
+        cases[s.task].add(s.case_id)
+        model_modes[s.task].add((s.model, s.mode))
+        if s.condition == REFERENCE:
+            slot = originals[(s.task, s.model, s.mode)]
+        else:
+            defacers[s.task].add(s.condition)
+            slot = defaced[(s.task, s.model, s.mode, s.condition)]
+        other = slot.get(s.case_id)
+        if other is not None:
+            raise AggregateError(
+                f"task {s.task}, case {s.case_id}, model {s.model}, mode {s.mode}, condition {s.condition}: two "
+                f"different samples ({other.sample_id}, {s.sample_id}) - the runs used different defacer or model "
+                f"identities under one name; aggregate them separately")
+        slot[s.case_id] = s
+    for rec in qc_records:
+        task, case, cond = rec.get("task"), rec.get("case_id"), rec.get("condition")
+        if isinstance(task, str) and isinstance(case, str):
+            cases[task].add(case)
+            if isinstance(cond, str) and cond != REFERENCE:
+                defacers[task].add(cond)
+    out = {}
+    for task in sorted(model_modes):  # a task with QC records but no samples has no rows
+        cells = [Cell(task, model, mode, d, originals.get((task, model, mode), {}),
+                      defaced.get((task, model, mode, d), {}))
+                 for model, mode in sorted(model_modes[task]) for d in sorted(defacers[task])]
+        out[task] = TaskCells(task, cases[task], cells)
+    return out
+
+
+def aggregate(samples: Iterable[Sample], tasks: Mapping[str, Any], qc_records: Iterable[dict] = ()) -> list[TaskSummary]:
+    """Per-task summaries of `samples` (any number of runs; duplicates by sample id are merged). `tasks` maps a task
+    name to its Task object (declared metrics, compare, agreement); a task in the samples but not in `tasks` is an
+    error. QC records are the defacer QC lines of the same runs."""
+    qc = list(qc_records)
+    grouped = group_cells(samples, qc)
+    missing = sorted(set(grouped) - set(tasks))
+    if missing:
+        raise AggregateError(f"no task definition for {', '.join(missing)} (is the task registered?)")
+    privacy = privacy_by_defacer(qc)
+    return [summarize_task(tasks[name], tc, privacy) for name, tc in grouped.items()]
+
+
+def summarize_task(task, tc: TaskCells, privacy: Mapping[tuple[str, str], Privacy]) -> TaskSummary:
+    acc = tuple(task.accuracy_metrics)
+    fid = tuple(task.fidelity_metrics)
+    rows = [_row(task, cell, len(tc.cases), acc, fid, privacy.get((tc.task, cell.defacer))) for cell in tc.cells]
+    _adjust(rows)
+    primary = acc[0] if acc else None
+    return TaskSummary(
+        task=tc.task, metric=primary.name if primary else "", fidelity_metric=fid[0].name if fid else "",
+        higher_is_better=primary.higher_is_better if primary else True, rows=rows,
+        version=str(getattr(task, "version", "")), title=str(getattr(task, "title", "")),
+        accuracy_metrics=[m.to_dict() for m in acc], fidelity_metrics=[m.to_dict() for m in fid],
+        test_family=TEST_FAMILY)
+
+
+def _row(task, cell: Cell, planned: int, acc, fid, privacy: Privacy | None) -> SummaryRow:
+    pairs = cell.pairs()
+    ok_orig = [s for s in cell.original.values() if s.status == "ok"]
+    ok_def = [s for s in cell.defaced.values() if s.status == "ok"]
+    accuracy = {m.name: _accuracy(m, ok_orig, ok_def, pairs) for m in acc}
+    fidelity = _fidelity(task, cell, pairs, fid)
+    answers = [(o.answer, d.answer) for _, o, d in pairs]
+    try:
+        agreement = _json_safe(task.agreement(answers)) if answers else {}
+    except Exception as exc:  # a task bug must name the task, not surface as a bare traceback from the leaderboard
+        raise AggregateError(f"task {cell.task}: agreement() failed on {len(answers)} pairs of model {cell.model}, "
+                             f"defacer {cell.defacer}: {type(exc).__name__}: {exc}") from exc
+    primary = accuracy[acc[0].name] if acc else MetricResult()
+    return SummaryRow(
+        model=cell.model, defacer=cell.defacer, mode=cell.mode, n_cases=planned, n_pairs=len(pairs),
+        score_original=primary.original, score_defaced=primary.defaced, fidelity=fidelity,
+        coverage_original=Coverage.of(cell.original.values(), planned),
+        coverage_defaced=Coverage.of(cell.defaced.values(), planned),
+        accuracy=accuracy, agreement=agreement, privacy=privacy)
+
+
+def _usable(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _numeric(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and _usable(v) and math.isfinite(float(v))
+
+
+def estimate(values, seed: int = SEED) -> Estimate:
+    """Mean of `values` with a bootstrap 95% CI over them (None bounds when there are fewer than 2)."""
+    values = [float(v) for v in values]
+    if not values:
+        return Estimate(None, None, None, 0)
+    r = bootstrap_ci(values, np.mean, n_resamples=N_RESAMPLES, seed=seed)
+    return _est(r.estimate, r.low, r.high, len(values))
+
+
+def _est(value, low, high, n) -> Estimate:
+    f = lambda x: None if x is None or not math.isfinite(x) else float(x)  # noqa: E731
+    return Estimate(f(value), f(low), f(high), int(n))
+
+
+def _accuracy(metric, ok_orig: list[Sample], ok_def: list[Sample], pairs) -> MetricResult:
+    o_vals = [s.scores.get(metric.name) for s in ok_orig]
+    d_vals = [s.scores.get(metric.name) for s in ok_def]
+    po, pd, _ = complete_pairs([o.scores.get(metric.name) for _, o, _ in pairs],
+                               [d.scores.get(metric.name) for _, _, d in pairs])
+    res = MetricResult()
+    if metric.kind == "categorical":
+        res.original, res.defaced = Estimate(None, n=sum(map(_usable, o_vals))), Estimate(None, n=sum(map(_usable, d_vals)))
+        res.test = "kappa"
+        if po:
+            k = cohen_kappa([str(v) for v in po], [str(v) for v in pd])
+            res.kappa, res.statistic, res.note = _est(k.kappa, k.low, k.high, k.n), _finite(k.kappa), k.reason
+        return res
+    if not all(_numeric(v) for v in (*filter(_usable, o_vals), *filter(_usable, d_vals))):
+        res.note = f"{metric.kind} metric {metric.name} has non-numeric values; not estimated"
+        return res
+    res.original = estimate(filter(_usable, o_vals))
+    res.defaced = estimate(filter(_usable, d_vals))
+    if not po:
+        res.note = "no complete pairs"
+        return res
+    diff = paired_difference_ci(po, pd, n_resamples=N_RESAMPLES, seed=SEED)
+    res.delta = _est(diff.estimate, diff.low, diff.high, len(po))
+    if metric.kind == "binary":
+        if not all(float(v) in (0.0, 1.0) for v in (*po, *pd)):
+            res.note = f"binary metric {metric.name} has values other than 0/1; McNemar not run"
+            return res
+        t = mcnemar([bool(v) for v in po], [bool(v) for v in pd])
+        res.test, res.statistic, res.p_value, res.note = "mcnemar", _finite(t.statistic), _finite(t.p_value), t.reason
+    else:
+        t = wilcoxon_signed_rank(po, pd)
+        res.test, res.statistic, res.p_value, res.note = "wilcoxon", _finite(t.statistic), _finite(t.p_value), t.reason
+    return res
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _fidelity(task, cell: Cell, pairs, fid) -> dict[str, Estimate]:
+    values: dict[str, list] = {m.name: [] for m in fid}
+    for case, o, d in pairs:
+        try:
+            got = task.compare(o.answer, d.answer) or {}
+        except Exception as exc:
+            raise AggregateError(f"task {cell.task}: compare() failed for model {cell.model}, defacer "
+                                 f"{cell.defacer}: {type(exc).__name__}: {exc}") from exc
+        for name in values:
+            v = got.get(name)
+            if _numeric(v):
+                values[name].append(float(v))
+    return {name: estimate(v) for name, v in values.items()}
+
+
+def _adjust(rows: list[SummaryRow]) -> None:
+    """Benjamini-Hochberg within each model x mode (all its defacers and accuracy metrics)."""
+    families: dict[tuple[str, str], dict[tuple[int, str], float]] = defaultdict(dict)
+    for i, row in enumerate(rows):
+        for name, res in row.accuracy.items():
+            if res.p_value is not None:
+                families[(row.model, row.mode)][(i, name)] = res.p_value
+    for family in families.values():
+        keys = list(family)
+        adjusted = benjamini_hochberg([family[k] for k in keys]).adjusted
+        for (i, name), q in zip(keys, adjusted):
+            rows[i].accuracy[name].p_adjusted = _finite(q)
+
+
+# ------------------------------------------------------------------------------------------------- privacy
+
+def privacy_by_defacer(qc_records: Iterable[dict]) -> dict[tuple[str, str], Privacy]:
+    """(task, defacer) -> Privacy over the distinct defaced volumes (case x role) of that task. A volume QC'd in
+    several runs counts once (an ok record wins over a refused or failed one)."""
+    latest: dict[tuple, dict] = {}
+    for rec in qc_records:
+        if not isinstance(rec, dict) or rec.get("condition") in (None, REFERENCE):
+            continue
+        key = (rec.get("task"), rec.get("condition"), rec.get("case_id"), rec.get("role"),
+               json.dumps(rec.get("defacer"), sort_keys=True, default=str))
+        prev = latest.get(key)
+        if prev is None or prev.get("status") != "ok":
+            latest[key] = rec
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for (task, cond, *_), rec in latest.items():
+        groups[(str(task), str(cond))].append(rec)
+    out = {}
+    for key, recs in groups.items():
+        ok = [r.get("qc") for r in recs if r.get("status") == "ok" and isinstance(r.get("qc"), dict)]
+        face = [q["face_fraction_changed"] for q in ok if _numeric(q.get("face_fraction_changed"))]
+        surface = [q["face_surface_change_mm"] for q in ok if _numeric(q.get("face_surface_change_mm"))]
+        brain = [int(q["brain_voxels_changed"]) for q in ok if _numeric(q.get("brain_voxels_changed"))]
+        out[key] = Privacy(
+            volumes=len(ok), refused=sum(r.get("status") == "refused" for r in recs),
+            failed=sum(r.get("status") == "failed" for r in recs),
+            face_fraction_changed=estimate(face), face_surface_change_mm=estimate(surface),
+            brain_voxels_changed_mean=float(np.mean(brain)) if brain else None,
+            brain_voxels_changed_max=max(brain) if brain else None)
+    return out
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "to_dict"):
+        return _json_safe(obj.to_dict())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    return obj
+
+
+# ------------------------------------------------------------------------------------------------ run dirs
+
+def read_qc_records(run_dir) -> list[dict]:
+    """The defacer QC lines of a run (qc/defacer_qc.jsonl); torn or malformed lines are skipped with a warning."""
+    path = Path(run_dir) / QC_DIR / QC_FILE
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return out
+    except OSError as exc:
+        raise AggregateError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            warnings.warn(f"{path}: line {number} is not JSON; ignored", HarnessWarning, stacklevel=2)
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+@dataclass
+class RunData:
+    directory: Path
+    manifest: dict
+    samples: list[Sample]
+    qc: list[dict]
+
+
+def read_run(run_dir) -> RunData:
+    run_dir = Path(run_dir)
+    manifest = read_json(run_dir / MANIFEST)
+    if manifest is None:
+        raise AggregateError(f"{run_dir}: not a run directory (no {MANIFEST})")
+    return RunData(run_dir, manifest, read_samples(run_dir), read_qc_records(run_dir))
+
+
+def aggregate_runs(run_dirs: Iterable, tasks: Mapping[str, Any] | None = None) -> list[TaskSummary]:
+    """aggregate() over the samples and QC records of one or several run directories. `tasks` defaults to the
+    task registry (tasks.get_task)."""
+    runs = [read_run(d) for d in run_dirs]
+    samples = [s for r in runs for s in r.samples]
+    if tasks is None:
+        from tasks import get_task
+
+        tasks = {name: get_task(name) for name in sorted({s.task for s in samples})}
+    return aggregate(samples, tasks, [q for r in runs for q in r.qc])
