@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from harness.phantoms.anatomy import load_atlas
-from harness.phantoms.cohort import write_case
+from harness.data.sample_cohort import write_case
 
 
 def main() -> None:

@@ -1,38 +1,46 @@
-"""Task registry: name -> Task class, imported on first use so listing tasks stays cheap."""
+"""The task registry. A task declares itself where it is defined:
+
+    @register_task
+    class MyTask(Task):
+        name = "my-task"
+        ...
+
+Built-in tasks are found by importing every module below tasks/; tasks of other packages come from the
+`harness.tasks` entry-point group (harness.core.registry).
+"""
 
 from __future__ import annotations
 
-from importlib import import_module
+from harness.core.registry import Registry, UnknownNameError
+from tasks.base import Metric, ModelInput, Task, TruthField
 
-from harness.core.errors import HarnessError
-from tasks.base import Metric, ModelInput, Task
-
-# name -> "module:Class". One line per task; adding a task = a module, a prompt folder and a line here.
-_TASKS: dict[str, str] = {
-    "nph-evans": "tasks.nph_evans.task:NphEvansTask",
-    "tumor-slice": "tasks.tumor.slice:TumorSliceTask",
-    "tumor-dx": "tasks.tumor.dx:TumorDxTask",
-    "ct-report": "tasks.ct_report.task:CtReportTask",
-}
-
-_instances: dict[str, Task] = {}
+task_registry: Registry[type[Task]] = Registry(
+    "task", packages=("tasks",), group="harness.tasks",
+    accepts=lambda obj: isinstance(obj, Task) or (isinstance(obj, type) and issubclass(obj, Task)),
+)
+UnknownTaskError = UnknownNameError
+_instances: dict[int, Task] = {}
 
 
-class UnknownTaskError(HarnessError):
-    pass
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: register a Task subclass under its `name`."""
+    return task_registry.register()(cls)
 
 
 def task_names() -> list[str]:
-    return list(_TASKS)
+    return task_registry.names()
 
 
 def get_task(name: str) -> Task:
-    if name not in _TASKS:
-        raise UnknownTaskError(f"unknown task {name!r}; available: {', '.join(_TASKS) or 'none'}")
-    if name not in _instances:
-        module, cls = _TASKS[name].split(":")
-        _instances[name] = getattr(import_module(module), cls)()
-    return _instances[name]
+    """The task called `name` (one instance per registered class)."""
+    obj = task_registry.get(name)
+    if isinstance(obj, Task):
+        return obj
+    key = id(obj)
+    if key not in _instances:
+        _instances[key] = obj()
+    return _instances[key]
 
 
-__all__ = ["Metric", "ModelInput", "Task", "UnknownTaskError", "get_task", "task_names"]
+__all__ = ["Metric", "ModelInput", "Task", "TruthField", "UnknownTaskError", "get_task", "register_task",
+           "task_names", "task_registry"]

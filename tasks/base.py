@@ -1,8 +1,11 @@
 """The task contract: how a case becomes model input, how an answer is parsed and scored, and which metrics a task
 declares (the leaderboard's columns come from these declarations, not from a hand-edited schema).
 
-A task is one module in tasks/ plus one prompt folder prompts/<task>/ (Jinja templates, no prompt text in Python).
-Adding a task = write the module (a Task subclass), its templates, register it in tasks/__init__.py.
+A task is one module (or package) in tasks/ - or in another package, through the `harness.tasks` entry point -
+plus one prompt folder prompts/<task>/ (Jinja templates, no prompt text in Python). It declares everything the
+rest of harness needs to know about it: the volumes it reads (roles), its ground truth (truth_fields, checked by
+check_truth, read from flat table columns by truth_from_columns), the generator of its built-in sample cohort
+(phantoms), its scripted baseline, and its metrics. Nothing outside the task branches on its name.
 
 Flow for one sample (task, case, condition, model, mode), driven by harness's runner:
   volumes = the case's volumes, defaced by the condition's defacer
@@ -19,11 +22,16 @@ segmentation), so algorithmic routes go through the same scoring and pairing.
 
 from __future__ import annotations
 
+import json
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 MetricKind = Literal["continuous", "binary", "categorical"]
+TruthKind = Literal["number", "integer", "text", "boolean", "object", "list"]
+TRUE_WORDS = frozenset({"1", "true", "yes", "y", "present", "positive"})
+FALSE_WORDS = frozenset({"0", "false", "no", "n", "absent", "negative"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,91 @@ class Metric:
                 "kind": self.kind, "unit": self.unit, "group": self.group}
 
 
+@dataclass(frozen=True)
+class TruthField:
+    """One ground-truth field of a task, as cohort sources read it (a manifest key, a CSV or participants.tsv column).
+
+    Required fields are checked (a case without them is rejected with the reason); optional ones pass through.
+    bounds: open interval for numbers; minimum: smallest integer; choices: allowed texts (compared lower-cased).
+    from_mask: a mask name (e.g. "seg") from which the task can compute this field when it is absent.
+    """
+
+    name: str
+    kind: TruthKind
+    description: str
+    required: bool = False
+    bounds: tuple[float, float] | None = None
+    minimum: int | None = None
+    choices: tuple[str, ...] = ()
+    from_mask: str | None = None
+
+    def from_column(self, value: Any) -> Any:
+        """A value as a table cell holds it (text) -> the field's type; JSON for objects and lists."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if self.kind in ("object", "list"):
+            if not text:
+                return {} if self.kind == "object" else []
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"column {self.name!r} is not valid JSON ({exc.msg})") from None
+        if self.kind in ("number", "integer"):
+            number = _number(text)
+            if number is not None:
+                return int(number) if self.kind == "integer" and number == int(number) else number
+        if self.kind == "boolean":
+            if text.lower() in TRUE_WORDS:
+                return True
+            if text.lower() in FALSE_WORDS:
+                return False
+        return value
+
+    def check(self, value: Any) -> tuple[Any, str | None]:
+        """(value coerced to the field's type, None) or (value, the problem)."""
+        if self.kind in ("number", "integer"):
+            number = _number(value)
+            if self.kind == "integer":
+                if number is None or number != int(number) or (self.minimum is not None and number < self.minimum):
+                    what = "a non-negative integer" if self.minimum == 0 else "an integer"
+                    return value, f"{self.name} must be {what}, got {value!r}"
+                return int(number), None
+            if number is None or (self.bounds and not self.bounds[0] < number < self.bounds[1]):
+                where = f" between {self.bounds[0]:g} and {self.bounds[1]:g}" if self.bounds else ""
+                return value, f"{self.name} must be a number{where}, got {value!r}"
+            return number, None
+        if self.kind == "text":
+            if self.choices:
+                text = str(value).strip().lower()
+                if text not in self.choices:
+                    return value, f"{self.name} {value!r} is not one of {', '.join(self.choices)}"
+                return text, None
+            if not isinstance(value, str) or not value.strip():
+                return value, f"{self.name} must be non-empty text"
+            return value, None
+        if self.kind == "boolean" and not isinstance(value, bool):
+            return value, f"{self.name} must be true or false, got {value!r}"
+        if self.kind == "object" and not isinstance(value, dict):
+            return value, f"{self.name} must be an object"
+        if self.kind == "list" and not isinstance(value, list):
+            return value, f"{self.name} must be a list"
+        return value, None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, (), False)}
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 @dataclass
 class ModelInput:
     """What the model gets for one sample: the opening messages, and a Toolbox in agent mode (None = single turn).
@@ -59,6 +152,8 @@ class Task(ABC):
     title: ClassVar[str]
     description: ClassVar[str]
     roles: ClassVar[tuple[str, ...]]  # the case volumes this task reads, e.g. ("t1",) or ("t1", "t1c", "t2", "flair")
+    truth_fields: ClassVar[tuple[TruthField, ...]]  # the ground truth a case of this task carries
+    phantoms: ClassVar[Any] = None  # a harness.phantoms.PhantomGenerator for the built-in sample cohort, or None
     modes: ClassVar[tuple[str, ...]] = ("single", "agent")
     default_mode: ClassVar[str] = "single"
     baseline: ClassVar[str]  # the model spec of the task's CPU baseline, e.g. "scripted:nph-evans"
@@ -98,6 +193,44 @@ class Task(ABC):
     def solve_direct(self, case, volumes: Mapping[str, Any]) -> dict:
         """The answer of the task's algorithmic route (mode "direct"); only tasks listing "direct" in modes."""
         raise NotImplementedError(f"task {self.name} has no direct route")
+
+    # --- ground truth: how cohort sources read and check it ----------------------------------------------------
+    def truth_from_columns(self, columns: Mapping[str, Any]) -> dict:
+        """Truth from a flat row (CSV columns, participants.tsv, a table of reports): the columns named by the
+        declared fields, converted from text. Raises ValueError naming a column that cannot be read."""
+        truth = {}
+        for f in self.truth_fields:
+            value = columns.get(f.name)
+            if value is not None and value != "":
+                truth[f.name] = f.from_column(value)
+        return truth
+
+    def complete_truth(self, truth: dict) -> dict:
+        """Fill truth the task can compute from what a case carries (e.g. from a segmentation in truth["masks"]);
+        called before check_truth. Raises ValueError (or HarnessError) with the reason when it cannot."""
+        return truth
+
+    def check_truth(self, truth: Mapping[str, Any]) -> tuple[dict, list[str]]:
+        """(truth with its required fields coerced, problems); no problems = the case is usable."""
+        truth = dict(truth)
+        required = [f for f in self.truth_fields if f.required]
+        problems = [f"missing ground truth {f.name!r}" for f in required if truth.get(f.name) in (None, "")]
+        if problems:
+            return truth, problems
+        for f in required:
+            truth[f.name], problem = f.check(truth[f.name])
+            if problem:
+                problems.append(problem)
+        return truth, problems
+
+    def truth_available(self, fields, masks) -> bool:
+        """Whether a source that offers these truth fields and masks gives every required field of this task."""
+        return all(f.name in fields or (f.from_mask is not None and f.from_mask in masks)
+                   for f in self.truth_fields if f.required)
+
+    def headline(self, truth: Mapping[str, Any]) -> str:
+        """One line about a case's truth, for `harness data show` (default: the required fields)."""
+        return "  ".join(f"{f.name} {truth.get(f.name)}" for f in self.truth_fields if f.required)
 
     def metrics(self) -> dict:
         return {"accuracy": [m.to_dict() for m in self.accuracy_metrics], "fidelity": [m.to_dict() for m in self.fidelity_metrics]}

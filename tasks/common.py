@@ -48,6 +48,13 @@ def image_array(part: ImagePart) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
+def split_tiles(image: np.ndarray, rows: int, cols: int, n: int | None = None) -> list[np.ndarray]:
+    """The tiles of a montage image, left to right and top to bottom (the first n; default all rows x cols)."""
+    th, tw = image.shape[0] // rows, image.shape[1] // cols
+    count = rows * cols if n is None else n
+    return [image[(k // cols) * th:(k // cols + 1) * th, (k % cols) * tw:(k % cols + 1) * tw] for k in range(count)]
+
+
 def shown_images(messages: Sequence[Message]) -> list[ImagePart]:
     """Every image the model has been shown so far, in order (user messages and tool results)."""
     return [part for m in messages for part in m.content if isinstance(part, ImagePart)]

@@ -94,7 +94,7 @@ def tumor_cohort(tmp_path_factory):
     """The tumour sample cohort at a coarse resolution (~2 mm voxels): one case of each of the four lesion classes
     (glioblastoma, low-grade glioma, metastases, meningioma), shared by the tumor-slice and tumor-dx tests."""
     from harness.data import load_cohort
-    from harness.phantoms.cohort import write_sample_cohort
+    from harness.data.sample_cohort import write_sample_cohort
 
     out = tmp_path_factory.mktemp("tumor_cohort")
     write_sample_cohort("tumor-dx", n=4, seed=0, out=out / "cohort", resolution_scale=1.6)  # anatomy: user cache

@@ -7,7 +7,7 @@ import sys
 
 from tests import runner_fixtures
 
-runner_fixtures.install()
+runner_fixtures.install().__enter__()
 
 from harness.cli import main  # noqa: E402
 

@@ -63,15 +63,9 @@ def _brightness(spec):
     return policy
 
 
-def install(monkeypatch=None) -> None:
-    """Put the test task in the registry under "nph-evans" (in-process, or in a child process without monkeypatch)."""
-    import tasks
+def install():
+    """Put the test task in the registry under "nph-evans" (a context manager: the real task comes back after;
+    a child process that never leaves it keeps the test task)."""
+    from tasks import task_registry
 
-    target = "tests.runner_fixtures:BrightnessTask"
-    if monkeypatch is not None:
-        # setitem on both restores the real nph-evans task afterwards (a cached instance must not leak into others)
-        monkeypatch.setitem(tasks._TASKS, "nph-evans", target)
-        monkeypatch.setitem(tasks._instances, "nph-evans", BrightnessTask())
-    else:
-        tasks._TASKS["nph-evans"] = target
-        tasks._instances.pop("nph-evans", None)
+    return task_registry.override("nph-evans", BrightnessTask)

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from harness.cli import _register, app
 from harness.data.cohort import load_cohort
-from harness.data.truth import DIAGNOSES, FINDING_KEYS
+from tasks.ct_report.vocabulary import FINDING_KEYS
+from tasks.tumor.vocabulary import DIAGNOSES
 
 SCALE = "2.5"
 N = {"nph-evans": 2, "tumor-slice": 2, "tumor-dx": 4, "ct-report": 3}
@@ -130,7 +131,7 @@ def test_ct_dicom_and_nifti_are_the_same_scan_in_hu(cohorts):
 
 def test_cases_are_deterministic_and_differ(tmp_path):
     from harness.phantoms.anatomy import load_atlas
-    from harness.phantoms.cohort import write_case
+    from harness.data.sample_cohort import write_case
 
     atlas = load_atlas()
     [a] = write_case("ct-report", 5, 1, tmp_path / "a", atlas, resolution_scale=3.0)
@@ -154,9 +155,9 @@ def test_reports_vary_in_phrasing():
 
 @pytest.mark.slow
 def test_default_sample_cohort_is_generated_once_and_cached(tmp_path, monkeypatch):
-    from harness.phantoms import cohort as sample
+    from tasks.nph_evans.phantom import PHANTOMS
 
-    monkeypatch.setattr(sample, "DEFAULT_N", {**sample.DEFAULT_N, "nph-evans": 1})
+    monkeypatch.setattr(PHANTOMS, "default_n", 1)
     first = load_cohort(None, "nph-evans", cache_dir=tmp_path)
     assert first.name == "sample-nph-evans" and len(first.cases) == 1
     manifest = next((tmp_path / "cohorts").glob("nph-evans-*/manifest.jsonl"))

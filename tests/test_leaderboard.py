@@ -164,21 +164,22 @@ def test_hf_target_must_name_a_repo(built, tmp_path):
 
 
 def test_cli_builds_and_publishes(tmp_path, monkeypatch):
-    import tasks
     from typer.testing import CliRunner
 
     from harness.cli import _register, app
+    from tasks import task_registry
+    from tests.leaderboard_fixtures import MeasureTask
 
-    monkeypatch.setitem(tasks._TASKS, TASK.name, "tests.leaderboard_fixtures:MeasureTask")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the cohort salt lives in the harness cache
-    if not any(g.name == "leaderboard" for g in app.registered_groups):
-        _register()
-    runs = _runs(tmp_path)
-    runner = CliRunner()
-    res = runner.invoke(app, ["leaderboard", "build", *map(str, runs), "--out", str(tmp_path / "site")])
-    assert res.exit_code == 0, res.output
-    assert "1 board(s) (toy-measure)" in res.output and (tmp_path / "site" / "index.html").is_file()
-    assert list((tmp_path / "cache" / "harness" / "leaderboard-salts").glob("*.salt"))
-    res = runner.invoke(app, ["leaderboard", "publish", str(tmp_path / "site"), "--to", str(tmp_path / "pub")])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "pub" / "toy-measure.html").is_file()
+    with task_registry.override(TASK.name, MeasureTask):
+        if not any(g.name == "leaderboard" for g in app.registered_groups):
+            _register()
+        runs = _runs(tmp_path)
+        runner = CliRunner()
+        res = runner.invoke(app, ["leaderboard", "build", *map(str, runs), "--out", str(tmp_path / "site")])
+        assert res.exit_code == 0, res.output
+        assert "1 board(s) (toy-measure)" in res.output and (tmp_path / "site" / "index.html").is_file()
+        assert list((tmp_path / "cache" / "harness" / "leaderboard-salts").glob("*.salt"))
+        res = runner.invoke(app, ["leaderboard", "publish", str(tmp_path / "site"), "--to", str(tmp_path / "pub")])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / "pub" / "toy-measure.html").is_file()

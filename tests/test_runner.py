@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.compare import compare_runs
-from harness.phantoms.cohort import write_sample_cohort
+from harness.data.sample_cohort import write_sample_cohort
 from harness.engine.runner import EvalConfig, EvalError, EvalOutcome, FailFast, Runner, parse_defacer_arg, read_qc, summarize_run
 from harness.store.run_store import RunLockedError, read_json
 from harness.results.summary import Summary
@@ -33,8 +33,9 @@ def cohort(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def task(monkeypatch):
-    runner_fixtures.install(monkeypatch)
+def task():
+    with runner_fixtures.install():
+        yield
 
 
 def run(cohort, out, cache, **kw) -> EvalOutcome:

@@ -11,7 +11,7 @@ import pytest
 
 from harness.engine.agent import run_agent, run_single_turn
 from harness.data import load_cohort
-from harness.phantoms.cohort import write_sample_cohort
+from harness.data.sample_cohort import write_sample_cohort
 from harness.models import create_model
 from harness.imaging.render import to_uint8
 from harness.scoring.text import DEFAULT_BERTSCORE_MODEL_ID

@@ -29,7 +29,7 @@ def task():
 def cohort(tmp_path_factory):
     """Two phantoms at coarse resolution (~5 s): case 0 ER 0.27 (no NPH), case 1 ER 0.40 (NPH)."""
     from harness.data import load_cohort
-    from harness.phantoms.cohort import write_sample_cohort
+    from harness.data.sample_cohort import write_sample_cohort
 
     out = tmp_path_factory.mktemp("nph-cohort")
     manifest = write_sample_cohort("nph-evans", n=2, seed=3, out=out, resolution_scale=1.6)

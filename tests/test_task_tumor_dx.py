@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness.engine.agent import Budget, run_agent, run_single_turn
-from harness.data.truth import DIAGNOSES
+from tasks.tumor.vocabulary import DIAGNOSES
 from harness.models import Sampling, create_model, parse_model_spec, resolve_model_spec
 from harness.scoring.stats import cohen_kappa
 from tasks import get_task

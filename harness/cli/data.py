@@ -10,7 +10,7 @@ import typer
 
 data_app = typer.Typer(help="Sample cohorts (head phantoms with exact ground truth) and cohort inspection.", no_args_is_help=True)
 
-TASK_HELP = "nph-evans, tumor-slice, tumor-dx or ct-report."
+TASK_HELP = "A task name (`harness tasks` lists them)."
 
 
 @data_app.command("sample")
@@ -23,10 +23,10 @@ def sample(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where the derived anatomy is cached."),
 ):
     """Write N phantom cases of a task (PHANTOMS built from a real average head, not patients) with a manifest."""
-    from harness.phantoms.cohort import write_sample_cohort
-    from harness.data.truth import check_task
+    from harness.data.sample_cohort import write_sample_cohort
+    from tasks import get_task
 
-    check_task(task)
+    get_task(task)  # an unknown name fails before any work
     started = time.perf_counter()
 
     def progress(i, total, row):
@@ -62,15 +62,9 @@ def show(
 
 
 def _headline(case) -> str:
-    t = case.truth
-    if case.task == "nph-evans":
-        return f"Evans ratio {t['evans_ratio']:.3f}"
-    if case.task == "tumor-slice":
-        return f"best slice {t['best_slice']}"
-    if case.task == "tumor-dx":
-        return f"diagnosis {t['diagnosis']}"
-    impression = t.get("report_impression") or t["report"].split("IMPRESSION:")[-1]
-    return " ".join(impression.split())[:70]
+    from tasks import get_task
+
+    return get_task(case.task).headline(case.truth)
 
 
 def register(app: typer.Typer) -> None:

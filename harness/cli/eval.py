@@ -89,13 +89,17 @@ eval_cmd.__doc__ = EVAL_HELP
 
 
 def tasks_cmd():
-    """List the tasks, their modes, baselines and declared metrics."""
-    from tasks import get_task, task_names
+    """List the tasks: the volumes they read, their modes, baselines, ground-truth fields and declared metrics."""
+    from tasks import get_task, task_registry
 
-    for name in task_names():
-        t = get_task(name)
-        typer.echo(f"{name} (v{t.version}): {t.title}")
-        typer.echo(f"  volumes: {', '.join(t.roles)}   modes: {', '.join(t.modes)} (default {t.default_mode})   baseline: {t.baseline}")
+    for entry in task_registry.entries():
+        t = get_task(entry.name)
+        origin = "" if entry.origin.startswith("tasks.") else f"   [{entry.origin}]"
+        typer.echo(f"{t.name} (v{t.version}): {t.title}{origin}")
+        typer.echo(f"  volumes: {', '.join(t.roles)}   modes: {', '.join(t.modes)} (default {t.default_mode})   baseline: {t.baseline}"
+                   + ("" if t.phantoms is None else f"   sample cohort: {t.phantoms.default_n} phantoms"))
+        for f in t.truth_fields:
+            typer.echo(f"  truth    {f.name} ({f.kind}{', required' if f.required else ''}): {f.description}")
         for group, metrics in (("accuracy", t.accuracy_metrics), ("fidelity", t.fidelity_metrics)):
             for m in metrics:
                 arrow = "higher is better" if m.higher_is_better else "lower is better"

@@ -2,7 +2,7 @@
 
 Cases come from cohort sources (harness.data.cohort.load_cohort): a manifest, a BIDS tree, a folder of DICOM studies,
 the UPENN-GBM layout, a Hugging Face dataset, or the built-in sample cohort. The truth schema of each task is
-documented in harness.data.truth.
+declared by the task (`harness tasks` lists the fields).
 """
 
 from __future__ import annotations

@@ -92,20 +92,21 @@ class Registry(Generic[T]):
 
     # --- looking up -------------------------------------------------------------------------------------------
     def names(self) -> list[str]:
+        """In declaration order: built-ins in package order, then plug-ins."""
         self.load()
-        return sorted(self._entries)
+        return list(self._entries)
 
     def get(self, name: str) -> T:
         self.load()
         entry = self._entries.get(name)
         if entry is None:
-            known = ", ".join(sorted(self._entries)) or "none"
+            known = ", ".join(self._entries) or "none"
             raise UnknownNameError(f"unknown {self.kind} {name!r}; available: {known}")
         return entry.obj
 
     def entries(self) -> list[Entry[T]]:
         self.load()
-        return [self._entries[n] for n in sorted(self._entries)]
+        return list(self._entries.values())
 
     def __contains__(self, name: str) -> bool:
         self.load()

@@ -1,17 +1,17 @@
-"""Cohorts for the harness: the built-in phantom cohorts and readers for real data.
+"""Cohorts: the cases of a task, from the built-in phantom cohort or from real data.
 
 Public API
     load_cohort(source, task, *, limit=None, cache_dir=None) -> Cohort     (harness.data.cohort)
         Cohort: name, task, cases (list[Case]), problems (list[(row or case id, message)]), source, content_hash
-    Case (harness.core.case): id, task, volumes {role: Path}, truth (harness.data.truth documents each task), meta,
-        load(role) -> Volume
-    write_sample_cohort(task, n, seed, out, *, resolution_scale=1.0) -> manifest path   (harness.phantoms.cohort)
+    Case (harness.core.case): id, task, volumes {role: Path}, truth (each task declares its fields: `harness tasks`),
+        meta, load(role) -> Volume
+    write_sample_cohort(task, n, seed, out, *, resolution_scale=1.0) -> manifest path   (harness.data.sample_cohort)
     sample_cohort_dir(task, cache_dir=None) -> folder of the cached built-in cohort
 
 The built-in cohorts are PHANTOMS: the pydeface average head (a real head with face, averaged over subjects) is
 labelled once (harness.phantoms.anatomy), then every case warps it into a new subject and pose, synthesises MR
-contrasts or CT, and paints task pathology (tasks.nph_evans.phantom, .tumors, .headct). Ground truth is measured on the
-written label maps, so it is exact for the images; the images are simpler than real scans.
+contrasts or CT, and paints the pathology of its task (each task's generator: tasks/<task>/phantom.py). Ground truth
+is measured on the written label maps, so it is exact for the images; the images are simpler than real scans.
 """
 
 from harness.data.cohort import Cohort, CohortError, load_cohort

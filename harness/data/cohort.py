@@ -21,7 +21,6 @@ from pathlib import Path
 
 from harness.core.hashing import canonical_json
 from harness.core.case import Case
-from harness.data.truth import check_task
 from harness.core.errors import HarnessError
 
 
@@ -127,23 +126,25 @@ def detect_kind(source: str | Path) -> tuple[str, str]:
     )
 
 
-def load_cohort(source: str | Path | None, task: str, *, limit: int | None = None, cache_dir=None, progress=None) -> Cohort:
-    """Read the cases of `task` from `source` (see the module doc). limit: keep the first N usable cases.
-    progress(i, n, row): called per case while the built-in sample cohort is generated (first use only)."""
-    check_task(task)
+def load_cohort(source: str | Path | None, task, *, limit: int | None = None, cache_dir=None, progress=None) -> Cohort:
+    """Read the cases of `task` (a Task or a task name) from `source` (see the module doc). limit: keep the first
+    N usable cases. progress(i, n, row): called per case while the built-in sample cohort is generated (first use)."""
+    from tasks import get_task
+
+    task = get_task(task) if isinstance(task, str) else task
     if limit is not None and limit < 1:
         raise CohortError(f"limit must be at least 1, got {limit}")
     if source is None:
-        from harness.phantoms.cohort import sample_cohort_dir
+        from harness.data.sample_cohort import sample_cohort_dir
 
         folder = sample_cohort_dir(task, cache_dir, progress=progress)
         cohort = _read("manifest", str(folder / "manifest.jsonl"), task, limit, cache_dir)
-        return Cohort(f"sample-{task}", task, cohort.cases, cohort.problems, "sample")
+        return Cohort(f"sample-{task.name}", task.name, cohort.cases, cohort.problems, "sample")
     kind, location = detect_kind(source)
     return _read(kind, location, task, limit, cache_dir)
 
 
-def _read(kind: str, location: str, task: str, limit, cache_dir) -> Cohort:
+def _read(kind: str, location: str, task, limit, cache_dir) -> Cohort:
     from harness.data.sources import bids, dicom_studies, hf, manifest, upenn
 
     reader = {"manifest": manifest.read, "bids": bids.read, "upenn": upenn.read, "dicom": dicom_studies.read, "hf": hf.read}[kind]
@@ -151,7 +152,7 @@ def _read(kind: str, location: str, task: str, limit, cache_dir) -> Cohort:
     name = Path(location).stem if kind != "hf" or Path(location).exists() else location
     if name == "manifest":
         name = Path(location).parent.name
-    return Cohort(name, task, cases, problems, f"{kind}:{location}")
+    return Cohort(name, task.name, cases, problems, f"{kind}:{location}")
 
 
 def summary(cohort: Cohort) -> dict:

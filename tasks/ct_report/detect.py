@@ -45,12 +45,6 @@ def to_hu(gray: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return gray.astype(np.float32) * (width / 255.0) + (centre - width / 2.0)
 
 
-def split_tiles(image: np.ndarray, rows: int, cols: int) -> list[np.ndarray]:
-    h, w = image.shape
-    th, tw = h // rows, w // cols
-    return [image[r * th:(r + 1) * th, c * tw:(c + 1) * tw] for r in range(rows) for c in range(cols)]
-
-
 def label_mask(shape: tuple[int, int]) -> np.ndarray:
     """Pixels covered by the render's labels (slice number at the top left, R and L at mid height)."""
     h, w = shape

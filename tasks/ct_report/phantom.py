@@ -16,9 +16,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from scipy import ndimage as ndi
 
 from harness.phantoms import anatomy as A
+from harness.phantoms.generator import PhantomGenerator
 from tasks.nph_evans import phantom as nph
 from harness.phantoms import head as P
-from harness.data.truth import EXTRACRANIAL_FINDINGS, FINDING_KEYS, INTRACRANIAL_FINDINGS
+from tasks.ct_report.vocabulary import EXTRACRANIAL_FINDINGS, FINDING_KEYS, INTRACRANIAL_FINDINGS
 
 FINDING_NAMES = {
     "iph": "intraparenchymal haemorrhage",
@@ -376,3 +377,24 @@ def reference_report(truth: dict, rng: np.random.Generator) -> dict:
     text = text.strip() + "\n"
     findings, _, impression = text.partition("IMPRESSION:")
     return {"report": text, "report_findings": findings.replace("FINDINGS:", "").strip(), "report_impression": impression.strip()}
+
+
+class HeadCtPhantoms(PhantomGenerator):
+    """Non-contrast head CTs (HU, DICOM series) with one primary finding per case, extracranial findings at random,
+    and an ED-style reference report."""
+
+    name = "ct-report"
+    version = "1"
+    seed_stream = 3
+    default_n = 12
+    tasks = ("ct-report",)
+    classes = PRIMARY
+
+    def make_case(self, atlas, rng, index, *, resolution_scale=1.0) -> dict:
+        return make_case(atlas, rng, primary=self.class_of(index), resolution_scale=resolution_scale)
+
+    def meta_for(self, index: int, made: dict) -> dict:
+        return {"primary_finding": self.class_of(index)}
+
+
+PHANTOMS = HeadCtPhantoms()

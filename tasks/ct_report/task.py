@@ -35,8 +35,11 @@ from harness.core.prompts import PROMPTS_DIR, render_prompt
 from harness.imaging.render import RenderSpec, Slices
 from harness.scoring.text import DEFAULT_BERTSCORE_MODEL_ID
 from harness.engine.tools import Tool, Toolbox
-from tasks.base import Metric, ModelInput, Task
-from tasks.common import image_array, prompt_messages, render_views, shown_images, text_of
+from tasks import register_task
+from tasks.base import Metric, ModelInput, Task, TruthField
+from tasks.common import image_array, prompt_messages, render_views, shown_images, split_tiles, text_of
+from tasks.ct_report.phantom import PHANTOMS
+from tasks.ct_report.vocabulary import FINDING_KEYS
 
 PROMPTS = "ct-report"
 # 16 axial slices at these fractions of the scan's axial range: maxillary sinuses and orbits to the high convexity
@@ -148,13 +151,26 @@ def submit_report(findings: str, impression: str) -> dict:
     return {"findings": findings, "impression": impression}
 
 
+@register_task
 class CtReportTask(Task):
     name = "ct-report"
     version = "1"
     title = "ED head CT report"
     description = ("Write the FINDINGS and IMPRESSION of an emergency non-contrast head CT (brain and bone windows); "
                    "scored by finding-level F1 (intracranial, skull and extracranial findings apart), ROUGE-L and BERTScore.")
-    roles = ("ct",)
+    roles = ("ct",)  # a DICOM series folder or a NIfTI file (a case may also carry "ct_nifti", the same scan as NIfTI)
+    truth_fields = (
+        TruthField("report", "text", "the reference report (FINDINGS / IMPRESSION)", required=True),
+        TruthField("report_findings", "text", "its FINDINGS section"),
+        TruthField("report_impression", "text", "its IMPRESSION section"),
+        TruthField("findings", "object", "finding -> true/false over " + ", ".join(FINDING_KEYS)
+                   + "; a flat table may give one true/false column per finding instead"),
+        TruthField("intracranial", "list", "[{type, side, max_thickness_mm | volume_ml | ...}]"),
+        TruthField("extracranial", "list", "the same for sinus disease, orbital findings, scalp haematoma"),
+        TruthField("midline_shift_mm", "number", "midline shift"),
+        TruthField("normal", "boolean", "no finding at all"),
+    )
+    phantoms = PHANTOMS
     modes = ("single", "agent")
     default_mode = "single"
     baseline = "scripted:ct-report"
@@ -167,6 +183,39 @@ class CtReportTask(Task):
                 "render": [spec.key for _, spec, _ in single_views()],
                 "bertscore": {"model": DEFAULT_BERTSCORE_MODEL_ID, "num_layers": BERTSCORE_LAYERS, "rescaled": False},
                 "findings_labeler": "harness.scoring.findings (uncertain = positive)"}
+
+    def truth_from_columns(self, columns) -> dict:
+        """Also one true/false column per finding label (iph, sdh, ..., scalp_haematoma), as tables of reports have."""
+        truth = super().truth_from_columns(columns)
+        flag = TruthField("finding", "boolean", "")
+        findings = {}
+        for key in FINDING_KEYS:
+            raw = columns.get(key)
+            if raw is None or str(raw).strip() == "":
+                continue
+            value = flag.from_column(raw)
+            if not isinstance(value, bool):
+                raise ValueError(f"finding {key!r} must be true/false, got {raw!r}")
+            findings[key] = value
+        if findings:
+            truth.setdefault("findings", findings)
+        return truth
+
+    def check_truth(self, truth) -> tuple[dict, list[str]]:
+        truth, problems = super().check_truth(truth)
+        findings = truth.get("findings")
+        if findings is not None and not any(p.startswith("missing ground truth") for p in problems):
+            if not isinstance(findings, dict):
+                problems.append("findings must be an object of finding -> true/false")
+            else:
+                unknown = sorted(set(findings) - set(FINDING_KEYS))
+                if unknown:
+                    problems.append(f"unknown finding keys {unknown}; known: {', '.join(FINDING_KEYS)}")
+        return truth, problems
+
+    def headline(self, truth) -> str:
+        impression = truth.get("report_impression") or truth["report"].split("IMPRESSION:")[-1]
+        return " ".join(impression.split())[:70]
 
     def build_input(self, case, volumes: Mapping[str, Any], mode: str) -> ModelInput:
         volume = volumes["ct"]
@@ -244,8 +293,8 @@ def read_report(brain_png, bone_png, rows: int, cols: int, mm_per_px: float) -> 
     """The baseline's report from a brain-window and a bone-window montage of the same slices."""
     from tasks.ct_report import detect as ct_detect
 
-    brain = ct_detect.split_tiles(image_array(brain_png), rows, cols)
-    bone = ct_detect.split_tiles(image_array(bone_png), rows, cols)
+    brain = split_tiles(image_array(brain_png), rows, cols)
+    bone = split_tiles(image_array(bone_png), rows, cols)
     n = len(brain)
     tiles = [ct_detect.analyse_tile(b, k, mm_per_px, i, i / max(n - 1, 1)) for i, (b, k) in enumerate(zip(brain, bone))]
     return _write_report(ct_detect.case_facts(tiles))

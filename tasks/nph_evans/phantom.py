@@ -9,6 +9,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from harness.phantoms import anatomy as A
+from harness.phantoms.generator import PhantomGenerator
 from harness.phantoms import head as P
 
 ER_RANGE = (0.22, 0.40)
@@ -99,3 +100,19 @@ def make_case(atlas: A.Atlas, rng: np.random.Generator, *, resolution_scale: flo
         "truth": truth,
         "facts": {"target_evans_ratio": round(target, 4), "enlargement_mm": round(strength, 2)},
     }
+
+
+class NphPhantoms(PhantomGenerator):
+    """T1 heads with ventricles enlarged to Evans ratios drawn from ER_RANGE."""
+
+    name = "nph-evans"
+    version = "1"
+    seed_stream = 0
+    default_n = 10
+    tasks = ("nph-evans",)
+
+    def make_case(self, atlas, rng, index, *, resolution_scale=1.0) -> dict:
+        return make_case(atlas, rng, resolution_scale=resolution_scale)
+
+
+PHANTOMS = NphPhantoms()

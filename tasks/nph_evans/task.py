@@ -32,8 +32,10 @@ from harness.core.parsing import parse_answer
 from harness.imaging.render import RenderSpec, Slices
 from harness.scoring.stats import bland_altman, cohen_kappa, complete_pairs, icc
 from harness.engine.tools import Tool, Toolbox
-from tasks.base import Metric, ModelInput, Task
-from tasks.common import image_array, prompt_messages, render_views, shown_images
+from tasks import register_task
+from tasks.base import Metric, ModelInput, Task, TruthField
+from tasks.common import image_array, prompt_messages, render_views, shown_images, split_tiles
+from tasks.nph_evans.phantom import PHANTOMS
 from tasks.nph_evans.analysis import NPH_THRESHOLD, encode_mask, head_region, mask_dice, read_axial_image, segment_evans
 
 ICC_FORM = "ICC(2,1)"  # absolute agreement: a systematic shift introduced by defacing lowers it
@@ -64,6 +66,7 @@ def submit_evans(evans_ratio: float, frontal_horn_width_mm: float, inner_skull_w
             "inner_skull_width_mm": inner_skull_width_mm, "slice_index": slice_index, "nph": nph}
 
 
+@register_task
 class NphEvansTask(Task):
     name = "nph-evans"
     version = "1"
@@ -71,6 +74,14 @@ class NphEvansTask(Task):
     description = ("Maximal frontal-horn width / inner-skull width on the same axial slice of a T1 head MR, and "
                    "ventricular enlargement as in NPH (Evans ratio > 0.3).")
     roles = ("t1",)
+    truth_fields = (
+        TruthField("evans_ratio", "number", "max frontal-horn left-right width / inner-skull width on the same axial slice",
+                   required=True, bounds=(0.05, 1.0)),
+        TruthField("frontal_horn_width_mm", "number", "that frontal-horn width (whole voxels: max index - min index + 1, x voxel size)"),
+        TruthField("inner_skull_width_mm", "number", "inner-skull left-right width on that slice"),
+        TruthField("slice_index", "integer", "the axial slice (third array axis of the canonical volume) with the widest frontal horns", minimum=0),
+    )
+    phantoms = PHANTOMS
     modes = ("agent", "single", "direct")
     default_mode = "agent"
     baseline = "scripted:nph-evans"
@@ -99,6 +110,9 @@ class NphEvansTask(Task):
         Metric("nph_agree", "same NPH call on the defaced and original volume", higher_is_better=True),
         Metric("ventricle_dice", "Dice of the ventricle masks, defaced vs original (direct route only)", higher_is_better=True),
     )
+
+    def headline(self, truth) -> str:
+        return f"Evans ratio {truth['evans_ratio']:.3f}"
 
     # --- inputs -------------------------------------------------------------------------------------------------
     def build_input(self, case, volumes: Mapping[str, Any], mode: str) -> ModelInput:
@@ -174,12 +188,6 @@ def montage_slices(volume) -> list[int]:
 
 # --- the scripted baseline ------------------------------------------------------------------------------------------
 
-def _tiles(pixels: np.ndarray, rows: int, cols: int) -> list[np.ndarray]:
-    h, w = pixels.shape
-    th, tw = h // rows, w // cols
-    return [pixels[r * th : (r + 1) * th, c * tw : (c + 1) * tw] for r in range(rows) for c in range(cols)]
-
-
 def _best_reading(readings):
     """(index, reading) of the widest frontal horns among readings with a ratio, on slices through the wide part of
     the skull (the horns lie there; near the vertex or the skull base sulci and cisterns can look like horns);
@@ -201,7 +209,7 @@ def _single_answer(messages: list[Message]) -> str:
     rows, cols = int(m.group(1)), int(m.group(2))
     scale = re.search(r"([\d.]+)\s*mm per pixel", text)
     mm = float(scale.group(1)) if scale else None
-    readings = [read_axial_image(t, mm) for t in _tiles(image_array(images[-1]), rows, cols)]
+    readings = [read_axial_image(t, mm) for t in split_tiles(image_array(images[-1]), rows, cols)]
     best = _best_reading(readings)
     if best is None:
         return "I could not find the frontal horns on these slices."
@@ -248,7 +256,7 @@ def _horn_band(messages: list[Message]):
     sheet = image_array(montages[-1].images[0])
     info = _tool_messages(messages, "volume_info")
     mm = _montage_mm_per_px(info, sheet.shape[1] / cols)
-    tiles = _tiles(sheet, rows, cols)[: len(indices)]
+    tiles = split_tiles(sheet, rows, cols, len(indices))
     readings = [read_axial_image(t, mm) for t in tiles]
     step_between = indices[1] - indices[0] if len(indices) > 1 else 1
     sz = _axial_spacing(info)

@@ -25,14 +25,13 @@ from skimage.morphology import convex_hull_image
 from harness.models.types import Message
 from harness.imaging.render import RenderSpec, Slices, slice_positions_mm
 from harness.core.volume import Volume
-from tasks.common import image_array, text_of
+from tasks.common import image_array, split_tiles, text_of
+from tasks.tumor.vocabulary import ROLE_NAMES, ROLES  # noqa: F401 - the montage reader's names for the contrasts
 
-ROLES = ("t1", "t1c", "t2", "flair")
 TILE_STEP_MM = 5.0  # tiles this far apart: a correct pick on the nearest tile is within the 5 mm hit tolerance
 BRAIN_DEPTH_MM = (12.0, 132.0)  # below the vertex: from just under the skull top to the skull base
 MAX_TILES = 30
 TILE_SIZE = 160  # pixels, long side of one tile
-ROLE_NAMES = {"t1": "T1", "t1c": "T1 post-contrast", "t2": "T2", "flair": "FLAIR"}
 
 
 def baseline_revision(task_module_file: str) -> str:
@@ -117,11 +116,6 @@ def read_tile_layout(text: str) -> tuple[list[int], int, int] | None:
         cols = math.ceil(math.sqrt(len(indices)))
         rows = math.ceil(len(indices) / cols)
     return indices, rows, cols
-
-
-def split_tiles(image: np.ndarray, n: int, rows: int, cols: int) -> list[np.ndarray]:
-    th, tw = image.shape[0] // rows, image.shape[1] // cols
-    return [image[(k // cols) * th:(k // cols + 1) * th, (k % cols) * tw:(k % cols + 1) * tw] for k in range(n)]
 
 
 def label_free(shape: tuple[int, int]) -> np.ndarray:
@@ -291,7 +285,7 @@ def analyse(tiles: dict[str, np.ndarray], min_area_frac: float = 0.0015) -> Find
 
 def stack_from_images(images: dict[str, np.ndarray], n: int, rows: int, cols: int) -> dict[str, np.ndarray]:
     """role -> montage image  =>  role -> [n, h, w] tiles (all roles cut to the smallest tile shape)."""
-    tiles = {r: split_tiles(img, n, rows, cols) for r, img in images.items()}
+    tiles = {r: split_tiles(img, rows, cols, n) for r, img in images.items()}
     h = min(t[0].shape[0] for t in tiles.values())
     w = min(t[0].shape[1] for t in tiles.values())
     return {r: np.stack([t[:h, :w] for t in ts]) for r, ts in tiles.items()}

@@ -22,15 +22,17 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from harness.data.truth import DIAGNOSES
+from tasks.tumor.vocabulary import DIAGNOSES, ROLE_NAMES, ROLES
 from harness.models.scripted import call, register_scripted, step_number
 from harness.core.parsing import parse_answer
 from harness.scoring.stats import cohen_kappa
 from harness.engine.tools import Tool, Toolbox
-from tasks.base import Metric, ModelInput, Task
+from tasks import register_task
+from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, text_of
 from tasks.tumor.analysis import (analyse, axial_count, baseline_revision, brain_montage, Findings, read_tile_layout,
-                                 ROLE_NAMES, ROLES, stack_from_images, tool_montages)
+                                 stack_from_images, tool_montages)
+from tasks.tumor.phantom import PHANTOMS
 
 SINGLE_ROLES = ("t1", "t1c", "t2", "flair")
 FINDING_VALUES = {
@@ -122,6 +124,7 @@ def macro_f1_by_condition(samples, truth_by_case: Mapping[str, str]) -> dict[tup
     return {key: macro_f1(p, t) for key, (p, t) in sorted(groups.items())}
 
 
+@register_task
 class TumorDxTask(Task):
     name = "tumor-dx"
     version = "1"
@@ -129,6 +132,15 @@ class TumorDxTask(Task):
     description = ("Diagnose a brain tumour MR (T1, T1c, T2, FLAIR) as glioblastoma, low-grade glioma, metastases or "
                    "meningioma, with the key findings (enhancement, necrosis, oedema, location, count, side).")
     roles = ROLES
+    truth_fields = (
+        TruthField("diagnosis", "text", "the lesion class", required=True, choices=DIAGNOSES),
+        TruthField("findings", "object", "enhancement (ring|solid|homogeneous|none), location (intra-axial|extra-axial), "
+                   "lesion_count, hemisphere (left|right|both), lobe, necrosis, oedema (marked|mild|minimal), mass_effect, "
+                   "max_diameter_mm"),
+        TruthField("molecular", "object", "molecular markers where the collection has them (e.g. IDH1, MGMT)"),
+        TruthField("tumour_volume_ml", "number", "whole tumour volume"),
+    )
+    phantoms = PHANTOMS
     modes = ("single", "agent")
     default_mode = "single"
     baseline = "scripted:tumor-dx"
@@ -142,6 +154,9 @@ class TumorDxTask(Task):
         Metric("diagnosis_agree", "original and defaced diagnoses are the same", True, "binary"),
         Metric("findings_agree", "share of the key findings equal between the original and the defaced answer", True, "continuous"),
     )
+
+    def headline(self, truth) -> str:
+        return f"diagnosis {truth['diagnosis']}"
 
     def build_input(self, case, volumes: Mapping[str, Any], mode: str) -> ModelInput:
         context = dict(roles=ROLES, role_names=ROLE_NAMES, diagnoses=DIAGNOSES, values=FINDING_VALUES, n_slices=volumes["flair"].shape[2])

@@ -16,7 +16,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from harness.phantoms import anatomy as A
+from harness.phantoms.generator import PhantomGenerator
 from harness.phantoms import head as P
+from tasks.tumor.vocabulary import DIAGNOSES
 
 BRATS = {P.NECROSIS: 1, P.NONENHANCING: 1, P.OEDEMA: 2, P.ENHANCING: 3, P.MENINGIOMA: 3}
 LOBES = ("frontal", "parietal", "temporal", "occipital")
@@ -228,3 +230,31 @@ def _max_diameter(mask: np.ndarray, spacing) -> float:
             d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).max()
             best = max(best, float(d))
     return round(best, 1)
+
+
+class TumorPhantoms(PhantomGenerator):
+    """Four-contrast heads with one lesion class per case; tumor-slice and tumor-dx read the same files (the four
+    classes cycle over the cases, so n = 8 gives two of each)."""
+
+    name = "tumor"
+    version = "1"
+    seed_stream = 1
+    default_n = 8
+    tasks = ("tumor-slice", "tumor-dx")
+    classes = DIAGNOSES
+    TRUTH = {
+        "tumor-slice": ("best_slice", "best_slice_mm", "areas_mm2", "enhancing_areas_mm2", "tumour_volume_ml", "enhancing_volume_ml"),
+        "tumor-dx": ("diagnosis", "findings", "tumour_volume_ml"),
+    }
+
+    def make_case(self, atlas, rng, index, *, resolution_scale=1.0) -> dict:
+        return make_case(atlas, rng, self.class_of(index), resolution_scale=resolution_scale)
+
+    def truth_for(self, task: str, truth: dict) -> dict:
+        return {k: truth[k] for k in self.TRUTH[task]}
+
+    def meta_for(self, index: int, made: dict) -> dict:
+        return {"lesion_class": made["truth"]["diagnosis"]}
+
+
+PHANTOMS = TumorPhantoms()

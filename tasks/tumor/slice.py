@@ -20,12 +20,17 @@ import numpy as np
 
 from harness.models.scripted import call, register_scripted, step_number
 from harness.models.types import Message
+from harness.core.errors import HarnessError
 from harness.core.parsing import parse_answer
+from harness.imaging.io import load_volume
 from harness.engine.tools import Tool, Toolbox
-from tasks.base import Metric, ModelInput, Task
+from tasks import register_task
+from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, text_of
-from tasks.tumor.analysis import (analyse, axial_count, baseline_revision, brain_montage, read_tile_layout, ROLE_NAMES,
-                                 ROLES, slice_geometry, stack_from_images, tool_montages)
+from tasks.tumor.analysis import (analyse, axial_count, baseline_revision, brain_montage, read_tile_layout,
+                                 slice_geometry, stack_from_images, tool_montages)
+from tasks.tumor.phantom import PHANTOMS, slice_areas
+from tasks.tumor.vocabulary import ROLE_NAMES, ROLES
 
 HIT_TOLERANCE_MM = 5.0
 SINGLE_ROLES = ("flair", "t2", "t1", "t1c")  # T1 beside T1c: enhancement is what is brighter after contrast
@@ -47,6 +52,7 @@ def tolerance_mm(thickness: float) -> float:
     return max(HIT_TOLERANCE_MM, thickness)
 
 
+@register_task
 class TumorSliceTask(Task):
     name = "tumor-slice"
     version = "1"
@@ -54,6 +60,16 @@ class TumorSliceTask(Task):
     description = ("Pick the axial slice with the largest tumour (FLAIR/T2 abnormality and enhancing tumour) on a "
                    "brain tumour MR; scored by the distance in mm to the ground-truth slice.")
     roles = ROLES
+    truth_fields = (
+        TruthField("best_slice", "integer", "axial slice with the largest tumour area (any label > 0)", required=True,
+                   minimum=0, from_mask="seg"),
+        TruthField("best_slice_mm", "number", "world z of that slice centre"),
+        TruthField("areas_mm2", "list", "tumour area per axial slice (index = slice)"),
+        TruthField("enhancing_areas_mm2", "list", "enhancing-tumour area per axial slice"),
+        TruthField("tumour_volume_ml", "number", "whole tumour volume"),
+        TruthField("enhancing_volume_ml", "number", "enhancing tumour volume"),
+    )
+    phantoms = PHANTOMS
     modes = ("single", "agent")
     default_mode = "single"
     baseline = "scripted:tumor-slice"
@@ -67,6 +83,22 @@ class TumorSliceTask(Task):
         Metric("pick_agree", f"original and defaced picks within {HIT_TOLERANCE_MM:g} mm of each other", True, "binary"),
         Metric("same_slice", "original and defaced picks are the same slice", True, "binary"),
     )
+
+    def complete_truth(self, truth: dict) -> dict:
+        """Without best_slice, compute it from the tumour segmentation (mask "seg", BraTS labels: 1 necrosis /
+        non-enhancing core, 2 oedema, 3 or 4 enhancing) on the canonical grid."""
+        if truth.get("best_slice") not in (None, ""):
+            return truth
+        seg_path = (truth.get("masks") or {}).get("seg")
+        if not seg_path:
+            raise ValueError("no best_slice and no segmentation (mask 'seg') to compute it from")
+        try:
+            return {**truth, **segmentation_truth(seg_path)}
+        except (HarnessError, ValueError) as exc:
+            raise ValueError(f"segmentation: {exc}") from None
+
+    def headline(self, truth) -> str:
+        return f"best slice {truth['best_slice']}"
 
     def build_input(self, case, volumes: Mapping[str, Any], mode: str) -> ModelInput:
         montage = brain_montage(volumes["flair"])
@@ -119,6 +151,18 @@ class TumorSliceTask(Task):
         return {"n": len(rows), "same_slice_rate": float(np.mean([r["same_slice"] for r in rows])),
                 "within_tolerance_rate": float(np.mean([r["pick_agree"] for r in rows if r["pick_agree"] is not None])) if dists else None,
                 "max_pick_distance_mm": max(dists) if dists else None, "tolerance_mm": HIT_TOLERANCE_MM}
+
+
+def segmentation_truth(seg_path) -> dict:
+    """best_slice and per-slice areas from a tumour label map."""
+    seg = load_volume(seg_path, modality="MR")
+    labels = np.rint(seg.data).astype(np.int16)
+    areas = slice_areas(labels, seg.spacing)
+    if areas.max() <= 0:
+        raise ValueError("segmentation is empty")
+    enhancing = np.isin(labels, (3, 4)).sum(axis=(0, 1)) * seg.spacing[0] * seg.spacing[1]
+    return {"best_slice": int(np.argmax(areas)), "areas_mm2": [round(float(a), 1) for a in areas],
+            "enhancing_areas_mm2": [round(float(a), 1) for a in enhancing]}
 
 
 def _submit_slice(volume):

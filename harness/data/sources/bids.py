@@ -13,7 +13,7 @@ import csv
 import re
 from pathlib import Path
 
-from harness.data.sources.manifest import KNOWN_TRUTH_COLUMNS, build_case
+from harness.data.sources.manifest import build_case
 
 SUFFIX_ROLE = {"t1w": "t1", "t2w": "t2", "flair": "flair", "ct": "ct"}
 
@@ -41,16 +41,7 @@ def _participants(root: Path) -> dict[str, dict]:
     return out
 
 
-def _number_or_text(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
-def read(location: str, task: str, *, limit=None, cache_dir=None):
+def read(location: str, task, *, limit=None, cache_dir=None):
     root = Path(location)
     labels = _participants(root)
     cases, problems = [], []
@@ -65,9 +56,12 @@ def read(location: str, task: str, *, limit=None, cache_dir=None):
                 if role and role not in volumes:
                     volumes[role] = str(f)
                     chosen[role] = f.name
-            row = {"id": case_id, "volumes": volumes}
-            truth = {k: _number_or_text(v) for k, v in labels.get(sub.name, {}).items() if k in KNOWN_TRUTH_COLUMNS}
-            row["truth"] = truth
+            try:
+                truth = task.truth_from_columns(labels.get(sub.name, {}))
+            except ValueError as exc:
+                problems.append((case_id, str(exc)))
+                continue
+            row = {"id": case_id, "volumes": volumes, "truth": truth}
             case, problem = build_case(row, root, task, row_name=case_id, source_meta={"source": "bids"})
             if problem:
                 problems.append((case_id, problem))

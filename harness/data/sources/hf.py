@@ -54,7 +54,7 @@ def _load(location: str):
     return ds
 
 
-def read(location: str, task: str, *, limit=None, cache_dir=None):
+def read(location: str, task, *, limit=None, cache_dir=None):
     ds = _load(location)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     base = Path(location) if Path(location).exists() else cache
@@ -62,7 +62,7 @@ def read(location: str, task: str, *, limit=None, cache_dir=None):
     for n, row in enumerate(ds, start=1):
         row = drop_nulls(dict(row))
         try:
-            for role in ROLES:
+            for role in dict.fromkeys((*ROLES, *task.roles)):
                 if role in row:
                     row[role] = _materialize(row[role], cache)
             if isinstance(row.get("volumes"), dict):

@@ -5,7 +5,7 @@ Row schema (paths are relative to the manifest's folder unless absolute):
     task      str, optional; rows of other tasks are skipped (one manifest may hold several tasks)
     volumes   {role: path}; or flat columns named by role: t1, t1c, t2, flair, ct (DICOM folder or NIfTI), ct_nifti
     truth     {field: value} (a JSON string in CSV); or flat columns named by the task's truth fields
-              (evans_ratio, best_slice, diagnosis, report, ...; see harness.data.truth)
+              (evans_ratio, best_slice, diagnosis, report, ...; `harness tasks` lists each task's fields)
     masks     {name: path} (JSON string in CSV) or flat columns mask_<name>; put into truth["masks"] as absolute paths
     meta      {key: value}, optional, must be free of patient information
 Example JSONL row:
@@ -24,14 +24,7 @@ import math
 from pathlib import Path
 
 from harness.core.case import ROLES, Case
-from harness.data.truth import TASK_ROLES, normalize_truth
 from harness.core.errors import HarnessError
-
-KNOWN_TRUTH_COLUMNS = {
-    "evans_ratio", "frontal_horn_width_mm", "inner_skull_width_mm", "slice_index", "best_slice", "best_slice_mm",
-    "areas_mm2", "diagnosis", "findings", "report", "report_findings", "report_impression", "midline_shift_mm",
-    "intracranial", "extracranial", "normal",
-}
 
 
 class ManifestError(HarnessError):
@@ -92,8 +85,9 @@ def check_volume(path: Path) -> str | None:
     return None  # a single DICOM file: load_volume will judge it
 
 
-def build_case(row: dict, base: Path, task: str, *, row_name: str, source_meta: dict | None = None, check_files: bool = True) -> tuple[Case | None, str | None]:
-    """One manifest-like row -> (Case, None) or (None, problem)."""
+def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict | None = None, check_files: bool = True) -> tuple[Case | None, str | None]:
+    """One manifest-like row -> (Case, None) or (None, problem). `task` is a tasks.base.Task: its roles and truth
+    fields decide which columns are read and what makes the row usable."""
     row = drop_nulls(dict(row))
     case_id = str(row.get("id") or "").strip()
     if not case_id:
@@ -108,14 +102,16 @@ def build_case(row: dict, base: Path, task: str, *, row_name: str, source_meta: 
     if not isinstance(volumes_in, dict) or not isinstance(truth, dict) or not isinstance(masks_in, dict) or not isinstance(meta, dict):
         return None, "volumes, truth, masks and meta must be objects"
     volumes_in = dict(volumes_in)
-    for role in ROLES:
+    for role in dict.fromkeys((*ROLES, *task.roles)):
         if row.get(role) not in (None, ""):
             volumes_in.setdefault(role, row[role])
     for key, value in row.items():
         if key.startswith("mask_") and value not in (None, ""):
             masks_in.setdefault(key[len("mask_") :], value)
-        elif key in KNOWN_TRUTH_COLUMNS and key not in truth:
-            truth[key] = _json_field(value, key) if key in ("findings", "intracranial", "extracranial") and isinstance(value, str) else value
+    try:
+        truth = {**task.truth_from_columns(row), **truth}
+    except ValueError as exc:
+        return None, str(exc)
     volumes = {}
     for role, rel in volumes_in.items():
         if not isinstance(rel, str) or not rel.strip():
@@ -124,17 +120,14 @@ def build_case(row: dict, base: Path, task: str, *, row_name: str, source_meta: 
         volumes[str(role)] = path
     order = {r: i for i, r in enumerate(ROLES)}
     volumes = dict(sorted(volumes.items(), key=lambda item: (order.get(item[0], len(ROLES)), item[0])))
-    needed = [r for r in TASK_ROLES[task] if r in volumes]
+    needed = [r for r in task.roles if r in volumes]
     if not needed:
-        return None, f"no {' / '.join(TASK_ROLES[task])} volume for task {task}"
+        return None, f"no {' / '.join(task.roles)} volume for task {task.name}"
     if check_files:
         for role, path in volumes.items():
             problem = check_volume(path)
             if problem:
                 return None, f"{role}: {problem}"
-    truth, problems = normalize_truth(task, truth)
-    if problems:
-        return None, "; ".join(problems)
     if masks_in:
         masks = {}
         for name, rel in masks_in.items():
@@ -143,15 +136,22 @@ def build_case(row: dict, base: Path, task: str, *, row_name: str, source_meta: 
                 return None, f"mask {name!r}: file not found: {path}"
             masks[str(name)] = str(path)
         truth["masks"] = masks
+    try:
+        truth = task.complete_truth(truth)
+    except (ValueError, HarnessError) as exc:
+        return None, str(exc)
+    truth, problems = task.check_truth(truth)
+    if problems:
+        return None, "; ".join(problems)
     meta = {**(source_meta or {}), **meta}
-    return Case(case_id, task, volumes, truth, meta), None
+    return Case(case_id, task.name, volumes, truth, meta), None
 
 
-def rows_to_cases(rows, base: Path, task: str, *, limit=None, check_files=True) -> tuple[list[Case], list[tuple[str, str]]]:
+def rows_to_cases(rows, base: Path, task, *, limit=None, check_files=True) -> tuple[list[Case], list[tuple[str, str]]]:
     cases, problems, seen = [], [], set()
     for n, row in enumerate(rows, start=1):
         row_task = row.get("task")
-        if row_task not in (None, "") and row_task != task:
+        if row_task not in (None, "") and row_task != task.name:
             continue
         name = str(row.get("id") or f"row {n}")
         if name in seen:
@@ -191,7 +191,7 @@ def load_rows(path: Path) -> list[dict]:
     return [dict(r) for r in ds]
 
 
-def read(location: str, task: str, *, limit=None, cache_dir=None):
+def read(location: str, task, *, limit=None, cache_dir=None):
     path = Path(location)
     rows = load_rows(path)
     return rows_to_cases(rows, path.parent, task, limit=limit)
