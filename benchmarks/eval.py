@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.models import free_port, run_stub  # noqa: E402
-from harness.engine.runner import EvalConfig, Runner, summarize_run  # noqa: E402
+from harness.engine.runner import EvalConfig, Runner  # noqa: E402
+from harness.results.run_summary import summarize_run  # noqa: E402
 
 
 def run(cfg: EvalConfig):

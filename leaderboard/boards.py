@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.results.aggregate import RunData
+from harness.store.run_store import RunData
 from harness.core.hashing import content_key
 from harness.core.errors import HarnessError
 from leaderboard.anonymize import clean

@@ -26,7 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.results.aggregate import AggregateError, group_cells, privacy_by_defacer, read_run, summarize_task
+from harness.results.aggregate import AggregateError, group_cells, privacy_by_defacer, summarize_task
+from harness.store.run_store import read_run
 from harness.core.files import atomic_write_text
 from harness.core.errors import HarnessError
 from leaderboard import plots

@@ -152,7 +152,7 @@ class Task(ABC):
     title: ClassVar[str]
     description: ClassVar[str]
     roles: ClassVar[tuple[str, ...]]  # the case volumes this task reads, e.g. ("t1",) or ("t1", "t1c", "t2", "flair")
-    truth_fields: ClassVar[tuple[TruthField, ...]]  # the ground truth a case of this task carries
+    truth_fields: ClassVar[tuple[TruthField, ...]] = ()  # the ground truth a case carries; () = none required
     phantoms: ClassVar[Any] = None  # a harness.phantoms.PhantomGenerator for the built-in sample cohort, or None
     modes: ClassVar[tuple[str, ...]] = ("single", "agent")
     default_mode: ClassVar[str] = "single"

@@ -7,7 +7,8 @@ import sys
 
 from tests import runner_fixtures
 
-runner_fixtures.install().__enter__()
+_installed = runner_fixtures.install()
+_installed.__enter__()  # for the life of this process (the reference keeps it from being closed)
 
 from harness.cli import main  # noqa: E402
 

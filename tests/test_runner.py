@@ -17,7 +17,9 @@ import pytest
 
 from harness.results.compare import compare_runs
 from harness.data.sample_cohort import write_sample_cohort
-from harness.engine.runner import EvalConfig, EvalError, EvalOutcome, FailFast, Runner, parse_defacer_arg, read_qc, summarize_run
+from harness.engine.runner import EvalConfig, EvalError, EvalOutcome, FailFast, Runner, parse_defacer_arg
+from harness.results.run_summary import summarize_run
+from harness.store.run_store import read_qc
 from harness.store.run_store import RunLockedError, read_json
 from harness.results.summary import Summary
 from tests import runner_fixtures

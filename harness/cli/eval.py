@@ -66,7 +66,8 @@ def eval_cmd(
 
     from harness.engine.agent import Budget
     from harness.cli.summary_view import print_outcome
-    from harness.engine.runner import EvalConfig, Runner, summarize_run
+    from harness.engine.runner import EvalConfig, Runner
+    from harness.results.run_summary import summarize_run
 
     console = Console(stderr=True)
     models = list(model) or _config_models(config)

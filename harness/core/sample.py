@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
+REFERENCE = "original"  # the condition every defaced sample is paired with (the identity defacer)
 STATUSES = ("ok", "unparsable", "failed")
 # A sample with one of these statuses is finished: a model gave an answer (parsable or not). Only "failed"
 # (timeout, refusal, unreadable volume, ...) may be retried, and only when the user asks.

@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.core.hashing import content_key
-
-REFERENCE = "original"
+from harness.core.sample import REFERENCE
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Samples -> per-task rows (one per model x mode x defacer): scores, paired deltas and tests, fidelity, agreement,
 coverage and privacy. Used by the end-of-run summary of `harness eval` and by the leaderboard.
 
-Rules (DESIGN.md, "Rules that keep results trustworthy"):
+Rules that keep the results trustworthy:
 - A pair is the original sample and a defaced sample of the same task, case, model and mode, both with status
   "ok". Failed and unparsable samples are counted in coverage and never enter a paired statistic.
 - Per-condition estimates (original, defaced) are the mean of a metric over that condition's parsed samples with
@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.core.errors import HarnessError, HarnessWarning
-from harness.engine.grid import REFERENCE
-from harness.core.sample import Sample
+from harness.core.errors import HarnessError
+from harness.core.sample import REFERENCE, Sample
 from harness.scoring.stats import (
     benjamini_hochberg,
     bootstrap_ci,
@@ -40,10 +37,9 @@ from harness.scoring.stats import (
     paired_difference_ci,
     wilcoxon_signed_rank,
 )
-from harness.store.run_store import MANIFEST, QC_DIR, read_json, read_samples
+from harness.store.run_store import read_run
 from harness.results.summary import Coverage, Estimate, MetricResult, Privacy, SummaryRow, TaskSummary
 
-QC_FILE = "defacer_qc.jsonl"
 TEST_FAMILY = "all accuracy-metric tests (metrics x defacers) of one task x model x mode"
 N_RESAMPLES = 2000
 SEED = 0
@@ -311,45 +307,6 @@ def _json_safe(obj):
 
 
 # ------------------------------------------------------------------------------------------------ run dirs
-
-def read_qc_records(run_dir) -> list[dict]:
-    """The defacer QC lines of a run (qc/defacer_qc.jsonl); torn or malformed lines are skipped with a warning."""
-    path = Path(run_dir) / QC_DIR / QC_FILE
-    out = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return out
-    except OSError as exc:
-        raise AggregateError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            warnings.warn(f"{path}: line {number} is not JSON; ignored", HarnessWarning, stacklevel=2)
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
-@dataclass
-class RunData:
-    directory: Path
-    manifest: dict
-    samples: list[Sample]
-    qc: list[dict]
-
-
-def read_run(run_dir) -> RunData:
-    run_dir = Path(run_dir)
-    manifest = read_json(run_dir / MANIFEST)
-    if manifest is None:
-        raise AggregateError(f"{run_dir}: not a run directory (no {MANIFEST})")
-    return RunData(run_dir, manifest, read_samples(run_dir), read_qc_records(run_dir))
-
 
 def aggregate_runs(run_dirs: Iterable, tasks: Mapping[str, Any] | None = None) -> list[TaskSummary]:
     """aggregate() over the samples and QC records of one or several run directories. `tasks` defaults to the

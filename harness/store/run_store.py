@@ -3,8 +3,12 @@
     RUN/manifest.json   how the run was made (harness.store.manifest), rewritten atomically
     RUN/samples.jsonl   one JSON line per sample outcome, append-only
     RUN/summary.json    aggregates (harness.results.summary), written atomically at the end
-    RUN/qc/             QC files (defacing overlays, ...); original renders never leave this folder
-    RUN/.lock           flock'ed by the one process writing the run; holds its PID
+    RUN/qc/defacer_qc.jsonl  one line per defaced (task, case, role, condition): status, QC measures, seconds
+    RUN/qc/             other QC files (defacing overlays, ...); original renders never leave this folder
+    RUN/.lock           flock'ed by the one process writing the run; holds its PID (harness.store.lock)
+
+This module owns every file of a run folder: the runner and the readers (results, leaderboard, `harness runs`)
+go through RunStore (writing) or read_run / read_samples / read_qc (reading), never through paths of their own.
 
 samples.jsonl rules (what resume relies on):
 - Each append is one complete line (append_many: several) written with one write call, then fsync. If the write
@@ -19,9 +23,6 @@ samples.jsonl rules (what resume relies on):
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import gc
 import json
 import os
 import re
@@ -32,159 +33,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from harness.core.errors import HarnessWarning
 from harness.core.files import atomic_write_text
-from harness.core.errors import HarnessWarning, PathError
-from harness.core.redact import redact, redact_text
-from harness.core.sample import DONE_STATUSES, Sample, SampleFormatError, find_image_bytes, utc_now
+from harness.core.redact import redact
+from harness.core.sample import DONE_STATUSES, Sample, utc_now
+from harness.store.errors import RunLockedError, RunStoreError, os_problem
+from harness.store.lock import LOCK, lock_holder, release_lock, take_lock
+from harness.store.samples_file import (SAMPLES, ScanResult, encode_sample, iter_samples, json_default, read_samples,
+                                        repair_and_scan, scan_samples)
 
 MANIFEST = "manifest.json"
-SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
 QC_DIR = "qc"
-LOCK = ".lock"
-
-
-class RunStoreError(PathError):
-    """A run directory cannot be read or written; names the path and what to do."""
-
-
-class RunLockedError(RunStoreError):
-    """Another process is writing the same run directory."""
-
-    def __init__(self, path, pid: int | None, alive: bool = True):
-        self.pid = pid
-        if pid and not alive:
-            problem = (f"run directory is still locked although process {pid}, which opened it, has exited: a worker "
-                       "process it started may still be running; stop it, or choose another run directory")
-        else:
-            holder = f"process {pid}" if pid else "another process"
-            problem = (f"run directory is in use by {holder} (another `harness eval` on the same --out/--resume?); "
-                       "wait for it to finish or stop it, or choose another run directory")
-        super().__init__(path, problem)
-
-
-def _os_problem(exc: OSError, doing: str) -> str:
-    if exc.errno == errno.ENOSPC:
-        return f"disk full while {doing}; free space and resume the run (completed samples are kept)"
-    if exc.errno == errno.EDQUOT:
-        return f"disk quota exceeded while {doing}; free space and resume the run (completed samples are kept)"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"permission denied while {doing}; choose a run directory you can write to"
-    if exc.errno == errno.EROFS:
-        return f"read-only file system while {doing}; choose a run directory you can write to"
-    return f"{exc.strerror or exc} while {doing}"
-
-
-@dataclass
-class ScanResult:
-    """What reading samples.jsonl found: the latest record per id (file order of first appearance)."""
-
-    status: dict[str, str]  # sample id -> latest status
-    final_line: dict[str, int]  # sample id -> 1-based number of the line holding its final record
-    attempts: dict[str, int]
-    lines: int
-    bad_lines: list[int]  # 1-based numbers of complete lines that are not valid samples
-    torn_tail: int  # bytes after the last newline (a crash mid-append), 0 when the file ends cleanly
-    valid_size: int  # bytes up to and including the last newline
-
-
-def scan_samples(path: Path) -> ScanResult:
-    """Read samples.jsonl without changing it. A torn last line is reported, never parsed; bad lines are listed."""
-    status: dict[str, str] = {}
-    final_line: dict[str, int] = {}
-    attempts: dict[str, int] = {}
-    bad: list[int] = []
-    number = valid_size = torn = 0
-    try:
-        with open(path, "rb") as fh:
-            for raw in fh:  # streamed: a 100k-sample file is never held in memory at once
-                if not raw.endswith(b"\n"):
-                    torn = len(raw)  # only the last line can lack its newline
-                    break
-                number += 1
-                valid_size += len(raw)
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    bad.append(number)
-                    continue
-                sid = record.get("sample_id") if isinstance(record, dict) else None
-                if not isinstance(sid, str) or record.get("status") not in ("ok", "unparsable", "failed"):
-                    bad.append(number)
-                    continue
-                attempts[sid] = attempts.get(sid, 0) + 1
-                if status.get(sid) in DONE_STATUSES:
-                    continue  # a finished sample is final; a later line for it can only come from a hand-edited file
-                status[sid] = record["status"]
-                final_line[sid] = number
-    except FileNotFoundError:
-        return ScanResult({}, {}, {}, 0, [], 0, 0)
-    except OSError as exc:
-        raise RunStoreError(path, _os_problem(exc, "reading samples")) from exc
-    return ScanResult(status, final_line, attempts, number, bad, torn, valid_size)
-
-
-def iter_samples(run_dir) -> Iterator[Sample]:
-    """The final record of each sample id (latest line wins), streamed in file order, read-only and without the
-    lock. Two passes over the file: one to find each id's final line, one to parse only those lines."""
-    path = Path(run_dir) / SAMPLES
-    wanted = set(scan_samples(path).final_line.values())
-    if not wanted:
-        return
-    try:
-        with open(path, "rb") as fh:
-            for number, raw in enumerate(fh, 1):
-                if number not in wanted:
-                    continue
-                try:
-                    yield Sample.from_dict(json.loads(raw))
-                except (SampleFormatError, TypeError, ValueError) as exc:
-                    warnings.warn(f"{path}: line {number} ignored: {exc}", HarnessWarning, stacklevel=2)
-    except OSError as exc:
-        raise RunStoreError(path, _os_problem(exc, "reading samples")) from exc
-
-
-def read_samples(run_dir) -> list[Sample]:
-    """One Sample per id (latest line wins, order of first appearance), read-only and without the lock, in one
-    pass. Holding every transcript costs ~10 kB per sample; use `iter_samples` when streaming is enough."""
-    path = Path(run_dir) / SAMPLES
-    found: dict[str, Sample] = {}
-    enabled = gc.isenabled()
-    gc.disable()  # building ~100 containers per sample triggers repeated full collections: twice as slow with gc on
-    try:
-        for number, record in _complete_lines(path):
-            try:
-                sample = Sample.from_dict(record)
-            except (SampleFormatError, TypeError) as exc:
-                warnings.warn(f"{path}: line {number} ignored: {exc}", HarnessWarning, stacklevel=2)
-                continue
-            previous = found.get(sample.sample_id)
-            if previous is None or not previous.done:
-                found[sample.sample_id] = sample
-    finally:
-        if enabled:
-            gc.enable()
-    return list(found.values())
-
-
-def _complete_lines(path: Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed JSON) for each complete, parsable line; the torn tail and bad JSON are skipped."""
-    try:
-        with open(path, "rb") as fh:
-            for number, raw in enumerate(fh, 1):
-                if not raw.endswith(b"\n"):
-                    return
-                if raw.strip():
-                    try:
-                        yield number, json.loads(raw)
-                    except ValueError:
-                        continue
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise RunStoreError(path, _os_problem(exc, "reading samples")) from exc
+QC_LOG = "defacer_qc.jsonl"
+__all__ = ["LOCK", "MANIFEST", "QC_DIR", "QC_LOG", "SAMPLES", "SUMMARY", "RunData", "RunLockedError", "RunStore",
+           "RunStoreError", "ScanResult", "iter_samples", "lock_holder", "new_run_dir", "read_json", "read_qc",
+           "read_run", "read_samples", "scan_samples"]
 
 
 def read_json(path: Path) -> dict | None:
@@ -194,7 +58,7 @@ def read_json(path: Path) -> dict | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise RunStoreError(path, _os_problem(exc, "reading")) from exc
+        raise RunStoreError(path, os_problem(exc, "reading")) from exc
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -202,26 +66,6 @@ def read_json(path: Path) -> dict | None:
     if not isinstance(data, dict):
         raise RunStoreError(path, "expected a JSON object")
     return data
-
-
-def lock_holder(run_dir) -> int | None:
-    """PID of the live process writing this run, or None. Reads the lock file only; never takes the lock."""
-    try:
-        text = (Path(run_dir) / LOCK).read_text().strip()
-        pid = int(text)
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def new_run_dir(out_dir, label: str = "") -> Path:
@@ -271,8 +115,8 @@ class RunStore:
         try:
             (directory / QC_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RunStoreError(directory, _os_problem(exc, "creating the run directory")) from exc
-        lock_fd = _take_lock(directory)
+            raise RunStoreError(directory, os_problem(exc, "creating the run directory")) from exc
+        lock_fd = take_lock(directory)
         try:
             # Decided under the lock: another process may have created or finished this run in the meantime.
             existing = (directory / MANIFEST).exists()
@@ -287,10 +131,10 @@ class RunStore:
                 stored.setdefault("started_at", utc_now())
             stored["status"], stored["ended_at"] = "running", None
             _write_json(directory / MANIFEST, stored)
-            scan = _repair_and_scan(directory / SAMPLES)
+            scan = repair_and_scan(directory / SAMPLES)
             append_fd = _open_append(directory / SAMPLES)
         except BaseException:
-            _release_lock(lock_fd)
+            release_lock(lock_fd)
             raise
         store = cls(directory, lock_fd, append_fd, stored, scan)
         store.resumed = existing
@@ -342,7 +186,7 @@ class RunStore:
         """Write several samples with one write and one fsync (all or none): for callers that finish many samples
         at once, where one fsync per sample would be the bottleneck."""
         samples = list(samples)
-        lines = [self._encode(s) for s in samples]
+        lines = [encode_sample(s) for s in samples]
         ids = [s.sample_id for s in samples]
         if len(set(ids)) != len(ids):
             raise ValueError("append_many got the same sample id twice")
@@ -371,23 +215,6 @@ class RunStore:
                         self._attempts[sid] = attempts
                 raise
 
-    @staticmethod
-    def _encode(sample: Sample) -> bytes:
-        if not isinstance(sample, Sample):
-            raise TypeError(f"append takes a Sample, not {type(sample).__name__}")
-        where = find_image_bytes(sample.transcript)
-        if where:
-            raise ValueError(f"sample {sample.sample_id}: {where} holds image bytes; store the image sha256 and "
-                             "render spec key instead")
-        record = sample.to_dict()
-        if record.get("error"):
-            record["error"] = {k: (redact_text(v) if isinstance(v, str) else v) for k, v in record["error"].items()}
-        try:
-            return (json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                               default=_json_default) + "\n").encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"sample {sample.sample_id} cannot be stored as JSON: {exc}") from exc
-
     def _write_line(self, line: bytes) -> None:
         fd = self._fd
         start = os.lseek(fd, 0, os.SEEK_END)
@@ -410,7 +237,7 @@ class RunStore:
                 except OSError:
                     pass
             if isinstance(exc, OSError):
-                raise RunStoreError(self.samples_path, _os_problem(exc, "appending a sample")) from exc
+                raise RunStoreError(self.samples_path, os_problem(exc, "appending a sample")) from exc
             raise
 
     def load_samples(self) -> list[Sample]:
@@ -421,6 +248,33 @@ class RunStore:
     def iter_samples(self) -> Iterator[Sample]:
         """`load_samples` streamed (appends made while iterating may or may not be seen)."""
         return iter_samples(self.directory)
+
+    # ---- the defacer QC log ----------------------------------------------------------------------------------
+
+    def append_qc(self, record: dict) -> None:
+        """One defacer QC line, durably (a crash loses at most the line being written; readers skip a torn one)."""
+        path = self.qc_dir / QC_LOG
+        data = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        with self._mutex:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise RunStoreError(path, os_problem(exc, "appending a QC line")) from exc
+
+    def qc_keys(self) -> set[tuple]:
+        """(task, case_id, role, condition) of the QC lines already written (a resumed run does not repeat them)."""
+        keys = set()
+        for rec in read_qc(self.directory, warn=False):
+            try:
+                keys.add((rec["task"], rec["case_id"], rec["role"], rec["condition"]))
+            except (KeyError, TypeError):
+                continue
+        return keys
 
     def update_manifest(self, **fields) -> None:
         """Add or replace manifest fields (redacted) and rewrite manifest.json atomically."""
@@ -455,7 +309,7 @@ class RunStore:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            _release_lock(self._lock_fd)
+            release_lock(self._lock_fd)
 
     def __enter__(self) -> "RunStore":
         return self
@@ -472,84 +326,58 @@ class RunStore:
             self.close()
 
 
-def _json_default(obj):
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in a sample")
-
-
 def _write_json(path: Path, data: dict) -> None:
     try:
-        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default) + "\n")
+        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=json_default) + "\n")
     except OSError as exc:
-        raise RunStoreError(path, _os_problem(exc, f"writing {path.name}")) from exc
+        raise RunStoreError(path, os_problem(exc, f"writing {path.name}")) from exc
 
 
 def _open_append(path: Path) -> int:
     try:
         return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise RunStoreError(path, _os_problem(exc, "opening samples for writing")) from exc
+        raise RunStoreError(path, os_problem(exc, "opening samples for writing")) from exc
 
 
-def _take_lock(directory: Path) -> int:
-    path = directory / LOCK
+# ---- reading a run ---------------------------------------------------------------------------------------------
+
+def read_qc(run_dir, *, warn: bool = True) -> list[dict]:
+    """The defacer QC lines of a run; a torn last line (a killed run) or a malformed line is skipped."""
+    path = Path(run_dir) / QC_DIR / QC_LOG
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
     except OSError as exc:
-        raise RunStoreError(path, _os_problem(exc, "creating the lock file")) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        raise RunStoreError(path, os_problem(exc, "reading the QC log")) from exc
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            pid = int(os.pread(fd, 32, 0).decode().strip() or 0) or None
-        except (OSError, ValueError):
-            pid = None
-        os.close(fd)
-        raise RunLockedError(directory, pid, alive=pid is not None and _alive(pid)) from None
-    except OSError as exc:
-        os.close(fd)
-        raise RunStoreError(path, _os_problem(exc, "locking the run directory")) from exc
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError as exc:
-        _release_lock(fd)
-        raise RunStoreError(path, _os_problem(exc, "writing the lock file")) from exc
-    return fd
+            record = json.loads(line)
+        except ValueError:
+            if warn:
+                warnings.warn(f"{path}: line {number} is not JSON; ignored", HarnessWarning, stacklevel=2)
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
 
 
-def _release_lock(fd: int) -> None:
-    try:
-        os.ftruncate(fd, 0)  # an empty lock file says nobody is writing; we still hold the lock here
-    except OSError:
-        pass
-    try:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+@dataclass
+class RunData:
+    directory: Path
+    manifest: dict
+    samples: list[Sample]
+    qc: list[dict]
 
 
-def _repair_and_scan(path: Path) -> ScanResult:
-    scan = scan_samples(path)
-    if scan.torn_tail:
-        warnings.warn(f"{path}: removed an incomplete last line ({scan.torn_tail} bytes) left by an interrupted run; "
-                      "that sample will be run again", HarnessWarning, stacklevel=3)
-        try:
-            with open(path, "r+b") as fh:
-                fh.truncate(scan.valid_size)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise RunStoreError(path, _os_problem(exc, "removing an incomplete last line")) from exc
-    if scan.bad_lines:
-        shown = ", ".join(str(n) for n in scan.bad_lines[:5]) + (" ..." if len(scan.bad_lines) > 5 else "")
-        warnings.warn(f"{path}: {len(scan.bad_lines)} line(s) are not valid samples and are ignored (line {shown})",
-                      HarnessWarning, stacklevel=3)
-    return scan
+def read_run(run_dir) -> RunData:
+    """A finished or stopped run, read-only: manifest, the final record of every sample, the QC lines."""
+    run_dir = Path(run_dir)
+    manifest = read_json(run_dir / MANIFEST)
+    if manifest is None:
+        raise RunStoreError(run_dir, f"not a run directory (no {MANIFEST})")
+    return RunData(run_dir, manifest, read_samples(run_dir), read_qc(run_dir))

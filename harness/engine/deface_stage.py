@@ -1,0 +1,106 @@
+"""Stage 1 of a run: every (volume, defacer) the remaining samples need, defaced once, in worker processes.
+
+Defacing is CPU bound (registration, resampling), so it runs in a process pool; results land in the on-disk defacer
+cache (content-addressed), and each (task, case, role, condition) gets one line in the run's QC log. A volume shared
+by two tasks (tumor-slice and tumor-dx read the same cases) is defaced once. A refusal or a defacer bug becomes a
+failed job with its reason; the samples that need it fail with that reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterable
+
+import defacers as defacer_registry
+from harness.core.errors import HarnessError
+from harness.engine.errors import FailFast
+from harness.engine.grid import WorkItem
+
+
+def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict:
+    """Worker: load one case volume and deface it through the on-disk cache. Never raises."""
+    from harness.imaging.io import load_volume
+
+    t0 = time.perf_counter()
+
+    def outcome(status: str, kind: str | None = None, message: str = "", result=None) -> dict:
+        return {"status": status, "qc": result.qc if result else {}, "timings": result.timings if result else {},
+                "computed": bool(result is not None and not result.from_cache), "seconds": time.perf_counter() - t0,
+                "error": {"kind": kind, "message": message} if kind else None}
+
+    try:
+        volume = load_volume(volume_path)
+    except HarnessError as exc:
+        return outcome("failed", "bad_input", str(exc))
+    try:
+        result = defacer_registry.deface_cached(defacer_registry.get(defacer_name, **defacer_params), volume, cache_dir)
+    except HarnessError as exc:  # refusal: flipped, skull-stripped or non-head input, failed registration, missing tool
+        return outcome("refused", "defacer_refused", str(exc))
+    except Exception as exc:  # a defacer bug: recorded, the run goes on
+        return outcome("failed", "defacer_error", f"{type(exc).__name__}: {exc}")
+    return outcome("ok", result=result)
+
+
+class DefaceStage:
+    """jobs(todo) plans, run(todo, store, progress) executes; `runs` counts defacings computed (cache misses)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx  # the runner's RunContext: tasks, cohorts, defacers, cache folder, workers, fail_fast
+        self.runs = 0
+        self.seconds = 0.0
+
+    def jobs(self, todo: Iterable[WorkItem]) -> dict[tuple, list[tuple]]:
+        """(volume file, condition) -> the (task, case, role, condition) keys it serves."""
+        jobs: dict[tuple, list[tuple]] = {}
+        for item in todo:
+            if item.is_reference:
+                continue
+            case = self.ctx.case(item.task, item.case_id)
+            for role in self.ctx.tasks[item.task].roles:
+                key = (item.task, item.case_id, role, item.condition)
+                users = jobs.setdefault((str(case.volumes[role]), item.condition), [])
+                if key not in users:
+                    users.append(key)
+        return jobs
+
+    def run(self, todo: list[WorkItem], store, progress) -> dict[tuple, dict]:
+        """(task, case, role, condition) -> job result, for every defaced volume the todo samples need."""
+        jobs = self.jobs(todo)
+        results: dict[tuple, dict] = {}
+        if not jobs:
+            return results
+        args = {job: (job[0], *self.ctx.defacer_specs[job[1]], str(self.ctx.cache_dir)) for job in jobs}
+        recorded = store.qc_keys()
+        t0 = time.perf_counter()
+        workers = min(self.ctx.cfg.workers, len(jobs))
+        try:
+            if workers <= 0:
+                self._collect(((job, deface_job(*a)) for job, a in args.items()), jobs, results, store, recorded, progress)
+            else:
+                methods = multiprocessing.get_all_start_methods()
+                mp = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+                with ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
+                    futures = {job: pool.submit(deface_job, *a) for job, a in args.items()}
+                    self._collect(((job, f.result()) for job, f in futures.items()), jobs, results, store, recorded, progress)
+        finally:
+            self.seconds += time.perf_counter() - t0
+        return results
+
+    def _collect(self, done: Iterable[tuple], jobs: dict, results: dict, store, recorded: set, progress) -> None:
+        for job, res in done:
+            self.runs += int(res["computed"])
+            for key in jobs[job]:
+                results[key] = res
+                task, case_id, role, condition = key
+                if key not in recorded:
+                    store.append_qc({"task": task, "case_id": case_id, "role": role, "condition": condition,
+                                     "defacer": self.ctx.defacers[condition].identity, "status": res["status"],
+                                     "error": res["error"], "seconds": round(res["seconds"], 3), "qc": res["qc"]})
+                    recorded.add(key)
+            progress.advance("deface", failed=res["status"] != "ok")
+            if res["status"] != "ok" and self.ctx.cfg.fail_fast:
+                first = jobs[job][0]
+                raise FailFast(f"defacing {first[1]} ({first[2]}) with {job[1]} failed: {res['error']['message']}")
+

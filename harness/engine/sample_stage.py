@@ -1,0 +1,164 @@
+"""Stage 2 of a run: each work item -> one Sample (render, ask the model or the agent, parse, score), appended to the
+run store as soon as it is finished, so a killed run loses only what was in flight.
+
+One asyncio task per sample, bounded by the run's concurrency; loading and rendering run in threads, model calls
+are awaited (each backend also limits its own endpoint). A failure (unreadable volume, defacer refusal, model
+error, task bug) becomes a failed sample with its reason; an unparsable answer is recorded as such, never scored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+from collections import OrderedDict
+
+import defacers as defacer_registry
+from harness.core.errors import HarnessError
+from harness.core.redact import redact_text
+from harness.core.sample import Sample
+from harness.engine.agent import run_agent, run_single_turn
+from harness.engine.errors import FailFast
+from harness.engine.grid import WorkItem
+from harness.models import ResponseCache, create_model
+
+VOLUME_CACHE_SIZE = 16  # loaded (and defaced) volumes kept: a case's volumes are read once per condition
+
+
+class SampleStage:
+    def __init__(self, ctx):
+        self.ctx = ctx  # the runner's RunContext
+        self.model_calls = 0
+        self.seconds = {"render": 0.0, "model": 0.0, "score": 0.0}
+        self._volumes: OrderedDict = OrderedDict()
+        self._volumes_lock = threading.Lock()
+
+    def volumes_for(self, item: WorkItem) -> dict:
+        """role -> Volume as the condition shows it (defaced volumes come from the defacer cache)."""
+        task = self.ctx.tasks[item.task]
+        case = self.ctx.case(item.task, item.case_id)
+        out = {}
+        for role in task.roles:
+            key = (item.task, item.case_id, role, item.condition)
+            with self._volumes_lock:
+                if key in self._volumes:
+                    self._volumes.move_to_end(key)
+                    out[role] = self._volumes[key]
+                    continue
+            volume = case.load(role)
+            if not item.is_reference:
+                volume = defacer_registry.deface_cached(self.ctx.defacers[item.condition], volume, self.ctx.cache_dir).volume
+            with self._volumes_lock:
+                self._volumes[key] = volume
+                while len(self._volumes) > VOLUME_CACHE_SIZE:
+                    self._volumes.popitem(last=False)
+            out[role] = volume
+        return out
+
+    def _timed(self, timings: dict, stage: str, since: float) -> None:
+        timings[stage] = time.perf_counter() - since
+        self.seconds[stage] += timings[stage]
+
+    async def run_item(self, item: WorkItem, models: dict, deface_results: dict) -> Sample:
+        cfg = self.ctx.cfg
+        task = self.ctx.tasks[item.task]
+        case = self.ctx.case(item.task, item.case_id)
+        timings: dict[str, float] = {}
+        base = dict(sample_id=item.sample_id, task=item.task, case_id=item.case_id, condition=item.condition,
+                    model=item.model, mode=item.mode, defacer=dict(item.defacer))
+
+        def failed(kind: str, message: str, **extra) -> Sample:
+            return Sample(**base, status="failed", error={"kind": kind, "message": redact_text(message)[:2000]}, timings=timings, **extra)
+
+        if not item.is_reference:
+            for role in task.roles:
+                res = deface_results.get((item.task, item.case_id, role, item.condition))
+                if res is not None and res["status"] != "ok":
+                    return failed(res["error"]["kind"], f"{role}: {res['error']['message']}")
+        t0 = time.perf_counter()
+        try:
+            volumes = await asyncio.to_thread(self.volumes_for, item)
+            inp = await asyncio.to_thread(task.build_input, case, volumes, item.mode) if item.mode != "direct" else None
+        except HarnessError as exc:
+            return failed("bad_input", str(exc))
+        except Exception as exc:
+            if cfg.fail_fast:
+                raise
+            return failed("task_error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+        self._timed(timings, "render", t0)
+        t1 = time.perf_counter()
+        transcript: list = []
+        tokens: dict = {}
+        if item.mode == "direct":
+            try:
+                raw = await asyncio.to_thread(task.solve_direct, case, volumes)
+            except Exception as exc:
+                if cfg.fail_fast:
+                    raise
+                return failed("task_error", f"{type(exc).__name__}: {exc}")
+        else:
+            model = models[item.model]
+            if inp.toolbox is not None:
+                result = await run_agent(model, inp.messages, inp.toolbox, budget=cfg.budget, sampling=cfg.sampling)
+            else:
+                result = await run_single_turn(model, inp.messages, sampling=cfg.sampling, timeout_s=cfg.budget.max_wall_s)
+            transcript = result.transcript
+            tokens = {"prompt": result.usage.prompt_tokens, "completion": result.usage.completion_tokens}
+            if not result.ok:
+                self._timed(timings, "model", t1)
+                return failed(result.failure, result.failure_detail or result.failure, transcript=transcript, tokens=tokens)
+            raw = result.answer
+        self._timed(timings, "model", t1)
+        t2 = time.perf_counter()
+        cache_keys = {"render": list(inp.render_keys) if inp else [], "volumes": {r: v.content_hash[:16] for r, v in volumes.items()}}
+        parsed = task.parse(raw)
+        if not parsed.ok:
+            timings["score"] = time.perf_counter() - t2
+            return Sample(**base, status="unparsable", error={"kind": "unparsable", "message": redact_text(str(parsed.error))[:2000]},
+                          timings=timings, tokens=tokens, transcript=transcript, cache_keys=cache_keys)
+        try:
+            answer = task.locate(parsed.value, volumes)
+            scores = task.score(answer, case.truth)
+        except Exception as exc:
+            if cfg.fail_fast:
+                raise
+            return failed("score_error", f"{type(exc).__name__}: {exc}", transcript=transcript, tokens=tokens)
+        self._timed(timings, "score", t2)
+        return Sample(**base, status="ok", answer=answer, scores=scores, timings=timings, tokens=tokens,
+                      transcript=transcript, cache_keys=cache_keys)
+
+    async def run(self, todo: list[WorkItem], store, progress, deface_results: dict) -> None:
+        cfg = self.ctx.cfg
+        cache = ResponseCache(self.ctx.cache_dir / "responses.sqlite")
+        needed = {i.model for i in todo if i.mode != "direct"}
+        models = {s: create_model(self.ctx.model_specs[s], cache=cache) for s in needed}
+        sem = asyncio.Semaphore(max(1, cfg.concurrency))
+        try:
+            async def one(item: WorkItem):
+                async with sem:
+                    sample = await self.run_item(item, models, deface_results)
+                store.append(sample)
+                failed = sample.status == "failed"
+                for stage in ("render", "model", "score"):
+                    progress.advance(stage, failed=failed and stage == "model")
+                if failed and cfg.fail_fast:
+                    raise FailFast(f"sample {item.case_id} / {item.condition} / {item.model} failed: {sample.error['message']}")
+
+            tasks = [asyncio.create_task(one(item)) for item in todo]
+            try:
+                for fut in asyncio.as_completed(tasks):
+                    await fut
+            except BaseException:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+        finally:
+            # counted per model, not per sample: concurrent samples share a model, so per-sample deltas overlap
+            self.model_calls += sum(getattr(m, "backend_calls", 0) for m in models.values())
+            for m in models.values():
+                await m.aclose()
+            close = getattr(cache, "close", None)
+            if close:
+                close()
