@@ -2,7 +2,7 @@
 
 MR: threshold + morphology on a 2 mm grid (tissue threshold from Otsu over head voxels, erosion to cut the brain
 loose from scalp and eyes, largest component, dilation back, hole filling). Not brainextractor (pure-Python BET;
-Dice 0.93 but 21-30 s per shared/NOTES.md): quickshear must stay under 3 s with its mask. Not a template mask pulled
+Dice 0.93 but 21-30 s on 2 cores): quickshear must stay under 3 s with its mask. Not a template mask pulled
 back through the registration: the QC brain mask must not depend on the registration whose damage it checks.
 Measured on Colin27 against its BET brain /usr/share/mricron/templates/ch2bet.nii.gz: Dice 0.932 in ~0.9 s on
 2 cores with the defaults (erosion 6 mm, >= 12 mm under the head surface, <= 145 mm below the vertex). Looser
