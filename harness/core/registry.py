@@ -84,11 +84,17 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T, origin: str) -> None:
+        if not self._built_in(origin):
+            # Built-ins first: a name clash then blames the newcomer, not the built-in that happened to load later.
+            self.load()
         with self._lock:
             old = self._entries.get(name)
             if old is not None and old.obj is not obj:
                 raise RegistryError(f"{self.kind} {name!r} is registered twice: by {old.origin} and by {origin}")
             self._entries[name] = Entry(name, obj, origin)
+
+    def _built_in(self, origin: str) -> bool:
+        return any(origin == p or origin.startswith(p + ".") for p in self.packages)
 
     # --- looking up -------------------------------------------------------------------------------------------
     def names(self) -> list[str]:
