@@ -6,7 +6,7 @@ afni_refacer, quickshear-cli, cmd). `deface_cached(defacer, volume, cache_dir)` 
 
 from __future__ import annotations
 
-from defacers.base import DefacedVolume, Defacer, DefacerError
+from defacers.base import DefacedVolume, Defacer, DefacerError, DefacerOutput
 from defacers.cache import deface_cached
 from defacers.deface import Deface
 from defacers.external import EXTERNAL_TOOLS, external_defacer
@@ -30,4 +30,4 @@ def get(name: str, **params) -> Defacer:
     raise DefacerError(f"unknown defacer {name!r}; known: {', '.join(names())}")
 
 
-__all__ = ["get", "names", "deface_cached", "Defacer", "DefacedVolume", "DefacerError"]
+__all__ = ["get", "names", "deface_cached", "Defacer", "DefacerOutput", "DefacedVolume", "DefacerError"]

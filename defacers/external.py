@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from defacers.base import DefacedVolume, DefacerError, finish
+from defacers.base import DefacerError, DefacerOutput
 from defacers.template import TemplateDefacer, fit_template
-from defacers import qc as privacy
 from harness.imaging.brainmask import BRAINMASK_VERSION
 from defacers.registration import REG_VERSION
 from harness.imaging.brainmask import brain_mask
@@ -129,7 +128,7 @@ class ExternalDefacer(TemplateDefacer):
                 raise DefacerError(f"{self.name}: {other!r} is not on PATH; {why}")
         return exe
 
-    def _deface(self, volume: Volume) -> DefacedVolume:
+    def _deface(self, volume: Volume) -> DefacerOutput:
         exe = self._resolve()
         brain = brain_mask(volume)
         start = time.perf_counter()
@@ -165,12 +164,9 @@ class ExternalDefacer(TemplateDefacer):
                 f"{self.name}: the tool's output grid {out.shape} differs from its input {volume.shape}; "
                 "resampling tools are not supported"
             )
-        defaced, changed = finish(volume, out.data)
         fit = fit_template(volume)  # after the tool, so a broken tool is reported without waiting for the fit
-        start = time.perf_counter()
-        qc = privacy.measure(volume, defaced, changed, face=fit.face, brain=brain, registration=fit.registration)
-        qc["defacer"] = self.identity
-        return DefacedVolume(defaced, changed, qc, {"qc_registration": fit.seconds, "deface": t_tool, "qc": time.perf_counter() - start})
+        timings = {"qc_registration": fit.seconds, "deface": t_tool}
+        return DefacerOutput(out.data, fit.face, fit.registration, timings, original_brain=brain)
 
     def _find_output(self, output: Path, outdir: Path) -> Path:
         if output.is_file():
