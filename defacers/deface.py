@@ -12,11 +12,13 @@ import numpy as np
 
 from defacers.base import DefacerOutput, air_value
 from defacers.registration import REG_VERSION
+from defacers.registry import register_defacer
 from defacers.template import TemplateDefacer, fit_template
 from harness.core.volume import Volume
 from harness.imaging.brainmask import BRAINMASK_VERSION
 
 
+@register_defacer
 class Deface(TemplateDefacer):
     name = "deface"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC

@@ -7,9 +7,11 @@ import time
 import numpy as np
 
 from defacers.base import DefacedVolume, Defacer
+from defacers.registry import register_defacer
 from harness.core.volume import Volume
 
 
+@register_defacer
 class Original(Defacer):
     name = "original"
     version = "1"

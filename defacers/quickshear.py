@@ -17,6 +17,7 @@ import quickshear as qs
 
 from defacers.base import DefacerError, DefacerOutput, air_value
 from defacers.registration import REG_VERSION
+from defacers.registry import register_defacer
 from defacers.template import TemplateDefacer, fit_template
 from harness.core.volume import Volume
 from harness.imaging.brainmask import BRAINMASK_VERSION, brain_mask
@@ -45,6 +46,7 @@ def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:
     return np.broadcast_to(below[None, :, :], brain.shape)
 
 
+@register_defacer
 class Quickshear(TemplateDefacer):
     name = "quickshear"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC

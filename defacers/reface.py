@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from defacers.base import DefacerOutput, air_value
 from defacers.registration import REG_VERSION
+from defacers.registry import register_defacer
 from defacers.template import TemplateDefacer, fit_template, pydeface_template
 from harness.core.volume import Volume
 from harness.imaging.brainmask import BRAINMASK_VERSION, head_mask, head_threshold
@@ -84,6 +85,7 @@ def intensity_map(volume: Volume, warped_template: np.ndarray, template_threshol
     return _increasing(src), np.maximum.accumulate(dst)
 
 
+@register_defacer
 class Reface(TemplateDefacer):
     name = "reface"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
