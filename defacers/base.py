@@ -9,6 +9,7 @@ record itself.)
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -78,6 +79,14 @@ class Defacer:
     @property
     def identity(self) -> dict:
         return {"name": self.name, "version": self.version, "params": dict(sorted(self.params.items()))}
+
+    @classmethod
+    def parameters(cls) -> dict[str, object] | None:
+        """The parameters it takes and their defaults (inspect.Parameter.empty: none known); None: any."""
+        if cls.accepts is None:
+            return None
+        signature = inspect.signature(cls.__init__).parameters
+        return {name: signature[name].default if name in signature else inspect.Parameter.empty for name in cls.accepts}
 
     def deface(self, volume: Volume) -> DefacedVolume:
         start = time.perf_counter()

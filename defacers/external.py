@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import shlex
 import shutil
 import subprocess
@@ -50,6 +51,15 @@ class ExternalTool:
 
     def __call__(self, **params) -> "ExternalDefacer":
         return ExternalDefacer(self, **params)
+
+    @property
+    def version(self) -> str:
+        return ExternalDefacer.version
+
+    def parameters(self) -> dict[str, object]:
+        """Its named parameters and defaults; any other KEY=VALUE fills {KEY} in its command."""
+        named = {COMMAND_PARAM: inspect.Parameter.empty, "output_glob": None} if not self.executable else {}
+        return {**named, **dict(self.defaults), "timeout_s": DEFAULT_TIMEOUT_S}
 
     def missing(self) -> str | None:
         """Why this tool cannot run here (what to install), or None when it can."""

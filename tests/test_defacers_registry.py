@@ -99,3 +99,21 @@ def test_plug_in_defacers_come_through_entry_points(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "'lab-blur'" in proc.stdout and "'quickshear'" in proc.stdout
     assert "{'name': 'lab-blur', 'version': '0.1', 'params': {'sigma': 3.0}}" in proc.stdout
+
+    listing = _python("-m", "harness", "defacers", extra_path=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "from: plug-in mylab-defacer (harness.defacers entry point lab-blur = mylab_defacer:Blur)" in listing.stdout
+    assert "parameters: sigma=1.0" in listing.stdout and "parameters: strength=2" in listing.stdout
+
+
+def test_harness_defacers_lists_versions_parameters_origins_and_tools():
+    proc = _python("-m", "harness", "defacers")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for name, module in BUILT_IN.items():
+        row = next(i for i, line in enumerate(lines) if line.split() and line.split()[0] == name)
+        assert defacers.get(name, **({"command": "t {input} {output}"} if name == "external:cmd" else {})).version in lines[row]
+        assert f"from: built-in ({module})" in "\n".join(lines[row:row + 4])
+    assert "parameters: buffer_mm=10.0" in proc.stdout
+    assert "runs: quickshear (installed)" in proc.stdout or "runs: quickshear - cannot run here" in proc.stdout
+    assert "mri_reface (installed)" in proc.stdout or "nitrc.org" in proc.stdout  # the install hint when missing

@@ -30,7 +30,7 @@ def defacer_from_options(spec: str, param_items: list[str]):
 
 def deface_cmd(
     volume: Path = typer.Argument(..., help="A NIfTI file, a DICOM file, or a folder of DICOM files."),
-    defacer: str = typer.Option("reface", "--defacer", "-d", help="A defacer name, parameters in brackets if any: reface, quickshear(buffer_mm=5), external:cmd(command=tool {input} {output})."),
+    defacer: str = typer.Option("reface", "--defacer", "-d", help="A defacer name, parameters in brackets if any: reface, quickshear(buffer_mm=5), external:cmd(command=tool {input} {output}). `harness defacers` lists them all."),
     out: Path = typer.Option(..., "--out", "-o", help="Defaced volume to write (.nii or .nii.gz)."),
     qc_png: Optional[Path] = typer.Option(None, "--qc-png", help="Also write a QC sheet: mid-sagittal and anterior surface, before/after."),
     qc_json: Optional[Path] = typer.Option(None, "--qc-json", help="Also write the QC record as JSON."),
@@ -38,7 +38,10 @@ def deface_cmd(
     param: List[str] = typer.Option([], "--param", "-p", help="Defacer parameter KEY=VALUE (repeatable), e.g. buffer_mm=5 or command='tool {input} {output}'; the same as NAME(KEY=VALUE). Values: integer, decimal, true/false, otherwise text."),
     modality: Optional[str] = typer.Option(None, help="Override the modality: MR or CT."),
 ):
-    """Deface a head volume and report how much face went and whether any brain changed."""
+    """Deface a head volume and report how much face went and whether any brain changed.
+
+    `harness defacers` lists the defacers, their parameters and whether external tools are installed.
+    """
     import defacers
     from defacers.qc import qc_png as make_qc_png
 
