@@ -36,13 +36,13 @@ def _origin(origin: str) -> str:
 
 
 def list_defacers():
-    """List every defacer: name, version, parameters (with defaults), where it comes from, and for external tools
-    whether the program is installed (and how to install it when not).
+    """List every defacer: name, version, parameters (with defaults), where it comes from, and whether an external tool's program is installed (with the install hint when not).
 
-    Use a name with --defacer in `harness deface` and `harness eval`; parameters go in brackets, e.g.
-    --defacer "quickshear(buffer_mm=5)". The version is part of every cache key, so results made by another
-    version are recomputed rather than reused. Other packages add defacers through the
-    `harness.defacers` entry-point group; they are listed with the distribution they come from.
+    Use a name with --defacer in `harness deface` and `harness eval`; parameters go in brackets: --defacer "quickshear(buffer_mm=5)".
+
+    The version is part of every cache key: results made by another version are recomputed, not reused.
+
+    Other packages add defacers through the `harness.defacers` entry-point group; they are listed with the distribution they come from.
     """
     from defacers.catalog import catalog  # on use: it loads every defacer, which `harness --help` should not wait for
     from defacers.registry import ENTRY_POINT_GROUP
