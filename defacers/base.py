@@ -1,14 +1,28 @@
-"""The Defacer contract: `deface(volume) -> DefacedVolume`, with an identity that goes into every cache key."""
+"""The Defacer contract: `deface(volume) -> DefacedVolume`, with an identity that goes into every cache key.
+
+A defacer implements `_deface(volume) -> DefacerOutput`: only what it alone knows (the new voxel values, the face
+region it aimed at, its registration, its own timings and QC entries). `Defacer.deface` does the rest the same way
+for every defacer, built-in or plug-in: clip and round the voxels, measure QC against the brain mask of the
+ORIGINAL volume, time the whole call and check the geometry. (`original`, which changes nothing, writes its trivial
+record itself.)
+"""
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from defacers.qc import measure as measure_qc
 from harness.core.errors import HarnessError
 from harness.core.volume import Volume
+from harness.imaging.brainmask import brain_mask
+
+if TYPE_CHECKING:
+    from defacers.registration import Registration
 
 
 class DefacerError(HarnessError):
@@ -33,6 +47,21 @@ class DefacedVolume:
         object.__setattr__(self, "changed", changed)
 
 
+@dataclass(eq=False)
+class DefacerOutput:
+    """What `_deface` returns: what only this defacer knows. The base class turns it into a DefacedVolume."""
+
+    data: np.ndarray  # new voxel values on the input's grid (clipped to the input's range and rounded later)
+    face: np.ndarray | None  # the face region it aimed at, for the face QC measures (None: no face measures)
+    registration: Registration | None = None  # the template fit, summarised in the QC record
+    timings: dict = field(default_factory=dict)  # its own stages, in seconds
+    qc: dict = field(default_factory=dict)  # QC entries only this defacer can tell (reface: noise_std)
+    # The brain mask of the ORIGINAL volume, when the defacer needed one anyway (quickshear places its plane with
+    # it): saves computing it twice. Never a mask of the defaced volume: a face cut into the frontal lobe would
+    # remove those voxels from that mask too and report no brain damage.
+    original_brain: np.ndarray | None = None
+
+
 class Defacer:
     """Base class: subclasses set `name` and `version` and implement `_deface`."""
 
@@ -51,16 +80,34 @@ class Defacer:
     def identity(self) -> dict:
         return {"name": self.name, "version": self.version, "params": dict(sorted(self.params.items()))}
 
+    @classmethod
+    def parameters(cls) -> dict[str, object] | None:
+        """The parameters it takes and their defaults (inspect.Parameter.empty: none known); None: any."""
+        if cls.accepts is None:
+            return None
+        signature = inspect.signature(cls.__init__).parameters
+        return {name: signature[name].default if name in signature else inspect.Parameter.empty for name in cls.accepts}
+
     def deface(self, volume: Volume) -> DefacedVolume:
         start = time.perf_counter()
-        result = self._deface(volume)
-        result.timings.setdefault("total", time.perf_counter() - start)
-        if result.volume.shape != volume.shape or not np.allclose(result.volume.affine, volume.affine):
+        output = self._deface(volume)
+        if np.shape(output.data) != volume.shape:
             raise DefacerError(f"{self.name} changed the volume's geometry; this is a bug in the defacer")
-        return result
+        defaced, changed = finish(volume, output.data)  # on the input's grid: the affine cannot drift
+        qc_start = time.perf_counter()
+        qc = self._measure(volume, defaced, changed, output)
+        timings = {**output.timings, "qc": time.perf_counter() - qc_start, "total": time.perf_counter() - start}
+        return DefacedVolume(defaced, changed, qc, timings)
 
-    def _deface(self, volume: Volume) -> DefacedVolume:  # pragma: no cover - abstract
+    def _deface(self, volume: Volume) -> DefacerOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _measure(self, volume: Volume, defaced: Volume, changed: np.ndarray, output: DefacerOutput) -> dict:
+        brain = output.original_brain if output.original_brain is not None else brain_mask(volume)
+        record = measure_qc(volume, defaced, changed, face=output.face, brain=brain, registration=output.registration)
+        record["defacer"] = self.identity
+        record.update(output.qc)
+        return record
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in sorted(self.params.items()))

@@ -10,26 +10,22 @@ import time
 
 import numpy as np
 
-from defacers.base import DefacedVolume, air_value, finish
-from defacers.template import TemplateDefacer, fit_template
-from defacers import qc as privacy
-from harness.imaging.brainmask import BRAINMASK_VERSION
+from defacers.base import DefacerOutput, air_value
 from defacers.registration import REG_VERSION
-from harness.imaging.brainmask import brain_mask
+from defacers.registry import register_defacer
+from defacers.template import TemplateDefacer, fit_template
 from harness.core.volume import Volume
+from harness.imaging.brainmask import BRAINMASK_VERSION
 
 
+@register_defacer
 class Deface(TemplateDefacer):
     name = "deface"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
 
-    def _deface(self, volume: Volume) -> DefacedVolume:
+    def _deface(self, volume: Volume) -> DefacerOutput:
         fit = fit_template(volume)
         start = time.perf_counter()
-        defaced, changed = finish(volume, np.where(fit.face, air_value(volume), volume.data))
-        t_deface = time.perf_counter() - start
-        start = time.perf_counter()
-        qc = privacy.measure(volume, defaced, changed, face=fit.face, brain=brain_mask(volume), registration=fit.registration)
-        qc["defacer"] = self.identity
-        timings = {"registration": fit.seconds, "deface": t_deface, "qc": time.perf_counter() - start}
-        return DefacedVolume(defaced, changed, qc, timings)
+        data = np.where(fit.face, air_value(volume), volume.data)
+        timings = {"registration": fit.seconds, "deface": time.perf_counter() - start}
+        return DefacerOutput(data, fit.face, fit.registration, timings)

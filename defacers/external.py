@@ -11,7 +11,9 @@ the tool must write), {outdir} (an empty folder the tool may fill; `output_glob`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import shlex
 import shutil
 import subprocess
@@ -22,57 +24,102 @@ from pathlib import Path
 
 import numpy as np
 
-from defacers.base import DefacedVolume, DefacerError, finish
-from defacers.template import TemplateDefacer, fit_template
-from defacers import qc as privacy
-from harness.imaging.brainmask import BRAINMASK_VERSION
+from defacers.base import DefacerError, DefacerOutput
 from defacers.registration import REG_VERSION
-from harness.imaging.brainmask import brain_mask
+from defacers.registry import register_defacer
+from defacers.template import TemplateDefacer, fit_template
 from harness.core.errors import HarnessError
-from harness.imaging.io import load_nifti, save_nifti
 from harness.core.volume import Volume
+from harness.imaging.brainmask import BRAINMASK_VERSION, brain_mask
+from harness.imaging.io import load_nifti, save_nifti
 
 DEFAULT_TIMEOUT_S = 3600.0
+COMMAND_PARAM = "command"  # external:cmd's own argv template; never a placeholder value
 
 
 @dataclass(frozen=True)
 class ExternalTool:
-    executable: str
+    """An installed program adapted as a defacer: registered under `name`, called with parameters it makes one."""
+
+    name: str
+    executable: str  # "" for external:cmd, whose `command` parameter names the program
     command: tuple[str, ...]
     install_hint: str
     output_glob: str | None = None  # when the tool names its own output inside {outdir}
     also_needs: tuple[tuple[str, str], ...] = ()  # (executable, why/how to install)
     defaults: tuple[tuple[str, object], ...] = ()
 
+    def __call__(self, **params) -> "ExternalDefacer":
+        return ExternalDefacer(self, **params)
 
-EXTERNAL_TOOLS: dict[str, ExternalTool] = {
-    "pydeface": ExternalTool(
+    @property
+    def version(self) -> str:
+        return ExternalDefacer.version
+
+    def parameters(self) -> dict[str, object]:
+        """Its named parameters and defaults; any other KEY=VALUE fills {KEY} in its command."""
+        named = {COMMAND_PARAM: inspect.Parameter.empty, "output_glob": None} if not self.executable else {}
+        return {**named, **dict(self.defaults), "timeout_s": DEFAULT_TIMEOUT_S}
+
+    def missing(self) -> str | None:
+        """Why this tool cannot run here (what to install), or None when it can."""
+        if not self.executable:
+            return None
+        if shutil.which(self.executable) is None:
+            return f"{self.executable!r} is not installed or not on PATH; {self.install_hint}"
+        for other, why in self.also_needs:
+            if shutil.which(other) is None:
+                return f"{other!r} is not on PATH; {why}"
+        return None
+
+    def for_command(self, command, output_glob: str | None = None) -> "ExternalTool":
+        """external:cmd made concrete: the user's command line becomes the tool."""
+        if not command or not isinstance(command, str):
+            raise DefacerError(f"{self.name} needs command='TOOL ARGS' with {{input}} and {{output}} placeholders")
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise DefacerError(f"{self.name} cannot split command {command!r}: {exc}") from None
+        if "{input}" not in command or ("{output}" not in command and "{outdir}" not in command):
+            raise DefacerError(f"{self.name} command must contain {{input}} and {{output}}: {command!r}")
+        hint = f"make sure {argv[0]!r} is installed and on PATH"
+        return dataclasses.replace(self, executable=argv[0], command=argv, install_hint=hint, output_glob=output_glob)
+
+
+EXTERNAL_TOOLS = (
+    ExternalTool(
+        "external:pydeface",
         "pydeface",
         ("pydeface", "{input}", "--outfile", "{output}", "--force"),
         "pip install pydeface (it also needs FSL's flirt: https://fsl.fmrib.ox.ac.uk/fsl/fslwiki/FslInstallation)",
         also_needs=(("flirt", "pydeface registers with FSL's flirt; install FSL and put $FSLDIR/bin on PATH"),),
     ),
-    "mri_reface": ExternalTool(
+    ExternalTool(
+        "external:mri_reface",
         "mri_reface",
         ("mri_reface", "{input}", "{outdir}", "-imType", "{im_type}"),
         "download mri_reface from https://www.nitrc.org/projects/mri_reface and put it on PATH",
         output_glob="*deFaced*.nii*",
         defaults=(("im_type", "T1"),),
     ),
-    "afni_refacer": ExternalTool(
+    ExternalTool(
+        "external:afni_refacer",
         "@afni_refacer_run",
         ("@afni_refacer_run", "-input", "{input}", "-mode_{mode}", "-prefix", "{output}", "-overwrite"),
         "install AFNI (https://afni.nimh.nih.gov/pub/dist/doc/htmldoc/background_install/main_toc.html)",
         defaults=(("mode", "reface"),),
     ),
-    "quickshear-cli": ExternalTool(
+    ExternalTool(
+        "external:quickshear-cli",
         "quickshear",
         ("quickshear", "{input}", "{mask}", "{output}", "{buffer}"),
         "pip install quickshear",
         defaults=(("buffer", 10.0),),
     ),
-    "cmd": ExternalTool("", (), "give command='tool {input} {output}' naming an installed program"),
-}
+    ExternalTool("external:cmd", "", (), "give command='tool {input} {output}' naming an installed program"),
+)
+for _tool in EXTERNAL_TOOLS:
+    register_defacer(_tool)
 
 
 def _file_sha256(path: str) -> str:
@@ -83,32 +130,18 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def external_defacer(tool: str, **params) -> "ExternalDefacer":
-    if tool not in EXTERNAL_TOOLS:
-        raise DefacerError(f"unknown external defacer {tool!r}; known: {', '.join(EXTERNAL_TOOLS)}")
-    return ExternalDefacer(tool, **params)
-
-
 class ExternalDefacer(TemplateDefacer):
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
     accepts = None
 
-    def __init__(self, tool: str, **params):
-        spec = EXTERNAL_TOOLS[tool]
-        params = {**dict(spec.defaults), **params}
+    def __init__(self, tool: ExternalTool, **params):
+        params = {**dict(tool.defaults), **params}
         timeout = float(params.pop("timeout_s", DEFAULT_TIMEOUT_S))  # how long to wait is not part of the result
-        if tool == "cmd":
-            command = params.get("command")
-            if not command or not isinstance(command, str):
-                raise DefacerError("external:cmd needs command='TOOL ARGS' with {input} and {output} placeholders")
-            argv = tuple(shlex.split(command))
-            if "{input}" not in command or ("{output}" not in command and "{outdir}" not in command):
-                raise DefacerError(f"external:cmd command must contain {{input}} and {{output}}: {command!r}")
-            spec = ExternalTool(argv[0], argv, f"make sure {argv[0]!r} is installed and on PATH", params.get("output_glob"))
+        if not tool.executable:
+            tool = tool.for_command(params.get(COMMAND_PARAM), params.get("output_glob"))
         super().__init__(**params)
-        self.name = f"external:{tool}"
+        self.name = tool.name
         self.tool = tool
-        self.spec = spec
         self.timeout = timeout
 
     @property
@@ -116,67 +149,62 @@ class ExternalDefacer(TemplateDefacer):
         """Name, adapter version, params, and the sha256 of the installed executable: a different build of the tool is
         a different defacer. (For launcher scripts this covers the launcher only; pin tool versions by params.)"""
         identity = super().identity
-        exe = shutil.which(self.spec.executable)
+        exe = shutil.which(self.tool.executable)
         identity["executable_sha256"] = _file_sha256(exe) if exe else None
         return identity
 
-    def _resolve(self) -> str:
-        exe = shutil.which(self.spec.executable)
-        if exe is None:
-            raise DefacerError(f"{self.name}: {self.spec.executable!r} is not installed or not on PATH; {self.spec.install_hint}")
-        for other, why in self.spec.also_needs:
-            if shutil.which(other) is None:
-                raise DefacerError(f"{self.name}: {other!r} is not on PATH; {why}")
-        return exe
-
-    def _deface(self, volume: Volume) -> DefacedVolume:
-        exe = self._resolve()
+    def _deface(self, volume: Volume) -> DefacerOutput:
+        missing = self.tool.missing()
+        if missing:
+            raise DefacerError(f"{self.name}: {missing}")
         brain = brain_mask(volume)
         start = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="harness-deface-") as tmp:
-            tmp = Path(tmp)
-            values = {k: str(v) for k, v in self.params.items() if k != "command"}
-            values.update(input=str(save_nifti(volume, tmp / "input.nii.gz")), output=str(tmp / "output.nii.gz"))
-            values["outdir"] = str(tmp / "out")
-            (tmp / "out").mkdir()
-            if any("{mask}" in a for a in self.spec.command):
-                values["mask"] = str(save_nifti(volume.with_data(brain.astype(np.float32)), tmp / "mask.nii.gz", dtype=np.uint8))
-            try:
-                argv = [exe] + [a.format(**values) for a in self.spec.command[1:]]
-            except (KeyError, IndexError, ValueError) as exc:
-                raise DefacerError(f"{self.name}: command template {' '.join(self.spec.command)!r} has an unknown placeholder ({exc})") from None
-            try:
-                proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                raise DefacerError(f"{self.name}: {self.spec.executable} did not finish within {self.timeout:g} s") from None
-            except OSError as exc:
-                raise DefacerError(f"{self.name}: could not start {exe}: {exc}") from None
-            if proc.returncode != 0:
-                tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
-                raise DefacerError(f"{self.name}: {self.spec.executable} failed with exit code {proc.returncode}: " + " | ".join(tail))
-            out_path = self._find_output(Path(values["output"]), tmp / "out")
-            try:
-                out = load_nifti(out_path, modality=volume.modality)
-            except HarnessError as exc:
-                raise DefacerError(f"{self.name}: could not read the tool's output: {exc}") from None
+        out = self._run_tool(volume, brain)
         t_tool = time.perf_counter() - start
         if out.shape != volume.shape or not np.allclose(out.affine, volume.affine, atol=1e-3):
             raise DefacerError(
                 f"{self.name}: the tool's output grid {out.shape} differs from its input {volume.shape}; "
                 "resampling tools are not supported"
             )
-        defaced, changed = finish(volume, out.data)
         fit = fit_template(volume)  # after the tool, so a broken tool is reported without waiting for the fit
-        start = time.perf_counter()
-        qc = privacy.measure(volume, defaced, changed, face=fit.face, brain=brain, registration=fit.registration)
-        qc["defacer"] = self.identity
-        return DefacedVolume(defaced, changed, qc, {"qc_registration": fit.seconds, "deface": t_tool, "qc": time.perf_counter() - start})
+        timings = {"qc_registration": fit.seconds, "deface": t_tool}
+        return DefacerOutput(out.data, fit.face, fit.registration, timings, original_brain=brain)
+
+    def _run_tool(self, volume: Volume, brain: np.ndarray) -> Volume:
+        """Write the input (and {mask}) to a temporary folder, run the command, read back what it wrote."""
+        exe = shutil.which(self.tool.executable)
+        with tempfile.TemporaryDirectory(prefix="harness-deface-") as tmp:
+            tmp = Path(tmp)
+            values = {k: str(v) for k, v in self.params.items() if k != COMMAND_PARAM}
+            values.update(input=str(save_nifti(volume, tmp / "input.nii.gz")), output=str(tmp / "output.nii.gz"))
+            values["outdir"] = str(tmp / "out")
+            (tmp / "out").mkdir()
+            if any("{mask}" in a for a in self.tool.command):
+                values["mask"] = str(save_nifti(volume.with_data(brain.astype(np.float32)), tmp / "mask.nii.gz", dtype=np.uint8))
+            try:
+                argv = [exe] + [a.format(**values) for a in self.tool.command[1:]]
+            except (KeyError, IndexError, ValueError) as exc:
+                raise DefacerError(f"{self.name}: command template {' '.join(self.tool.command)!r} has an unknown placeholder ({exc})") from None
+            try:
+                proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise DefacerError(f"{self.name}: {self.tool.executable} did not finish within {self.timeout:g} s") from None
+            except OSError as exc:
+                raise DefacerError(f"{self.name}: could not start {exe}: {exc}") from None
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
+                raise DefacerError(f"{self.name}: {self.tool.executable} failed with exit code {proc.returncode}: " + " | ".join(tail))
+            out_path = self._find_output(Path(values["output"]), tmp / "out")
+            try:
+                return load_nifti(out_path, modality=volume.modality)
+            except HarnessError as exc:
+                raise DefacerError(f"{self.name}: could not read the tool's output: {exc}") from None
 
     def _find_output(self, output: Path, outdir: Path) -> Path:
         if output.is_file():
             return output
-        glob = self.spec.output_glob
+        glob = self.tool.output_glob
         found = sorted(outdir.glob(glob)) if glob else [p for p in sorted(outdir.iterdir()) if p.name.endswith((".nii", ".nii.gz"))]
         if not found:
-            raise DefacerError(f"{self.name}: {self.spec.executable} exited normally but wrote no NIfTI output")
+            raise DefacerError(f"{self.name}: {self.tool.executable} exited normally but wrote no NIfTI output")
         return found[0]

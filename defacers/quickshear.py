@@ -15,13 +15,12 @@ import warnings
 import numpy as np
 import quickshear as qs
 
-from defacers.base import DefacedVolume, DefacerError, air_value, finish
-from defacers.template import TemplateDefacer, fit_template
-from defacers import qc as privacy
-from harness.imaging.brainmask import BRAINMASK_VERSION
+from defacers.base import DefacerError, DefacerOutput, air_value
 from defacers.registration import REG_VERSION
-from harness.imaging.brainmask import brain_mask
+from defacers.registry import register_defacer
+from defacers.template import TemplateDefacer, fit_template
 from harness.core.volume import Volume
+from harness.imaging.brainmask import BRAINMASK_VERSION, brain_mask
 
 
 def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:
@@ -47,6 +46,7 @@ def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:
     return np.broadcast_to(below[None, :, :], brain.shape)
 
 
+@register_defacer
 class Quickshear(TemplateDefacer):
     name = "quickshear"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
@@ -57,17 +57,13 @@ class Quickshear(TemplateDefacer):
             raise DefacerError(f"quickshear: buffer_mm must be between 0 and 50, got {buffer_mm}")
         super().__init__(buffer_mm=float(buffer_mm))
 
-    def _deface(self, volume: Volume) -> DefacedVolume:
+    def _deface(self, volume: Volume) -> DefacerOutput:
         fit = fit_template(volume)  # for the QC face region, and to refuse flipped / skull-stripped input
         start = time.perf_counter()
         brain = brain_mask(volume)
         t_mask = time.perf_counter() - start
         start = time.perf_counter()
         cut = shear_region(brain, volume.spacing, self.params["buffer_mm"])
-        defaced, changed = finish(volume, np.where(cut, air_value(volume), volume.data))
-        t_shear = time.perf_counter() - start
-        start = time.perf_counter()
-        qc = privacy.measure(volume, defaced, changed, face=fit.face, brain=brain, registration=fit.registration)
-        qc["defacer"] = self.identity
-        timings = {"qc_registration": fit.seconds, "brain_mask": t_mask, "deface": t_shear, "qc": time.perf_counter() - start}
-        return DefacedVolume(defaced, changed, qc, timings)
+        data = np.where(cut, air_value(volume), volume.data)
+        timings = {"qc_registration": fit.seconds, "brain_mask": t_mask, "deface": time.perf_counter() - start}
+        return DefacerOutput(data, fit.face, fit.registration, timings, original_brain=brain)

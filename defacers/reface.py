@@ -18,13 +18,12 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from defacers.base import DefacedVolume, air_value, finish
-from defacers.template import TemplateDefacer, fit_template, pydeface_template
-from defacers import qc as privacy
-from harness.imaging.brainmask import BRAINMASK_VERSION
+from defacers.base import DefacerOutput, air_value
 from defacers.registration import REG_VERSION
-from harness.imaging.brainmask import brain_mask, head_mask, head_threshold
+from defacers.registry import register_defacer
+from defacers.template import TemplateDefacer, fit_template, pydeface_template
 from harness.core.volume import Volume
+from harness.imaging.brainmask import BRAINMASK_VERSION, head_mask, head_threshold
 
 FEATHER_SIGMA_VOX = 1.5
 MARGIN_VOX = 8
@@ -86,11 +85,12 @@ def intensity_map(volume: Volume, warped_template: np.ndarray, template_threshol
     return _increasing(src), np.maximum.accumulate(dst)
 
 
+@register_defacer
 class Reface(TemplateDefacer):
     name = "reface"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
 
-    def _deface(self, volume: Volume) -> DefacedVolume:
+    def _deface(self, volume: Volume) -> DefacerOutput:
         fit = fit_template(volume)
         start = time.perf_counter()
         box = _bbox(fit.face, MARGIN_VOX)
@@ -114,12 +114,6 @@ class Reface(TemplateDefacer):
         weight[~face] = 0.0
         blended = volume.data.copy()
         blended[box] = weight * new_face + (1.0 - weight) * original
-        defaced, changed = finish(volume, blended)
-        t_reface = time.perf_counter() - start
-
-        start = time.perf_counter()
-        qc = privacy.measure(volume, defaced, changed, face=fit.face, brain=brain_mask(volume), registration=fit.registration)
-        qc["defacer"] = self.identity
-        qc["noise_std"] = {"head": round(head_std, 4), "background": round(bg_std, 4)}
-        timings = {"registration": fit.seconds, "deface": t_reface, "qc": time.perf_counter() - start}
-        return DefacedVolume(defaced, changed, qc, timings)
+        timings = {"registration": fit.seconds, "deface": time.perf_counter() - start}
+        noise = {"noise_std": {"head": round(head_std, 4), "background": round(bg_std, 4)}}
+        return DefacerOutput(blended, fit.face, fit.registration, timings, qc=noise)

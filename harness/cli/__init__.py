@@ -36,11 +36,12 @@ def _root(
 
 
 def _register() -> None:
-    from harness.cli import data, deface, eval, leaderboard, models, runs, volumes
+    from harness.cli import data, deface, defacers, eval, leaderboard, models, runs, volumes
 
     eval.register(app)
     volumes.register(app)
     deface.register(app)
+    defacers.register(app)
     data.register(app)
     runs.register(app)
     models.register(app)

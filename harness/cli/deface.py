@@ -8,42 +8,47 @@ from typing import List, Optional
 
 import typer
 
-from harness.core.files import atomic_write_bytes
 from harness.core.errors import HarnessError
+from harness.core.files import atomic_write_bytes
 from harness.imaging.io import load_volume, save_nifti
 
 
-def _params(items: list[str]) -> dict:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise HarnessError(f"--param takes KEY=VALUE, got {item!r}")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
+def defacer_from_options(spec: str, param_items: list[str]):
+    """The defacer named by --defacer NAME or NAME(key=value, ...), with --param KEY=VALUE items added to its
+    parameters (both read by defacers.spec, so `quickshear(buffer_mm=5)` and `-p buffer_mm=5` are one defacer)."""
+    import defacers  # on use: it loads every defacer, which `harness --help` should not wait for
+    from defacers.spec import parse_defacer_spec, parse_param
+
+    name, params = parse_defacer_spec(spec)
+    for item in param_items:
+        key, value = parse_param(item)
+        if key in params and params[key] != value:
+            raise HarnessError(f"defacer parameter {key!r} is given twice: {params[key]!r} in --defacer {spec!r} and {value!r} in --param")
+        params[key] = value
+    return defacers.get(name, **params)
 
 
 def deface_cmd(
     volume: Path = typer.Argument(..., help="A NIfTI file, a DICOM file, or a folder of DICOM files."),
-    defacer: str = typer.Option("reface", "--defacer", "-d", help="original | quickshear | deface | reface | external:<tool>."),
+    defacer: str = typer.Option("reface", "--defacer", "-d", help="A defacer name, parameters in brackets if any: reface, quickshear(buffer_mm=5), external:cmd(command=tool {input} {output}). `harness defacers` lists them all."),
     out: Path = typer.Option(..., "--out", "-o", help="Defaced volume to write (.nii or .nii.gz)."),
     qc_png: Optional[Path] = typer.Option(None, "--qc-png", help="Also write a QC sheet: mid-sagittal and anterior surface, before/after."),
     qc_json: Optional[Path] = typer.Option(None, "--qc-json", help="Also write the QC record as JSON."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Reuse/keep defaced volumes here (keyed by content and defacer)."),
-    param: List[str] = typer.Option([], "--param", "-p", help="Defacer parameter KEY=VALUE (repeatable), e.g. buffer_mm=5 or command='tool {input} {output}'."),
+    param: List[str] = typer.Option([], "--param", "-p", help="Defacer parameter KEY=VALUE (repeatable), e.g. buffer_mm=5 or command='tool {input} {output}'; the same as NAME(KEY=VALUE). Values: integer, decimal, true/false, otherwise text."),
     modality: Optional[str] = typer.Option(None, help="Override the modality: MR or CT."),
 ):
-    """Deface a head volume and report how much face went and whether any brain changed."""
+    """Deface a head volume and report how much face went and whether any brain changed.
+
+    `harness defacers` lists the defacers, their parameters and whether external tools are installed.
+    """
     import defacers
     from defacers.qc import qc_png as make_qc_png
 
     if not out.name.lower().endswith((".nii", ".nii.gz")):
         raise HarnessError(f"{out}: output name must end in .nii or .nii.gz")
     v = load_volume(volume, modality=modality)
-    d = defacers.get(defacer, **_params(param))
+    d = defacer_from_options(defacer, param)
     try:
         result = defacers.deface_cached(d, v, cache_dir) if cache_dir is not None else d.deface(v)
     except HarnessError as exc:
