@@ -39,9 +39,6 @@ class UnknownDefacerError(DefacerError, UnknownNameError):
 def register_defacer(target=None):
     """`@register_defacer` on a Defacer subclass registers it under its `name`; `register_defacer("NAME")(factory)`
     registers a factory under NAME."""
-    # The built-ins first (a no-op while they are being loaded): otherwise a class registered before anything was
-    # listed could take a built-in's name, and the built-in's own import would then fail, blamed on the built-in.
-    defacer_registry.load()
     if target is None or isinstance(target, str):
         return defacer_registry.register(target)
     return defacer_registry.register()(target)

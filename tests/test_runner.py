@@ -17,7 +17,9 @@ import pytest
 
 from harness.results.compare import compare_runs
 from harness.data.sample_cohort import write_sample_cohort
-from harness.engine.runner import EvalConfig, EvalError, EvalOutcome, FailFast, Runner, parse_defacer_arg
+from defacers import parse_defacer_spec as parse_defacer_arg
+from harness.core.errors import HarnessError
+from harness.engine.runner import EvalConfig, EvalError, EvalOutcome, FailFast, Runner
 from harness.results.run_summary import summarize_run
 from harness.store.run_store import read_qc
 from harness.store.run_store import RunLockedError, read_json
@@ -178,7 +180,7 @@ def test_defacer_arguments_and_bad_modes():
     assert parse_defacer_arg("quickshear(buffer_mm=5)") == ("quickshear", {"buffer_mm": 5})
     assert parse_defacer_arg("external:cmd(command=tool {input} {output}, timeout_s=30.5)") == (
         "external:cmd", {"command": "tool {input} {output}", "timeout_s": 30.5})
-    with pytest.raises(EvalError, match="cannot read defacer parameter"):
+    with pytest.raises(HarnessError, match="cannot read defacer parameter"):
         parse_defacer_arg("quickshear(5)")
 
 

@@ -47,7 +47,7 @@ def list_defacers():
     from defacers.catalog import catalog  # on use: it loads every defacer, which `harness --help` should not wait for
     from defacers.registry import ENTRY_POINT_GROUP
 
-    infos = catalog()
+    infos = sorted(catalog(), key=lambda info: (":" in info.name, info.name != "original"))  # native ones first
     width = max(len(info.name) for info in infos)
     for info in infos:
         typer.echo(f"{info.name:<{width}}  {info.version or '(set by the defacer it makes)'}")

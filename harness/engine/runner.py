@@ -37,7 +37,7 @@ from harness.data import load_cohort
 from tasks import get_task
 
 DIRECT_PREFIX = "algorithm:"  # the model column of direct-mode samples, e.g. "algorithm:nph-evans"
-__all__ = ["DIRECT_PREFIX", "EvalConfig", "EvalError", "EvalOutcome", "FailFast", "Runner", "parse_defacer_arg"]
+__all__ = ["DIRECT_PREFIX", "EvalConfig", "EvalError", "EvalOutcome", "FailFast", "Runner"]
 
 
 @dataclass
@@ -86,31 +86,6 @@ class EvalOutcome:
     wall_seconds: float = 0.0
 
 
-def _param_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def parse_defacer_arg(text: str) -> tuple[str, dict]:
-    """`reface`, `quickshear(buffer_mm=5)` or `external:cmd(command=tool {input} {output})` -> (name, params).
-    The whole text is the condition's name in results, so two settings of one defacer stay apart."""
-    text = text.strip()
-    if not text.endswith(")") or "(" not in text:
-        return text, {}
-    name, _, inner = text[:-1].partition("(")
-    params = {}
-    for part in filter(None, (p.strip() for p in inner.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise EvalError(f"cannot read defacer parameter {part!r} in {text!r}; use NAME(key=value, ...)")
-        params[key.strip()] = _param_value(value.strip())
-    return name.strip(), params
-
-
 class Runner:
     """One `harness eval`: what to run (tasks, conditions, models, modes) resolved up front, then the stages."""
 
@@ -123,7 +98,7 @@ class Runner:
         self.defacer_specs = {REFERENCE: (REFERENCE, {})}
         for text in dict.fromkeys(cfg.defacers):
             if text != REFERENCE:
-                self.defacer_specs[text] = parse_defacer_arg(text)
+                self.defacer_specs[text] = defacer_registry.parse_defacer_spec(text)
         self.defacers = {text: defacer_registry.get(name, **params) for text, (name, params) in self.defacer_specs.items()}
         self.modes_by_task = {}
         for task_name, task in self.tasks.items():
