@@ -33,12 +33,14 @@ def render_views(volumes: Mapping[str, Volume], views: Sequence[tuple[str, Rende
     return parts, keys
 
 
-def prompt_messages(system_template: str | None, user_template: str, images: Iterable[ImagePart] = (), /, **context) -> list[Message]:
-    """[system, user] messages from prompts/ templates; images follow the user text."""
+def prompt_messages(system_template: str | None, user_template: str, images: Iterable[ImagePart] = (), /,
+                    prompt_root=None, **context) -> list[Message]:
+    """[system, user] messages from prompt templates (prompt_root: a plug-in task's own prompt folder; default the
+    repository's prompts/); images follow the user text."""
     messages = []
     if system_template:
-        messages.append(Message.system(render_prompt(system_template, **context)))
-    messages.append(Message.user(render_prompt(user_template, **context), *images))
+        messages.append(Message.system(render_prompt(system_template, root=prompt_root, **context)))
+    messages.append(Message.user(render_prompt(user_template, root=prompt_root, **context), *images))
     return messages
 
 

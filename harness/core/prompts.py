@@ -1,4 +1,5 @@
-"""Prompt templates: every prompt lives in prompts/<task>/*.j2 at the repository root, never in Python strings."""
+"""Prompt templates: every prompt lives in a .j2 file, never in a Python string - the built-in ones in prompts/<task>/
+at the repository root, a plug-in task's in a folder of its own package (passed as `root`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from harness.core.errors import HarnessError
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 
-@lru_cache(maxsize=1)
-def _env() -> jinja2.Environment:
+@lru_cache(maxsize=None)
+def _env(root: Path) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)),
+        loader=jinja2.FileSystemLoader(str(root)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         trim_blocks=True,
@@ -24,11 +25,12 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_prompt(name: str, /, **context) -> str:
-    """Render prompts/<name> (e.g. "agent/tool_protocol.j2") with the given variables."""
+def render_prompt(name: str, /, root: Path | None = None, **context) -> str:
+    """Render root/<name> (default root: the repository's prompts/, e.g. "agent/tool_protocol.j2")."""
+    root = Path(root) if root is not None else PROMPTS_DIR
     try:
-        return _env().get_template(name).render(**context).strip()
+        return _env(root).get_template(name).render(**context).strip()
     except jinja2.TemplateNotFound:
-        raise HarnessError(f"prompt template {PROMPTS_DIR / name} not found") from None
+        raise HarnessError(f"prompt template {root / name} not found") from None
     except jinja2.UndefinedError as exc:
         raise HarnessError(f"prompt template {name}: {exc}") from None
