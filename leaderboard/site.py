@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import jinja2
 
-from harness.results.summary import Estimate, SummaryRow, TaskSummary
+from harness.store.summary import Estimate, SummaryRow, TaskSummary
 from leaderboard.tables import fmt_p
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("leaderboard", "templates"), autoescape=True,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 
-from harness.results.summary import Estimate, SummaryRow, TaskSummary
+from harness.store.summary import Estimate, SummaryRow, TaskSummary
 
 
 def _put(rec: dict, name: str, e: Estimate | None) -> None:

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from harness.engine.agent import Budget, run_agent, run_single_turn
+from harness.agent.loop import Budget, run_agent, run_single_turn
 from harness.models import Message, Reply, ResponseCache, ToolCall, Usage, create_model, parse_model_spec
 from harness.models.retry import RetryPolicy
 from harness.models.scripted import ScriptedModel, call, register_scripted, steps_policy
-from harness.engine.tools import Toolbox
+from harness.agent.tools import Toolbox
 from harness.core.volume import Volume
 from tests.fixtures.fake_openai import FakeOpenAI
 
@@ -123,7 +123,7 @@ def test_text_answer_without_submit_gets_a_nudge(toolbox):
 
 
 def test_task_supplied_submit_tool(toolbox):
-    from harness.engine.tools import Tool
+    from harness.agent.tools import Tool
 
     def submit(evans_ratio: float, slice_index: int) -> dict:
         """Submit the Evans ratio.

@@ -6,7 +6,7 @@ import pytest
 
 from harness.results.aggregate import AggregateError, aggregate, aggregate_runs
 from harness.scoring.stats import benjamini_hochberg
-from harness.results.summary import Summary, TaskSummary
+from harness.store.summary import Summary, TaskSummary
 from tasks.base import Metric
 from tests.leaderboard_fixtures import MeasureTask, qc_line, sample, write_run
 

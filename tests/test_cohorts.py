@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from harness.core.case import Case
+from harness.data.case import Case
 from harness.data.cohort import CohortError, detect_kind, load_cohort
 from harness.core.errors import HarnessError
 from harness.imaging.io.dicom_write import write_dicom_series

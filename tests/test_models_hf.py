@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from harness.engine.agent import Budget, run_agent
+from harness.agent.loop import Budget, run_agent
 from harness.models import ImagePart, Message, ModelError, Sampling, create_model, parse_model_spec, serve_model
 from harness.models.serve import _healthy
 from harness.imaging.render import RenderSpec, render
-from harness.engine.tools import Toolbox
+from harness.agent.tools import Toolbox
 from harness.core.volume import Volume
 
 pytestmark = pytest.mark.slow

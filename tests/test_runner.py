@@ -23,7 +23,7 @@ from harness.engine.runner import EvalConfig, EvalError, EvalOutcome, FailFast, 
 from harness.results.run_summary import summarize_run
 from harness.store.run_store import read_qc
 from harness.store.run_store import RunLockedError, read_json
-from harness.results.summary import Summary
+from harness.store.summary import Summary
 from tests import runner_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]

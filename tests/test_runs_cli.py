@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.store.manifest import build_manifest
 from harness.core.sample import Sample
 from harness.store.run_store import RunStore
-from harness.results.summary import Coverage, Estimate, Summary, SummaryRow, TaskSummary
+from harness.store.summary import Coverage, Estimate, Summary, SummaryRow, TaskSummary
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ from harness.core.errors import HarnessWarning
 from harness.engine.grid import Condition, plan_grid, resume_plan
 from harness.core.sample import Sample
 from harness.store.run_store import RunLockedError, RunStore, RunStoreError, lock_holder, new_run_dir, read_samples
-from harness.results.summary import Coverage, Summary
+from harness.store.summary import Coverage, Summary
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from harness.results.summary import SUMMARY_VERSION, Coverage, Estimate, Summary, SummaryFormatError, SummaryRow, TaskSummary, summary_tables
+from harness.store.summary import SUMMARY_VERSION, Coverage, Estimate, Summary, SummaryFormatError, SummaryRow, TaskSummary
+from harness.results.tables import summary_tables
 
 
 def _summary() -> Summary:

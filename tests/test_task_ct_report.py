@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.engine.agent import run_agent, run_single_turn
+from harness.agent.loop import run_agent, run_single_turn
 from harness.data import load_cohort
 from harness.data.sample_cohort import write_sample_cohort
 from harness.models import create_model
@@ -257,8 +257,8 @@ def test_summary_shows_every_metric_and_the_extracranial_loss(no_bertscore):
 
     from harness.results.aggregate import aggregate
     from harness.core.sample import Sample
-    from harness.results.summary import summary_tables
-    from harness.results.summary import Summary
+    from harness.results.tables import summary_tables
+    from harness.store.summary import Summary
 
     with_sinus = {"findings": TRUTH["report_findings"], "impression": TRUTH["report_impression"]}
     without = {"findings": "Acute left subdural haematoma.\nThe paranasal sinuses are not included on these images.",

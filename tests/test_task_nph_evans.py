@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.engine.agent import Budget, run_agent, run_single_turn
+from harness.agent.loop import Budget, run_agent, run_single_turn
 from harness.models import Sampling, create_model, parse_model_spec, scripted_names
 from harness.scoring.stats import cohen_kappa
 from tasks import get_task

@@ -9,7 +9,7 @@ import typing
 import numpy as np
 import pytest
 
-from harness.engine.agent import Budget, run_agent, run_single_turn
+from harness.agent.loop import Budget, run_agent, run_single_turn
 from tasks.tumor.vocabulary import DIAGNOSES
 from harness.models import Sampling, create_model, parse_model_spec, resolve_model_spec
 from harness.scoring.stats import cohen_kappa

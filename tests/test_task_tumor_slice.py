@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from harness.engine.agent import Budget, run_agent, run_single_turn
+from harness.agent.loop import Budget, run_agent, run_single_turn
 from harness.models import Sampling, create_model, parse_model_spec, resolve_model_spec
 from harness.core.volume import Volume
 from tasks import get_task

@@ -12,7 +12,7 @@ from PIL import Image
 
 from harness.models.scripted import call
 from harness.imaging.render import RenderSpec, Slices, render
-from harness.engine.tools import Tool, ToolError, Toolbox, pixel_to_voxel, validate_arguments
+from harness.agent.tools import Tool, ToolError, Toolbox, pixel_to_voxel, validate_arguments
 from harness.core.volume import Volume
 
 SIZE = 256

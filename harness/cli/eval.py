@@ -64,7 +64,7 @@ def eval_cmd(
 ):
     from rich.console import Console
 
-    from harness.engine.agent import Budget
+    from harness.agent.loop import Budget
     from harness.cli.summary_view import print_outcome
     from harness.engine.runner import EvalConfig, Runner
     from harness.results.run_summary import summarize_run

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from harness.store.manifest import names_of
 from harness.store.run_store import MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_samples, scan_samples
-from harness.results.summary import Summary, summary_tables
+from harness.store.summary import Summary
+from harness.results.tables import summary_tables
 
 runs_app = typer.Typer(help="List and inspect evaluation runs.", no_args_is_help=True)
 

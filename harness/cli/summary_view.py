@@ -6,7 +6,7 @@ import os
 
 from rich.console import Console
 
-from harness.results.summary import summary_tables
+from harness.results.tables import summary_tables
 
 
 def print_outcome(outcome, console: Console | None = None) -> None:

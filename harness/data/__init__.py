@@ -3,7 +3,7 @@
 Public API
     load_cohort(source, task, *, limit=None, cache_dir=None) -> Cohort     (harness.data.cohort)
         Cohort: name, task, cases (list[Case]), problems (list[(row or case id, message)]), source, content_hash
-    Case (harness.core.case): id, task, volumes {role: Path}, truth (each task declares its fields: `harness tasks`),
+    Case (harness.data.case): id, task, volumes {role: Path}, truth (each task declares its fields: `harness tasks`),
         meta, load(role) -> Volume
     write_sample_cohort(task, n, seed, out, *, resolution_scale=1.0) -> manifest path   (harness.data.sample_cohort)
     sample_cohort_dir(task, cache_dir=None) -> folder of the cached built-in cohort

@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 
 from harness.core.hashing import canonical_json
-from harness.core.case import Case
+from harness.data.case import Case
 from harness.core.errors import HarnessError
 
 

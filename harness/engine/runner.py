@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import defacers as defacer_registry
 from harness.core.config import default_cache_dir
-from harness.engine.agent import Budget
+from harness.agent.loop import Budget
 from harness.engine.deface_stage import DefaceStage
 from harness.engine.errors import EvalError, FailFast
 from harness.engine.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals

@@ -18,7 +18,7 @@ import defacers as defacer_registry
 from harness.core.errors import HarnessError
 from harness.core.redact import redact_text
 from harness.core.sample import Sample
-from harness.engine.agent import run_agent, run_single_turn
+from harness.agent.loop import run_agent, run_single_turn
 from harness.engine.errors import FailFast
 from harness.engine.grid import WorkItem
 from harness.models import ResponseCache, create_model

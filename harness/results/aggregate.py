@@ -38,7 +38,7 @@ from harness.scoring.stats import (
     wilcoxon_signed_rank,
 )
 from harness.store.run_store import read_run
-from harness.results.summary import Coverage, Estimate, MetricResult, Privacy, SummaryRow, TaskSummary
+from harness.store.summary import Coverage, Estimate, MetricResult, Privacy, SummaryRow, TaskSummary
 
 TEST_FAMILY = "all accuracy-metric tests (metrics x defacers) of one task x model x mode"
 N_RESAMPLES = 2000

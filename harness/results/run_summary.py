@@ -7,7 +7,7 @@ from collections import Counter
 import harness
 from harness.core.sample import utc_now
 from harness.results.aggregate import aggregate
-from harness.results.summary import Coverage, Summary
+from harness.store.summary import Coverage, Summary
 from harness.store.run_store import read_qc
 
 

@@ -2,7 +2,7 @@
 
     RUN/manifest.json   how the run was made (harness.store.manifest), rewritten atomically
     RUN/samples.jsonl   one JSON line per sample outcome, append-only
-    RUN/summary.json    aggregates (harness.results.summary), written atomically at the end
+    RUN/summary.json    aggregates (harness.store.summary), written atomically at the end
     RUN/qc/defacer_qc.jsonl  one line per defaced (task, case, role, condition): status, QC measures, seconds
     RUN/qc/             other QC files (defacing overlays, ...); original renders never leave this folder
     RUN/.lock           flock'ed by the one process writing the run; holds its PID (harness.store.lock)
@@ -39,8 +39,17 @@ from harness.core.redact import redact
 from harness.core.sample import DONE_STATUSES, Sample, utc_now
 from harness.store.errors import RunLockedError, RunStoreError, os_problem
 from harness.store.lock import LOCK, lock_holder, release_lock, take_lock
-from harness.store.samples_file import (SAMPLES, ScanResult, encode_sample, iter_samples, json_default, read_samples,
-                                        repair_and_scan, scan_samples)
+from harness.store.samples_file import (
+    SAMPLES,
+    ScanResult,
+    encode_sample,
+    iter_samples,
+    json_default,
+    read_samples,
+    repair_and_scan,
+    scan_samples,
+)
+from harness.store.summary import Summary
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -283,15 +292,13 @@ class RunStore:
             _write_json(self.directory / MANIFEST, self._manifest)
 
     def write_summary(self, summary) -> Path:
-        """Write summary.json atomically. `summary` is a harness.results.summary.Summary or a plain dict."""
+        """Write summary.json atomically. `summary` is a harness.store.summary.Summary or a plain dict."""
         data = summary.to_dict() if hasattr(summary, "to_dict") else summary
         path = self.directory / SUMMARY
         _write_json(path, data)
         return path
 
     def read_summary(self):
-        from harness.results.summary import Summary
-
         data = read_json(self.directory / SUMMARY)
         return None if data is None else Summary.from_dict(data, source=self.directory / SUMMARY)
 

@@ -34,7 +34,7 @@ from harness.core.parsing import parse_answer, validate, ParseResult
 from harness.core.prompts import PROMPTS_DIR, render_prompt
 from harness.imaging.render import RenderSpec, Slices
 from harness.scoring.text import DEFAULT_BERTSCORE_MODEL_ID
-from harness.engine.tools import Tool, Toolbox
+from harness.agent.tools import Tool, Toolbox
 from tasks import register_task
 from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, shown_images, split_tiles, text_of

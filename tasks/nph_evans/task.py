@@ -31,7 +31,7 @@ from harness.models.types import Message
 from harness.core.parsing import parse_answer
 from harness.imaging.render import RenderSpec, Slices
 from harness.scoring.stats import bland_altman, cohen_kappa, complete_pairs, icc
-from harness.engine.tools import Tool, Toolbox
+from harness.agent.tools import Tool, Toolbox
 from tasks import register_task
 from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, shown_images, split_tiles
@@ -273,7 +273,7 @@ def _horn_band(messages: list[Message]):
 
 def _vertex_index(messages: list[Message]) -> float | None:
     """The axial index of the top of the head, read off the mid-sagittal view (superior at the top; the image's
-    rows span the volume's axial range linearly, see harness.engine.tools.pixel_to_voxel)."""
+    rows span the volume's axial range linearly, see harness.agent.tools.pixel_to_voxel)."""
     views = [m for m in _tool_messages(messages, "view_slice") if "sagittal slice" in m.text and m.images]
     info = _tool_messages(messages, "volume_info")
     vox = re.search(r"voxels: (\d+) x (\d+) x (\d+)", info[-1].text) if info else None

@@ -26,7 +26,7 @@ from tasks.tumor.vocabulary import DIAGNOSES, ROLE_NAMES, ROLES
 from harness.models.scripted import call, register_scripted, step_number
 from harness.core.parsing import parse_answer
 from harness.scoring.stats import cohen_kappa
-from harness.engine.tools import Tool, Toolbox
+from harness.agent.tools import Tool, Toolbox
 from tasks import register_task
 from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, text_of

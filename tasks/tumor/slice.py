@@ -23,7 +23,7 @@ from harness.models.types import Message
 from harness.core.errors import HarnessError
 from harness.core.parsing import parse_answer
 from harness.imaging.io import load_volume
-from harness.engine.tools import Tool, Toolbox
+from harness.agent.tools import Tool, Toolbox
 from tasks import register_task
 from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, text_of
@@ -175,7 +175,7 @@ def _submit_slice(volume):
             slice: 0-based axial slice index (as shown on the images, #N).
             reason: One sentence on why this slice.
         """
-        from harness.engine.tools import ToolError
+        from harness.agent.tools import ToolError
 
         if not 0 <= slice < n:
             raise ToolError(f"slice {slice} is outside the axial range 0..{n - 1}")

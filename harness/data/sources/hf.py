@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.core.files import atomic_write_bytes
 from harness.core.config import default_cache_dir
-from harness.core.case import ROLES
+from harness.data.case import ROLES
 from harness.data.sources.manifest import ManifestError, drop_nulls, rows_to_cases
 
 

@@ -23,7 +23,7 @@ import json
 import math
 from pathlib import Path
 
-from harness.core.case import ROLES, Case
+from harness.data.case import ROLES, Case
 from harness.core.errors import HarnessError
 
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from harness.models.base import Model
 from harness.models.types import Message, ModelError, Reply, Sampling, Usage
 from harness.core.prompts import render_prompt
-from harness.engine.tools import Toolbox, ToolResult
+from harness.agent.tools import Toolbox, ToolResult
 
 
 @dataclass(frozen=True)
