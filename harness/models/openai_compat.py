@@ -13,6 +13,7 @@ import time
 
 import openai
 
+from harness.core.failures import FailureKind
 from harness.models.base import ChatModel
 from harness.models.retry import PERMANENT, RATE_LIMIT, TRANSIENT, RetryPolicy, classify_status, limiter_for, parse_retry_after
 from harness.models.types import Message, ModelError, Reply, Sampling, ToolCall, ToolSpec, Usage
@@ -69,7 +70,7 @@ class OpenAICompatModel(ChatModel):
     def _parse(self, raw: bytes, latency: float, attempts: int) -> Reply:
         """A chat completion from untrusted bytes: anything unexpected is a malformed reply, never a crash."""
         if len(raw) > 4 * self.spec.max_reply_chars + 65536:
-            raise ModelError("reply_too_large", f"{len(raw)} bytes", attempts=attempts)
+            raise ModelError(FailureKind.REPLY_TOO_LARGE, f"{len(raw)} bytes", attempts=attempts)
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -85,7 +86,7 @@ class OpenAICompatModel(ChatModel):
         if not isinstance(text, str):
             raise _Malformed("the reply's content is not text")
         if len(text) > self.spec.max_reply_chars:
-            raise ModelError("reply_too_large", f"{len(text)} characters (limit {self.spec.max_reply_chars})", attempts=attempts)
+            raise ModelError(FailureKind.REPLY_TOO_LARGE, f"{len(text)} characters (limit {self.spec.max_reply_chars})", attempts=attempts)
         calls = []
         for i, tc in enumerate(message.get("tool_calls") or []):
             fn = tc.get("function") if isinstance(tc, dict) else None
@@ -140,16 +141,17 @@ class OpenAICompatModel(ChatModel):
                 status = exc.status_code
                 kind = classify_status(status)
                 retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-                reason = {RATE_LIMIT: "rate_limited", TRANSIENT: "server_error"}.get(kind, "auth" if status in (401, 403) else "bad_request")
+                reason = {RATE_LIMIT: FailureKind.RATE_LIMITED, TRANSIENT: FailureKind.SERVER_ERROR}.get(
+                    kind, FailureKind.AUTH if status in (401, 403) else FailureKind.BAD_REQUEST)
                 detail = f"HTTP {status} from {self.spec.base_url}: {str(exc.message)[:500]}"
                 if kind == RATE_LIMIT:
                     limiter.on_rate_limit()
             except openai.APITimeoutError:
-                kind, reason, detail = TRANSIENT, "timeout", f"no reply from {self.spec.base_url} within {self.spec.timeout_s:g} s"
+                kind, reason, detail = TRANSIENT, FailureKind.TIMEOUT, f"no reply from {self.spec.base_url} within {self.spec.timeout_s:g} s"
             except openai.APIConnectionError as exc:
-                kind, reason, detail = TRANSIENT, "connection", f"cannot reach {self.spec.base_url} ({type(exc.__cause__ or exc).__name__})"
+                kind, reason, detail = TRANSIENT, FailureKind.CONNECTION, f"cannot reach {self.spec.base_url} ({type(exc.__cause__ or exc).__name__})"
             except (openai.APIResponseValidationError, _Malformed) as exc:
-                kind, reason, detail = TRANSIENT, "malformed_reply", f"{self.spec.base_url} sent something that is not a chat completion ({str(exc)[:200]})"
+                kind, reason, detail = TRANSIENT, FailureKind.MALFORMED_REPLY, f"{self.spec.base_url} sent something that is not a chat completion ({str(exc)[:200]})"
             detail = redact(detail, self._key)
             if kind == PERMANENT or attempt > self.retry.max_retries:
                 raise ModelError(reason, detail, attempts=attempt, status=status)
