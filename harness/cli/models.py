@@ -10,9 +10,11 @@ from typing import Optional
 import typer
 
 from harness.models import BACKENDS, ImagePart, Message, Sampling, create_model, load_profiles, resolve_model_spec, scripted_names, serve_model
-from harness.models.spec import CONFIG_FILENAME, DEFAULT_BASE_URLS, default_config_path
+from harness.core.config import CONFIG_FILENAME, load_config
+from harness.models.spec import DEFAULT_BASE_URLS
 
-CONFIG_HELP = f"TOML file with [models.NAME] profiles (default: ./{CONFIG_FILENAME} when present)."
+# "\[" : the help is rich markup, where a bare [models.NAME] would be read as a style and vanish
+CONFIG_HELP = f"TOML file with \\[models.NAME] profiles (default: ./{CONFIG_FILENAME} when present)."
 
 models_app = typer.Typer(help="Model backends and configured profiles.", no_args_is_help=False, invoke_without_command=True)
 
@@ -25,9 +27,9 @@ def list_models(
     """List the configured model profiles, the backends and the scripted baselines."""
     if ctx.invoked_subcommand is not None:
         return
-    path = config or default_config_path()
-    profiles = load_profiles(path)
-    typer.echo(f"profiles ({path if path else f'no ./{CONFIG_FILENAME}'}):")
+    cfg = load_config(config)
+    profiles = load_profiles(cfg)
+    typer.echo(f"profiles ({cfg.path if cfg.path else f'no ./{CONFIG_FILENAME}'}):")
     if not profiles:
         typer.echo("  none - add [models.NAME] tables with spec = \"BACKEND:MODEL\" to a harness.toml")
     width = max((len(n) for n in profiles), default=0)

@@ -13,17 +13,16 @@ API keys are never stored here: a profile names the environment variable that ho
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from harness.core.config import ConfigError, HarnessConfig, load_config
 from harness.models.types import ModelConfigError
 
 BACKENDS = ("vllm", "openai", "openai-compatible", "vllm-local", "hf", "scripted")
 DEFAULT_BASE_URLS = {"vllm": "http://localhost:8000/v1", "openai": "https://api.openai.com/v1"}
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY"}
 DEFAULT_SERVE_COMMAND = "vllm serve {model} --host {host} --port {port}"
-CONFIG_FILENAME = "harness.toml"
 
 
 @dataclass(frozen=True)
@@ -107,27 +106,16 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
     return spec
 
 
-def default_config_path() -> Path | None:
-    path = Path.cwd() / CONFIG_FILENAME
-    return path if path.is_file() else None
-
-
-def load_profiles(path: Path | str | None = None) -> dict[str, ModelSpec]:
-    """Profiles from the `[models.NAME]` tables of a TOML file (default: ./harness.toml when it exists)."""
-    path = Path(path) if path is not None else default_config_path()
-    if path is None:
-        return {}
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelConfigError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelConfigError(f"{path}: not valid TOML ({exc})") from None
-    table = doc.get("models", {})
-    if not isinstance(table, dict):
-        raise ModelConfigError(f"{path}: [models] must be a table of profiles")
+def load_profiles(config: HarnessConfig | Path | str | None = None) -> dict[str, ModelSpec]:
+    """Profiles from the `[models.NAME]` tables of a config file (default: ./harness.toml when it exists)."""
+    if not isinstance(config, HarnessConfig):
+        try:
+            config = load_config(config)
+        except ConfigError as exc:
+            raise ModelConfigError(str(exc)) from None
+    path = config.path
     profiles = {}
-    for name, settings in table.items():
+    for name, settings in config.models.items():
         if not isinstance(settings, dict) or not isinstance(settings.get("spec"), str):
             raise ModelConfigError(f"{path}: profile [models.{name}] needs spec = \"BACKEND:MODEL\"")
         if "api_key" in settings:
@@ -140,7 +128,7 @@ def load_profiles(path: Path | str | None = None) -> dict[str, ModelSpec]:
     return profiles
 
 
-def resolve_model_spec(name_or_spec: str, config: Path | str | None = None, **overrides) -> ModelSpec:
+def resolve_model_spec(name_or_spec: str, config: HarnessConfig | Path | str | None = None, **overrides) -> ModelSpec:
     """A profile name from the config file, else a `BACKEND:MODEL` spec; command-line overrides win."""
     profiles = load_profiles(config)
     overrides = {k: v for k, v in overrides.items() if v is not None}
