@@ -2,18 +2,14 @@
 
 A policy is a function (messages, tools) -> a Reply, a text, a ToolCall or a list of ToolCalls. It must depend only
 on its inputs so a baseline is reproducible. Tasks register theirs with @register_scripted("name"); a registered
-factory receives the ModelSpec and returns the policy.
+factory receives the ModelSpec and returns the policy. The backend that runs them is harness.models.backends.scripted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from dataclasses import replace
 from typing import Callable, Sequence
 
-from harness.models.base import ChatModel
 from harness.models.types import Message, ModelConfigError, Reply, ToolCall, ToolSpec
 
 Policy = Callable[[list[Message], list[ToolSpec]], "Reply | str | ToolCall | Sequence[ToolCall]"]
@@ -40,6 +36,12 @@ def scripted_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def scripted_factory(name: str) -> Callable[..., Policy]:
+    if name not in _REGISTRY:
+        raise ModelConfigError(f"unknown scripted baseline {name!r}; registered: {', '.join(scripted_names()) or 'none'}")
+    return _REGISTRY[name]
+
+
 def step_number(messages: Sequence[Message]) -> int:
     """How many assistant turns came before: the policy's position in its script."""
     return sum(1 for m in messages if m.role == "assistant")
@@ -58,45 +60,6 @@ def steps_policy(steps: Sequence) -> Policy:
         return steps[min(step_number(messages), len(steps) - 1)]
 
     return policy
-
-
-def _to_reply(out, step: int) -> Reply:
-    if isinstance(out, Reply):
-        return out
-    if isinstance(out, str):
-        return Reply(text=out, finish_reason="stop")
-    calls = (out,) if isinstance(out, ToolCall) else tuple(out)
-    if not all(isinstance(c, ToolCall) for c in calls):
-        raise TypeError(f"a scripted policy returned {type(out).__name__}; expected Reply, str or ToolCall(s)")
-    return Reply(text="", tool_calls=calls, finish_reason="tool_calls")
-
-
-class ScriptedModel(ChatModel):
-    def __init__(self, spec, cache=None, *, policy: Policy | None = None):
-        super().__init__(spec, cache)
-        if policy is None:
-            if spec.model not in _REGISTRY:
-                known = ", ".join(scripted_names()) or "none"
-                raise ModelConfigError(f"unknown scripted baseline {spec.model!r}; registered: {known}")
-            factory = _REGISTRY[spec.model]
-            # A baseline whose code can change declares a revision (e.g. a hash of its code): it goes into the
-            # response cache keys, so a warm cache never answers with an older baseline's replies.
-            if spec.revision is None and getattr(factory, "revision", None):
-                spec = replace(spec, revision=str(factory.revision))
-                self.spec = spec
-            policy = factory(spec)
-        self.policy = policy
-
-    @property
-    def native_tools(self) -> bool:
-        return True
-
-    async def _complete(self, messages, tools, sampling) -> Reply:
-        t0 = time.perf_counter()
-        # In a thread: a baseline's image analysis would otherwise block the event loop (and every other sample).
-        out = await asyncio.to_thread(self.policy, list(messages), list(tools))
-        reply = _to_reply(out, step_number(messages))
-        return Reply(**{**reply.__dict__, "latency_s": time.perf_counter() - t0})
 
 
 @register_scripted("inspect-then-submit")

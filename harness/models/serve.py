@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.core.failures import FailureKind
+from harness.models.backends import backend_of
 from harness.models.spec import ModelSpec
 from harness.models.types import ModelConfigError, ModelError
 
@@ -77,7 +78,8 @@ def serve_model(spec: ModelSpec, *, host: str = "127.0.0.1", port: int | None = 
             if time.monotonic() > deadline:
                 raise ModelError(FailureKind.TIMEOUT, f"the server ({argv[0]}) was not healthy at {base_url} after {startup_timeout_s:g} s; log {log_path}:\n{_tail(log_path)}")
             time.sleep(0.25)
-        backend = spec.backend if spec.backend in ("vllm", "openai-compatible") else "openai-compatible"
+        # a backend that cannot be served itself (e.g. hf:) is reached as the OpenAI-compatible server just started
+        backend = spec.backend if backend_of(spec).servable else "openai-compatible"
         yield replace(spec, backend=backend, base_url=base_url)
     finally:
         _stop(proc)

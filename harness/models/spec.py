@@ -8,6 +8,8 @@ profiles from a TOML file, so a team can share endpoints and limits:
     native_tools = true
 
 API keys are never stored here: a profile names the environment variable that holds the key (`api_key_env`).
+What each backend defaults to (base URL, key variable, tool protocol) is declared by the backend itself
+(harness.models.backends).
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from harness.core.config import ConfigError, HarnessConfig, load_config
+from harness.models.backends import backend_names, backend_of, model_backends
 from harness.models.types import ModelConfigError
 
-BACKENDS = ("vllm", "openai", "openai-compatible", "vllm-local", "hf", "scripted")
-DEFAULT_BASE_URLS = {"vllm": "http://localhost:8000/v1", "openai": "https://api.openai.com/v1"}
-DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY"}
 DEFAULT_SERVE_COMMAND = "vllm serve {model} --host {host} --port {port}"
 
 
@@ -38,7 +38,7 @@ class ModelSpec:
     max_retries: int = 5
     max_images: int | None = None  # per request; older images are dropped beyond it
     max_pixels: int | None = None  # per image; larger images are downscaled
-    native_tools: bool | None = None  # None: the backend's default (OpenAI yes, others: text protocol)
+    native_tools: bool | None = None  # None: the backend's native_tools_default (OpenAI yes, others: text protocol)
     images_in_tool_results: bool = False  # most chat APIs take images only in user messages
     max_reply_chars: int = 1_000_000
     extra_body: dict = field(default_factory=dict)  # passed through to the server (e.g. vLLM chat_template_kwargs)
@@ -47,7 +47,9 @@ class ModelSpec:
 
     @property
     def uses_native_tools(self) -> bool:
-        return self.native_tools if self.native_tools is not None else self.backend == "openai"
+        if self.native_tools is not None:
+            return self.native_tools
+        return model_backends.get(self.backend).native_tools_default  # not backend_of: this runs on every request
 
     @property
     def endpoint(self) -> str:
@@ -76,9 +78,10 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
     backend, sep, model = text.partition(":")
     backend = backend.strip().lower()
     if not sep or not model.strip():
-        raise ModelConfigError(f"cannot read model spec {text!r}; use BACKEND:MODEL with BACKEND one of {', '.join(BACKENDS)}")
-    if backend not in BACKENDS:
-        raise ModelConfigError(f"unknown model backend {backend!r} in {text!r}; use one of {', '.join(BACKENDS)}")
+        raise ModelConfigError(f"cannot read model spec {text!r}; use BACKEND:MODEL with BACKEND one of {', '.join(backend_names())}")
+    if backend not in model_backends:
+        raise ModelConfigError(f"unknown model backend {backend!r} in {text!r}; use one of {', '.join(backend_names())}")
+    declared = backend_of(backend)
     unknown = set(settings) - set(_FIELD_TYPES) - {"spec"}
     if unknown:
         raise ModelConfigError(f"unknown model setting(s) {', '.join(sorted(unknown))} for {text!r}; known: {', '.join(sorted(_FIELD_TYPES))}")
@@ -87,10 +90,10 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
         backend=backend,
         model=model.strip(),
         name=text,
-        base_url=DEFAULT_BASE_URLS.get(backend),
-        api_key_env=DEFAULT_KEY_ENV.get(backend),
+        base_url=declared.default_base_url,
+        api_key_env=declared.default_key_env,
     )
-    if backend == "openai-compatible" and not settings.get("base_url"):
+    if declared.needs_base_url and not settings.get("base_url"):
         raise ModelConfigError(f"{text!r} needs a base URL (--base-url or base_url in the profile), e.g. http://localhost:30000/v1")
     base.update(settings)
     if base.get("base_url"):

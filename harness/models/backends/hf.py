@@ -12,12 +12,17 @@ import threading
 import time
 
 from harness.core.failures import FailureKind
+from harness.models.backends import register_backend
 from harness.models.base import ChatModel
 from harness.models.types import ModelError, Reply, Usage
 from harness.models.wire import to_openai_messages
 
 
+@register_backend
 class HFLocalModel(ChatModel):
+    name = "hf"
+    description = "in-process transformers (a local folder or a hub id)"
+
     def __init__(self, spec, cache=None):
         super().__init__(spec, cache)
         self._lock = threading.Lock()

@@ -8,6 +8,7 @@ import asyncio
 import time
 
 from harness.core.failures import FailureKind
+from harness.models.backends import register_backend
 from harness.models.base import ChatModel
 from harness.models.types import ModelConfigError, ModelError, Reply, Usage
 from harness.models.wire import to_openai_messages
@@ -27,7 +28,11 @@ def _import_vllm():
     return vllm
 
 
+@register_backend
 class VLLMLocalModel(ChatModel):
+    name = "vllm-local"
+    description = "in-process vLLM engine, batched (GPU; pip install 'defacing-harness[vllm]')"
+
     def __init__(self, spec, cache=None):
         super().__init__(spec, cache)
         self._vllm = _import_vllm()

@@ -1,8 +1,9 @@
-"""OpenAI-compatible chat servers: vLLM (`vllm:`), OpenAI (`openai:`), and anything else speaking
-/v1/chat/completions (`openai-compatible:` - SGLang, `transformers serve`, Ollama, hosted APIs).
+"""`openai-compatible:MODEL`: any server speaking /v1/chat/completions (SGLang, `transformers serve`, Ollama,
+hosted APIs). `vllm:` and `openai:` are thin subclasses with their own defaults (vllm_server.py, openai_api.py).
 
 Retries are ours (the client's own are off) so rate limits, transient and permanent failures are told apart,
-Retry-After is honoured, and each endpoint's concurrency adapts down on 429s.
+Retry-After is honoured, and each endpoint's concurrency adapts down on 429s. The openai package is imported when
+a model is created, not when this module is: listing backends stays cheap.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import asyncio
 import json
 import time
 
-import openai
-
 from harness.core.failures import FailureKind
+from harness.models.backends import register_backend
 from harness.models.base import ChatModel
 from harness.models.retry import PERMANENT, RATE_LIMIT, TRANSIENT, RetryPolicy, classify_status, limiter_for, parse_retry_after
 from harness.models.types import Message, ModelError, Reply, Sampling, ToolCall, ToolSpec, Usage
@@ -33,9 +33,20 @@ class _Malformed(Exception):
     pass
 
 
+@register_backend
 class OpenAICompatModel(ChatModel):
+    name = "openai-compatible"
+    description = "any /v1/chat/completions server (SGLang, transformers serve, Ollama, hosted)"
+    needs_base_url = True
+    takes_base_url = True
+    servable = True
+    max_tokens_field = "max_tokens"  # what the server calls the reply's token limit
+
     def __init__(self, spec, cache=None, *, retry: RetryPolicy | None = None):
+        import openai
+
         super().__init__(spec, cache)
+        self._sdk = openai
         self._key = spec.api_key() or NO_KEY
         self.retry = retry or RetryPolicy(max_retries=spec.max_retries)
         # Several small connection pools instead of one big one: the HTTP pool scans every connection on every
@@ -53,8 +64,7 @@ class OpenAICompatModel(ChatModel):
             "model": self.spec.model,
             "messages": to_openai_messages(messages, native_tools=self.native_tools, images_in_tool_results=self.spec.images_in_tool_results),
             "temperature": sampling.temperature,
-            # OpenAI's newer models refuse max_tokens; other servers do not all know max_completion_tokens.
-            ("max_completion_tokens" if self.spec.backend == "openai" else "max_tokens"): sampling.max_tokens,
+            self.max_tokens_field: sampling.max_tokens,
             "stream": False,
         }
         if sampling.top_p is not None:
@@ -119,6 +129,7 @@ class OpenAICompatModel(ChatModel):
 
     async def _complete(self, messages, tools, sampling) -> Reply:
         body = self._request(messages, tools, sampling)
+        openai = self._sdk
         limiter = limiter_for(self.spec.endpoint, self.spec.max_concurrency)
         attempt = 0
         while True:
