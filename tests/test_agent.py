@@ -12,7 +12,8 @@ import pytest
 from harness.agent.loop import Budget, run_agent, run_single_turn
 from harness.models import Message, Reply, ResponseCache, ToolCall, Usage, create_model, parse_model_spec
 from harness.models.retry import RetryPolicy
-from harness.models.scripted import ScriptedModel, call, register_scripted, steps_policy
+from harness.models import ScriptedModel
+from harness.models.scripted import call, register_scripted, steps_policy
 from harness.agent.tools import Toolbox
 from harness.core.volume import Volume
 from tests.fixtures.fake_openai import FakeOpenAI

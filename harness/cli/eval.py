@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from harness.core.errors import HarnessError
+from harness.core.config import load_config
 
 EVAL_HELP = """Evaluate models on original and defaced volumes of a cohort, and print a fidelity summary.
 
@@ -24,21 +23,7 @@ Exit codes: 0 every sample answered; 1 error before or during the run; 3 the run
 
 def _config_models(config: Path | None) -> list[str]:
     """[eval] models = [...] from the config file (default ./harness.toml), if any."""
-    path = config or (Path.cwd() / "harness.toml")
-    if not path.is_file():
-        if config is not None:
-            raise HarnessError(f"{config}: config file not found")
-        return []
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
-    models = (doc.get("eval") or {}).get("models", [])
-    if isinstance(models, str):
-        models = [models]
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise HarnessError(f"{path}: [eval] models must be a list of model names or specs")
-    return models
+    return load_config(config).eval_models
 
 
 def eval_cmd(

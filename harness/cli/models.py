@@ -9,12 +9,14 @@ from typing import Optional
 
 import typer
 
-from harness.models import BACKENDS, ImagePart, Message, Sampling, create_model, load_profiles, resolve_model_spec, scripted_names, serve_model
-from harness.models.spec import CONFIG_FILENAME, DEFAULT_BASE_URLS, default_config_path
+from harness.core.config import CONFIG_FILENAME, load_config
+from harness.models import (ImagePart, Message, Sampling, create_model, load_profiles, model_backends, resolve_model_spec,
+                            scripted_names, scripted_revision, serve_model)
 
-CONFIG_HELP = f"TOML file with [models.NAME] profiles (default: ./{CONFIG_FILENAME} when present)."
+# "\[" : the help is rich markup, where a bare [models.NAME] would be read as a style and vanish
+CONFIG_HELP = f"TOML file with \\[models.NAME] profiles (default: ./{CONFIG_FILENAME} when present)."
 
-models_app = typer.Typer(help="Model backends and configured profiles.", no_args_is_help=False, invoke_without_command=True)
+models_app = typer.Typer(help="Model profiles, backends and scripted baselines; `models check` sends one test request.", no_args_is_help=False, invoke_without_command=True)
 
 
 @models_app.callback()
@@ -25,9 +27,9 @@ def list_models(
     """List the configured model profiles, the backends and the scripted baselines."""
     if ctx.invoked_subcommand is not None:
         return
-    path = config or default_config_path()
-    profiles = load_profiles(path)
-    typer.echo(f"profiles ({path if path else f'no ./{CONFIG_FILENAME}'}):")
+    cfg = load_config(config)
+    profiles = load_profiles(cfg)
+    typer.echo(f"profiles ({cfg.path if cfg.path else f'no ./{CONFIG_FILENAME}'}):")
     if not profiles:
         typer.echo("  none - add [models.NAME] tables with spec = \"BACKEND:MODEL\" to a harness.toml")
     width = max((len(n) for n in profiles), default=0)
@@ -35,16 +37,30 @@ def list_models(
         extras = [f"{k}={v}" for k, v in spec.describe().items() if k not in ("backend", "model", "name", "serve_command", "max_reply_chars", "timeout_s", "max_retries", "max_concurrency")]
         typer.echo(f"  {name:<{width}}  {spec.backend}:{spec.model}  {' '.join(extras)}")
     typer.echo("backends (use BACKEND:MODEL anywhere a model is asked for):")
-    notes = {
-        "vllm": f"OpenAI-compatible vLLM server (default {DEFAULT_BASE_URLS['vllm']})",
-        "openai": "OpenAI API; key from $OPENAI_API_KEY",
-        "openai-compatible": "any /v1/chat/completions server (SGLang, transformers serve, Ollama, hosted); needs --base-url",
-        "vllm-local": "in-process vLLM engine, batched (pip install 'defacing-harness[vllm]')",
-        "hf": "in-process transformers (local folder or hub id)",
-        "scripted": "deterministic baselines: " + (", ".join(scripted_names()) or "none registered"),
-    }
-    for b in BACKENDS:
-        typer.echo(f"  {b:<18} {notes[b]}")
+    entries = model_backends.entries()
+    width = max(len(e.name) for e in entries)
+    for entry in entries:
+        typer.echo(f"  {entry.name:<{width}}  {_describe_backend(entry.obj)}")
+        if not entry.origin.startswith("harness."):
+            typer.echo(f"  {'':<{width}}  from {entry.origin}")
+    typer.echo("scripted baselines (scripted:NAME; the revision is a hash of the baseline's code):")
+    names = scripted_names()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        typer.echo(f"  {name:<{width}}  {scripted_revision(name) or 'no revision'}")
+
+
+def _describe_backend(backend) -> str:
+    notes = [backend.description]
+    if backend.default_base_url:
+        notes.append(f"default {backend.default_base_url}")
+    if backend.default_key_env:
+        notes.append(f"key from ${backend.default_key_env}")
+    if backend.needs_base_url:
+        notes.append("needs --base-url")
+    if backend.servable:
+        notes.append("--serve starts the server")
+    return "; ".join(notes)
 
 
 @models_app.command("check")

@@ -6,8 +6,9 @@
 
 Specs: `vllm:MODEL` (a `vllm serve MODEL` server, default http://localhost:8000/v1), `openai:MODEL` (key from
 $OPENAI_API_KEY), `openai-compatible:MODEL` with a base_url (SGLang, `transformers serve`, Ollama, hosted APIs;
-key from the variable named by api_key_env), `vllm-local:PATH_OR_ID`, `hf:PATH_OR_ID`, `scripted:NAME`. Profiles
-in ./harness.toml ([models.NAME] tables) name shared settings; see harness.models.spec.
+key from the variable named by api_key_env), `vllm-local:PATH_OR_ID`, `hf:PATH_OR_ID`, `scripted:NAME`. Each backend
+is one module of harness.models.backends (plug-ins add more); `harness models` lists them. Profiles in
+./harness.toml ([models.NAME] tables) name shared settings; see harness.models.spec.
 
 Native tool calling is used for `openai:` and wherever a profile sets native_tools = true (for vLLM that needs
 `vllm serve ... --enable-auto-tool-choice --tool-call-parser hermes`); everything else gets the text protocol of
@@ -15,12 +16,15 @@ prompts/agent/tool_protocol.j2. A model object belongs to the event loop it was 
 """
 from __future__ import annotations
 
+from harness.core.failures import FailureKind
+from harness.models.backends import backend_names, backend_of, model_backends, register_backend
+from harness.models.backends.scripted import ScriptedModel
 from harness.models.base import ChatModel, Model
 from harness.models.response_cache import ResponseCache, request_key
 from harness.models.retry import AdaptiveLimiter, RetryPolicy
-from harness.models.scripted import ScriptedModel, register_scripted, scripted_names, steps_policy
+from harness.models.scripted import register_scripted, scripted_names, scripted_revision, steps_policy
 from harness.models.serve import serve_model
-from harness.models.spec import BACKENDS, ModelSpec, load_profiles, parse_model_spec, resolve_model_spec
+from harness.models.spec import ModelSpec, load_profiles, parse_model_spec, resolve_model_spec
 from harness.models.types import (
     ImagePart,
     Message,
@@ -35,29 +39,16 @@ from harness.models.types import (
 
 
 def create_model(spec: ModelSpec | str, cache: ResponseCache | None = None, **kwargs) -> ChatModel:
-    """The backend for a spec (or a spec string). Heavy libraries (transformers, vLLM) load on first use."""
+    """The backend for a spec (or a spec string). Heavy libraries (openai, transformers, vLLM) load here, not before."""
     if isinstance(spec, str):
         spec = resolve_model_spec(spec)
-    if spec.backend in ("vllm", "openai", "openai-compatible"):
-        from harness.models.openai_compat import OpenAICompatModel
-
-        return OpenAICompatModel(spec, cache, **kwargs)
-    if spec.backend == "hf":
-        from harness.models.hf_local import HFLocalModel
-
-        return HFLocalModel(spec, cache)
-    if spec.backend == "vllm-local":
-        from harness.models.vllm_local import VLLMLocalModel
-
-        return VLLMLocalModel(spec, cache)
-    if spec.backend == "scripted":
-        return ScriptedModel(spec, cache, **kwargs)
-    raise ModelConfigError(f"unknown backend {spec.backend!r}")
+    return backend_of(spec)(spec, cache, **kwargs)
 
 
 __all__ = [
-    "BACKENDS", "AdaptiveLimiter", "ChatModel", "ImagePart", "Message", "Model", "ModelConfigError", "ModelError",
+    "AdaptiveLimiter", "ChatModel", "FailureKind", "ImagePart", "Message", "Model", "ModelConfigError", "ModelError",
     "ModelSpec", "Reply", "ResponseCache", "RetryPolicy", "Sampling", "ScriptedModel", "ToolCall", "ToolSpec", "Usage",
-    "create_model", "load_profiles", "parse_model_spec", "register_scripted", "request_key", "resolve_model_spec",
-    "scripted_names", "serve_model", "steps_policy",
+    "backend_names", "backend_of", "create_model", "load_profiles", "model_backends", "parse_model_spec",
+    "register_backend", "register_scripted", "request_key", "resolve_model_spec", "scripted_names", "scripted_revision",
+    "serve_model", "steps_policy",
 ]

@@ -4,7 +4,7 @@ image limits -> tool protocol -> response cache -> backend -> text tool-call par
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol, Sequence, runtime_checkable
+from typing import ClassVar, Protocol, Sequence, runtime_checkable
 
 from harness.models.images import apply_image_limits
 from harness.models.response_cache import ResponseCache, request_key
@@ -23,7 +23,19 @@ class Model(Protocol):
 
 
 class ChatModel:
-    """Base class of the backends. Subclasses implement `_complete` (one request, their own retries)."""
+    """Base class of the backends. Subclasses implement `_complete` (one request, their own retries) and declare,
+    as class attributes, what the rest of harness needs to know about them; harness.models.backends registers them.
+    """
+
+    name: ClassVar[str] = ""  # the BACKEND of a BACKEND:MODEL spec
+    description: ClassVar[str] = ""  # one line for `harness models`
+    default_base_url: ClassVar[str | None] = None
+    default_key_env: ClassVar[str | None] = None  # the environment variable that holds the API key, if any
+    needs_base_url: ClassVar[bool] = False  # a spec without a base URL is an error
+    takes_base_url: ClassVar[bool] = False  # --base-url applies (it talks to a server)
+    servable: ClassVar[bool] = False  # --serve can start its server (the profile's serve_command)
+    # What a spec's native_tools=None means. It enters response-cache keys (ModelSpec.uses_native_tools).
+    native_tools_default: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, cache: ResponseCache | None = None):
         self.spec = spec

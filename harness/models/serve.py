@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
+from harness.core.failures import FailureKind
+from harness.models.backends import backend_of
 from harness.models.spec import ModelSpec
 from harness.models.types import ModelConfigError, ModelError
 
@@ -67,16 +69,17 @@ def serve_model(spec: ModelSpec, *, host: str = "127.0.0.1", port: int | None = 
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env={**os.environ, **(env or {})}, start_new_session=True)
         except OSError as exc:
-            raise ModelError("connection", f"cannot start {argv[0]!r}: {exc}") from None
+            raise ModelError(FailureKind.CONNECTION, f"cannot start {argv[0]!r}: {exc}") from None
     try:
         deadline = time.monotonic() + startup_timeout_s
         while not _healthy(base_url):
             if proc.poll() is not None:
-                raise ModelError("connection", f"the server ({argv[0]}) exited with code {proc.returncode} before becoming healthy; log {log_path}:\n{_tail(log_path)}")
+                raise ModelError(FailureKind.CONNECTION, f"the server ({argv[0]}) exited with code {proc.returncode} before becoming healthy; log {log_path}:\n{_tail(log_path)}")
             if time.monotonic() > deadline:
-                raise ModelError("timeout", f"the server ({argv[0]}) was not healthy at {base_url} after {startup_timeout_s:g} s; log {log_path}:\n{_tail(log_path)}")
+                raise ModelError(FailureKind.TIMEOUT, f"the server ({argv[0]}) was not healthy at {base_url} after {startup_timeout_s:g} s; log {log_path}:\n{_tail(log_path)}")
             time.sleep(0.25)
-        backend = spec.backend if spec.backend in ("vllm", "openai-compatible") else "openai-compatible"
+        # a backend that cannot be served itself (e.g. hf:) is reached as the OpenAI-compatible server just started
+        backend = spec.backend if backend_of(spec).servable else "openai-compatible"
         yield replace(spec, backend=backend, base_url=base_url)
     finally:
         _stop(proc)

@@ -8,22 +8,21 @@ profiles from a TOML file, so a team can share endpoints and limits:
     native_tools = true
 
 API keys are never stored here: a profile names the environment variable that holds the key (`api_key_env`).
+What each backend defaults to (base URL, key variable, tool protocol) is declared by the backend itself
+(harness.models.backends).
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from harness.core.config import ConfigError, HarnessConfig, load_config
+from harness.models.backends import backend_names, backend_of, model_backends
 from harness.models.types import ModelConfigError
 
-BACKENDS = ("vllm", "openai", "openai-compatible", "vllm-local", "hf", "scripted")
-DEFAULT_BASE_URLS = {"vllm": "http://localhost:8000/v1", "openai": "https://api.openai.com/v1"}
-DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY"}
 DEFAULT_SERVE_COMMAND = "vllm serve {model} --host {host} --port {port}"
-CONFIG_FILENAME = "harness.toml"
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class ModelSpec:
     max_retries: int = 5
     max_images: int | None = None  # per request; older images are dropped beyond it
     max_pixels: int | None = None  # per image; larger images are downscaled
-    native_tools: bool | None = None  # None: the backend's default (OpenAI yes, others: text protocol)
+    native_tools: bool | None = None  # None: the backend's native_tools_default (OpenAI yes, others: text protocol)
     images_in_tool_results: bool = False  # most chat APIs take images only in user messages
     max_reply_chars: int = 1_000_000
     extra_body: dict = field(default_factory=dict)  # passed through to the server (e.g. vLLM chat_template_kwargs)
@@ -48,7 +47,9 @@ class ModelSpec:
 
     @property
     def uses_native_tools(self) -> bool:
-        return self.native_tools if self.native_tools is not None else self.backend == "openai"
+        if self.native_tools is not None:
+            return self.native_tools
+        return model_backends.get(self.backend).native_tools_default  # not backend_of: this runs on every request
 
     @property
     def endpoint(self) -> str:
@@ -77,9 +78,10 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
     backend, sep, model = text.partition(":")
     backend = backend.strip().lower()
     if not sep or not model.strip():
-        raise ModelConfigError(f"cannot read model spec {text!r}; use BACKEND:MODEL with BACKEND one of {', '.join(BACKENDS)}")
-    if backend not in BACKENDS:
-        raise ModelConfigError(f"unknown model backend {backend!r} in {text!r}; use one of {', '.join(BACKENDS)}")
+        raise ModelConfigError(f"cannot read model spec {text!r}; use BACKEND:MODEL with BACKEND one of {', '.join(backend_names())}")
+    if backend not in model_backends:
+        raise ModelConfigError(f"unknown model backend {backend!r} in {text!r}; use one of {', '.join(backend_names())}")
+    declared = backend_of(backend)
     unknown = set(settings) - set(_FIELD_TYPES) - {"spec"}
     if unknown:
         raise ModelConfigError(f"unknown model setting(s) {', '.join(sorted(unknown))} for {text!r}; known: {', '.join(sorted(_FIELD_TYPES))}")
@@ -88,10 +90,10 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
         backend=backend,
         model=model.strip(),
         name=text,
-        base_url=DEFAULT_BASE_URLS.get(backend),
-        api_key_env=DEFAULT_KEY_ENV.get(backend),
+        base_url=declared.default_base_url,
+        api_key_env=declared.default_key_env,
     )
-    if backend == "openai-compatible" and not settings.get("base_url"):
+    if declared.needs_base_url and not settings.get("base_url"):
         raise ModelConfigError(f"{text!r} needs a base URL (--base-url or base_url in the profile), e.g. http://localhost:30000/v1")
     base.update(settings)
     if base.get("base_url"):
@@ -107,27 +109,16 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
     return spec
 
 
-def default_config_path() -> Path | None:
-    path = Path.cwd() / CONFIG_FILENAME
-    return path if path.is_file() else None
-
-
-def load_profiles(path: Path | str | None = None) -> dict[str, ModelSpec]:
-    """Profiles from the `[models.NAME]` tables of a TOML file (default: ./harness.toml when it exists)."""
-    path = Path(path) if path is not None else default_config_path()
-    if path is None:
-        return {}
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelConfigError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelConfigError(f"{path}: not valid TOML ({exc})") from None
-    table = doc.get("models", {})
-    if not isinstance(table, dict):
-        raise ModelConfigError(f"{path}: [models] must be a table of profiles")
+def load_profiles(config: HarnessConfig | Path | str | None = None) -> dict[str, ModelSpec]:
+    """Profiles from the `[models.NAME]` tables of a config file (default: ./harness.toml when it exists)."""
+    if not isinstance(config, HarnessConfig):
+        try:
+            config = load_config(config)
+        except ConfigError as exc:
+            raise ModelConfigError(str(exc)) from None
+    path = config.path
     profiles = {}
-    for name, settings in table.items():
+    for name, settings in config.models.items():
         if not isinstance(settings, dict) or not isinstance(settings.get("spec"), str):
             raise ModelConfigError(f"{path}: profile [models.{name}] needs spec = \"BACKEND:MODEL\"")
         if "api_key" in settings:
@@ -140,7 +131,7 @@ def load_profiles(path: Path | str | None = None) -> dict[str, ModelSpec]:
     return profiles
 
 
-def resolve_model_spec(name_or_spec: str, config: Path | str | None = None, **overrides) -> ModelSpec:
+def resolve_model_spec(name_or_spec: str, config: HarnessConfig | Path | str | None = None, **overrides) -> ModelSpec:
     """A profile name from the config file, else a `BACKEND:MODEL` spec; command-line overrides win."""
     profiles = load_profiles(config)
     overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -13,31 +13,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from harness.core.errors import HarnessError
+from harness.core.failures import FailureKind
 
 Role = Literal["system", "user", "assistant", "tool"]
 
-# Why a request or a sample failed. A failure is recorded with one of these, never scored as an answer.
-FailureReason = Literal[
-    "rate_limited",  # 429s until the retry budget ran out
-    "server_error",  # 5xx until the retry budget ran out
-    "timeout",
-    "connection",
-    "bad_request",  # 4xx other than 429: not retried
-    "auth",  # 401/403: not retried
-    "malformed_reply",  # the server answered 200 with something that is not a chat completion
-    "reply_too_large",
-    "refusal",
-    "empty_reply",
-    "backend_error",  # an in-process backend raised
-    "budget_exceeded",
-    "no_answer",
-]
+# Why a request failed: the model layer's share of the kinds a sample's failure is recorded with.
+FailureReason = FailureKind
 
 
 class ModelError(HarnessError):
-    """A request that did not produce a usable reply. `reason` is one of FailureReason; the message never holds keys."""
+    """A request that did not produce a usable reply, with the FailureKind it is recorded as; the message never holds
+    keys. A reason given as a string must be a FailureKind's value (a typo fails here, not in a report later)."""
 
-    def __init__(self, reason: str, detail: str, *, attempts: int = 1, status: int | None = None):
+    def __init__(self, reason: FailureKind | str, detail: str, *, attempts: int = 1, status: int | None = None):
+        reason = FailureKind(reason)
         self.reason = reason
         self.detail = detail
         self.attempts = attempts

@@ -11,12 +11,18 @@ import io
 import threading
 import time
 
+from harness.core.failures import FailureKind
+from harness.models.backends import register_backend
 from harness.models.base import ChatModel
 from harness.models.types import ModelError, Reply, Usage
 from harness.models.wire import to_openai_messages
 
 
+@register_backend
 class HFLocalModel(ChatModel):
+    name = "hf"
+    description = "in-process transformers (a local folder or a hub id)"
+
     def __init__(self, spec, cache=None):
         super().__init__(spec, cache)
         self._lock = threading.Lock()
@@ -41,7 +47,7 @@ class HFLocalModel(ChatModel):
                     model = transformers.AutoModelForCausalLM.from_pretrained(self.spec.model, **kw)
                     takes_images = False
                 except (ValueError, KeyError, OSError) as exc:
-                    raise ModelError("backend_error", f"cannot load {self.spec.model} with transformers: {first}; {exc}") from None
+                    raise ModelError(FailureKind.BACKEND_ERROR, f"cannot load {self.spec.model} with transformers: {first}; {exc}") from None
             if self.spec.device:
                 model = model.to(self.spec.device)
             model.eval()
@@ -59,7 +65,7 @@ class HFLocalModel(ChatModel):
                 chat = to_openai_messages(messages, native_tools=False, image_part=lambda p: {"type": "image", "image": Image.open(io.BytesIO(p.png)).convert("RGB")})
             else:
                 if any(m.images for m in messages):
-                    raise ModelError("bad_request", f"{self.spec.model} is a text-only model and cannot take images")
+                    raise ModelError(FailureKind.BAD_REQUEST, f"{self.spec.model} is a text-only model and cannot take images")
                 chat = to_openai_messages(messages, native_tools=False)
             inputs = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
             inputs = inputs.to(model.device)
@@ -94,4 +100,4 @@ class HFLocalModel(ChatModel):
         except ModelError:
             raise
         except Exception as exc:  # an in-process backend's failure is a recorded reason, not a crash
-            raise ModelError("backend_error", f"{self.spec.model}: {type(exc).__name__}: {str(exc)[:300]}") from exc
+            raise ModelError(FailureKind.BACKEND_ERROR, f"{self.spec.model}: {type(exc).__name__}: {str(exc)[:300]}") from exc

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from harness.core.failures import FailureKind
+from harness.models.backends import register_backend
 from harness.models.base import ChatModel
 from harness.models.types import ModelConfigError, ModelError, Reply, Usage
 from harness.models.wire import to_openai_messages
@@ -26,7 +28,11 @@ def _import_vllm():
     return vllm
 
 
+@register_backend
 class VLLMLocalModel(ChatModel):
+    name = "vllm-local"
+    description = "in-process vLLM engine, batched (GPU; pip install 'defacing-harness[vllm]')"
+
     def __init__(self, spec, cache=None):
         super().__init__(spec, cache)
         self._vllm = _import_vllm()
@@ -77,7 +83,7 @@ class VLLMLocalModel(ChatModel):
             except Exception as exc:  # the whole batch fails with a recorded reason
                 for _, _, fut in batch:
                     if not fut.done():
-                        fut.set_exception(ModelError("backend_error", f"vLLM: {type(exc).__name__}: {str(exc)[:300]}"))
+                        fut.set_exception(ModelError(FailureKind.BACKEND_ERROR, f"vLLM: {type(exc).__name__}: {str(exc)[:300]}"))
                 continue
             latency = time.perf_counter() - t0
             for (_, _, fut), out in zip(batch, outputs):

@@ -1,8 +1,9 @@
-"""OpenAI-compatible chat servers: vLLM (`vllm:`), OpenAI (`openai:`), and anything else speaking
-/v1/chat/completions (`openai-compatible:` - SGLang, `transformers serve`, Ollama, hosted APIs).
+"""`openai-compatible:MODEL`: any server speaking /v1/chat/completions (SGLang, `transformers serve`, Ollama,
+hosted APIs). `vllm:` and `openai:` are thin subclasses with their own defaults (vllm_server.py, openai_api.py).
 
 Retries are ours (the client's own are off) so rate limits, transient and permanent failures are told apart,
-Retry-After is honoured, and each endpoint's concurrency adapts down on 429s.
+Retry-After is honoured, and each endpoint's concurrency adapts down on 429s. The openai package is imported when
+a model is created, not when this module is: listing backends stays cheap.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import asyncio
 import json
 import time
 
-import openai
-
+from harness.core.failures import FailureKind
+from harness.models.backends import register_backend
 from harness.models.base import ChatModel
 from harness.models.retry import PERMANENT, RATE_LIMIT, TRANSIENT, RetryPolicy, classify_status, limiter_for, parse_retry_after
 from harness.models.types import Message, ModelError, Reply, Sampling, ToolCall, ToolSpec, Usage
@@ -32,9 +33,20 @@ class _Malformed(Exception):
     pass
 
 
+@register_backend
 class OpenAICompatModel(ChatModel):
+    name = "openai-compatible"
+    description = "any /v1/chat/completions server (SGLang, transformers serve, Ollama, hosted)"
+    needs_base_url = True
+    takes_base_url = True
+    servable = True
+    max_tokens_field = "max_tokens"  # what the server calls the reply's token limit
+
     def __init__(self, spec, cache=None, *, retry: RetryPolicy | None = None):
+        import openai
+
         super().__init__(spec, cache)
+        self._sdk = openai
         self._key = spec.api_key() or NO_KEY
         self.retry = retry or RetryPolicy(max_retries=spec.max_retries)
         # Several small connection pools instead of one big one: the HTTP pool scans every connection on every
@@ -52,8 +64,7 @@ class OpenAICompatModel(ChatModel):
             "model": self.spec.model,
             "messages": to_openai_messages(messages, native_tools=self.native_tools, images_in_tool_results=self.spec.images_in_tool_results),
             "temperature": sampling.temperature,
-            # OpenAI's newer models refuse max_tokens; other servers do not all know max_completion_tokens.
-            ("max_completion_tokens" if self.spec.backend == "openai" else "max_tokens"): sampling.max_tokens,
+            self.max_tokens_field: sampling.max_tokens,
             "stream": False,
         }
         if sampling.top_p is not None:
@@ -69,7 +80,7 @@ class OpenAICompatModel(ChatModel):
     def _parse(self, raw: bytes, latency: float, attempts: int) -> Reply:
         """A chat completion from untrusted bytes: anything unexpected is a malformed reply, never a crash."""
         if len(raw) > 4 * self.spec.max_reply_chars + 65536:
-            raise ModelError("reply_too_large", f"{len(raw)} bytes", attempts=attempts)
+            raise ModelError(FailureKind.REPLY_TOO_LARGE, f"{len(raw)} bytes", attempts=attempts)
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -85,7 +96,7 @@ class OpenAICompatModel(ChatModel):
         if not isinstance(text, str):
             raise _Malformed("the reply's content is not text")
         if len(text) > self.spec.max_reply_chars:
-            raise ModelError("reply_too_large", f"{len(text)} characters (limit {self.spec.max_reply_chars})", attempts=attempts)
+            raise ModelError(FailureKind.REPLY_TOO_LARGE, f"{len(text)} characters (limit {self.spec.max_reply_chars})", attempts=attempts)
         calls = []
         for i, tc in enumerate(message.get("tool_calls") or []):
             fn = tc.get("function") if isinstance(tc, dict) else None
@@ -118,6 +129,7 @@ class OpenAICompatModel(ChatModel):
 
     async def _complete(self, messages, tools, sampling) -> Reply:
         body = self._request(messages, tools, sampling)
+        openai = self._sdk
         limiter = limiter_for(self.spec.endpoint, self.spec.max_concurrency)
         attempt = 0
         while True:
@@ -140,16 +152,17 @@ class OpenAICompatModel(ChatModel):
                 status = exc.status_code
                 kind = classify_status(status)
                 retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-                reason = {RATE_LIMIT: "rate_limited", TRANSIENT: "server_error"}.get(kind, "auth" if status in (401, 403) else "bad_request")
+                reason = {RATE_LIMIT: FailureKind.RATE_LIMITED, TRANSIENT: FailureKind.SERVER_ERROR}.get(
+                    kind, FailureKind.AUTH if status in (401, 403) else FailureKind.BAD_REQUEST)
                 detail = f"HTTP {status} from {self.spec.base_url}: {str(exc.message)[:500]}"
                 if kind == RATE_LIMIT:
                     limiter.on_rate_limit()
             except openai.APITimeoutError:
-                kind, reason, detail = TRANSIENT, "timeout", f"no reply from {self.spec.base_url} within {self.spec.timeout_s:g} s"
+                kind, reason, detail = TRANSIENT, FailureKind.TIMEOUT, f"no reply from {self.spec.base_url} within {self.spec.timeout_s:g} s"
             except openai.APIConnectionError as exc:
-                kind, reason, detail = TRANSIENT, "connection", f"cannot reach {self.spec.base_url} ({type(exc.__cause__ or exc).__name__})"
+                kind, reason, detail = TRANSIENT, FailureKind.CONNECTION, f"cannot reach {self.spec.base_url} ({type(exc.__cause__ or exc).__name__})"
             except (openai.APIResponseValidationError, _Malformed) as exc:
-                kind, reason, detail = TRANSIENT, "malformed_reply", f"{self.spec.base_url} sent something that is not a chat completion ({str(exc)[:200]})"
+                kind, reason, detail = TRANSIENT, FailureKind.MALFORMED_REPLY, f"{self.spec.base_url} sent something that is not a chat completion ({str(exc)[:200]})"
             detail = redact(detail, self._key)
             if kind == PERMANENT or attempt > self.retry.max_retries:
                 raise ModelError(reason, detail, attempts=attempt, status=status)
