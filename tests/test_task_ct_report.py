@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,8 +286,14 @@ def test_baseline_revision_keys_its_cached_replies(tmp_path):
     from harness.models import Message, ResponseCache, Sampling
     from harness.models.response_cache import request_key
 
+    import hashlib
+
+    from harness.core.prompts import PROMPTS_DIR
+
+    code = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (ct_report, ct_detect)))
+    code.update((PROMPTS_DIR / "ct-report" / "baseline_report.j2").read_bytes())
     model = create_model("scripted:ct-report", ResponseCache(tmp_path / "r.sqlite"))
-    assert model.spec.revision == ct_report._baseline_revision() and model.spec.revision.startswith("code-")
+    assert model.spec.revision == "code-" + code.hexdigest()[:12] and model.spec.revision.startswith("code-")
     messages = [Message.user("x")]
     older = type(model.spec)(**{**model.spec.__dict__, "revision": "code-older"})
     assert request_key(model.spec, messages, [], Sampling()) != request_key(older, messages, [], Sampling())

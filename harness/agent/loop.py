@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from harness.models.base import Model
 from harness.models.types import Message, ModelError, Reply, Sampling, Usage
+from harness.core.failures import FailureKind
 from harness.core.prompts import render_prompt
 from harness.agent.tools import Toolbox, ToolResult
 
@@ -37,7 +38,7 @@ class Budget:
 @dataclass
 class AgentResult:
     answer: Any = None
-    failure: str | None = None  # a FailureReason (see harness.models.types); None when an answer was submitted
+    failure: FailureKind | None = None  # why there is no answer; None when an answer was submitted
     failure_detail: str = ""
     forced: bool = False  # the answer came after a forced-submit prompt
     steps: int = 0
@@ -96,7 +97,7 @@ async def run_agent(model: Model, messages: Sequence[Message], toolbox: Toolbox,
     forced_reason: str | None = None
     pending_limit: str | None = None  # a limit hit inside a step (e.g. images), acted on at the next step
 
-    def finish(failure: str | None = None, detail: str = "", answer=None) -> AgentResult:
+    def finish(failure: FailureKind | None = None, detail: str = "", answer=None) -> AgentResult:
         res.failure, res.failure_detail, res.answer = failure, detail, (answer if failure is None else None)
         res.wall_s = time.monotonic() - t0
         res.transcript.append({"type": "end", "failure": failure, "detail": detail, "forced": res.forced})
@@ -106,7 +107,7 @@ async def run_agent(model: Model, messages: Sequence[Message], toolbox: Toolbox,
         limit = pending_limit or _exceeded(budget, res.steps, res.images_sent, res.usage, time.monotonic() - t0)
         if limit:
             if forced_reason is not None:
-                return finish("budget_exceeded", f"{forced_reason}: no answer submitted after the forced-submit prompt")
+                return finish(FailureKind.BUDGET_EXCEEDED, f"{forced_reason}: no answer submitted after the forced-submit prompt")
             forced_reason, res.forced = limit, True
             prompt = Message.user(render_prompt("agent/force_submit.j2", reason=limit, submit_names=list(submit_names)))
             history.append(prompt)
@@ -121,12 +122,12 @@ async def run_agent(model: Model, messages: Sequence[Message], toolbox: Toolbox,
             return finish(exc.reason, str(exc))
         except asyncio.TimeoutError:
             if forced_reason:
-                return finish("budget_exceeded", f"{forced_reason}: the forced-submit call did not finish in time")
+                return finish(FailureKind.BUDGET_EXCEEDED, f"{forced_reason}: the forced-submit call did not finish in time")
             pending_limit = "wall_time"
             continue
         except Exception as exc:  # a backend bug must not take the other samples of a run down with it
-            res.transcript.append({"type": "model_error", "reason": "backend_error", "detail": f"{type(exc).__name__}: {exc}"})
-            return finish("backend_error", f"{type(exc).__name__}: {str(exc)[:500]}")
+            res.transcript.append({"type": "model_error", "reason": FailureKind.BACKEND_ERROR, "detail": f"{type(exc).__name__}: {exc}"})
+            return finish(FailureKind.BACKEND_ERROR, f"{type(exc).__name__}: {str(exc)[:500]}")
         res.steps += 1
         res.backend_calls += not reply.cached  # per sample: the model's own counter is shared by concurrent samples
         res.usage = res.usage + reply.usage
@@ -134,7 +135,7 @@ async def run_agent(model: Model, messages: Sequence[Message], toolbox: Toolbox,
         calls = [replace(c, id=f"call_{res.steps}_{i}") for i, c in enumerate(reply.tool_calls)]
         res.transcript.append(_reply_record(replace(reply, tool_calls=tuple(calls)), res.steps))
         if reply.refusal:
-            return finish("refusal", reply.refusal[:500])
+            return finish(FailureKind.REFUSAL, reply.refusal[:500])
         history.append(Message.assistant(reply.text, calls))
         if not calls:
             if not reply.text.strip() and reply.finish_reason != "length":
@@ -174,14 +175,14 @@ async def run_single_turn(model: Model, messages: Sequence[Message], *, sampling
         res.transcript.append({"type": "model_error", "reason": exc.reason, "detail": str(exc), "attempts": exc.attempts})
         failure, detail = exc.reason, str(exc)
     except asyncio.TimeoutError:
-        failure, detail = "timeout", f"no reply within {timeout_s:g} s"
+        failure, detail = FailureKind.TIMEOUT, f"no reply within {timeout_s:g} s"
     else:
         res.steps, res.usage, res.backend_calls = 1, reply.usage, int(not reply.cached)
         res.transcript.append(_reply_record(reply, 1))
         if reply.refusal:
-            failure, detail = "refusal", reply.refusal[:500]
+            failure, detail = FailureKind.REFUSAL, reply.refusal[:500]
         elif not reply.text.strip():
-            failure, detail = "empty_reply", f"finish reason {reply.finish_reason}"
+            failure, detail = FailureKind.EMPTY_REPLY, f"finish reason {reply.finish_reason}"
         else:
             answer = reply.text
     res.failure, res.failure_detail, res.answer = failure, detail, answer

@@ -15,6 +15,7 @@ from typing import Iterable
 
 import defacers as defacer_registry
 from harness.core.errors import HarnessError
+from harness.core.failures import FailureKind
 from harness.engine.errors import FailFast
 from harness.engine.grid import WorkItem
 
@@ -33,13 +34,13 @@ def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_
     try:
         volume = load_volume(volume_path)
     except HarnessError as exc:
-        return outcome("failed", "bad_input", str(exc))
+        return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     try:
         result = defacer_registry.deface_cached(defacer_registry.get(defacer_name, **defacer_params), volume, cache_dir)
     except HarnessError as exc:  # refusal: flipped, skull-stripped or non-head input, failed registration, missing tool
-        return outcome("refused", "defacer_refused", str(exc))
+        return outcome("refused", FailureKind.DEFACER_REFUSED, str(exc))
     except Exception as exc:  # a defacer bug: recorded, the run goes on
-        return outcome("failed", "defacer_error", f"{type(exc).__name__}: {exc}")
+        return outcome("failed", FailureKind.DEFACER_ERROR, f"{type(exc).__name__}: {exc}")
     return outcome("ok", result=result)
 
 

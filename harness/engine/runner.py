@@ -29,7 +29,7 @@ from harness.engine.grid import REFERENCE, Condition, WorkItem, plan_grid, resum
 from harness.engine.progress import StageProgress
 from harness.engine.resume import check_resumable
 from harness.engine.sample_stage import SampleStage
-from harness.models import Sampling, resolve_model_spec, serve_model
+from harness.models import Sampling, backend_of, resolve_model_spec, serve_model
 from harness.models.scripted import scripted_revision
 from harness.store.manifest import build_manifest
 from harness.store.run_store import RunStore, new_run_dir
@@ -117,8 +117,10 @@ class Runner:
             self.models_by_task[task_name] = specs
             for spec in specs:
                 if spec not in self.model_specs:
-                    overrides = {} if spec.startswith("scripted:") else {"base_url": cfg.base_url}
-                    self.model_specs[spec] = resolve_model_spec(spec, cfg.config_file, **overrides)
+                    resolved = resolve_model_spec(spec, cfg.config_file, base_url=cfg.base_url)
+                    if cfg.base_url and not backend_of(resolved).takes_base_url:
+                        resolved = resolve_model_spec(spec, cfg.config_file)  # --base-url is for server backends
+                    self.model_specs[spec] = resolved
         self.cohorts = {}
         self.deface_stage = DefaceStage(self)
         self.sample_stage = SampleStage(self)
@@ -228,7 +230,7 @@ class Runner:
         it is healthy, and stop it when the samples are done. Sample ids were fixed before, from the configured spec."""
         for name in sorted(needed):
             spec = self.model_specs.get(name)
-            if spec is None or spec.backend in ("scripted", "hf", "vllm-local", "openai"):
+            if spec is None or not backend_of(spec).servable:
                 continue
             progress.log(f"starting the server for {name} ...")
             self.model_specs[name] = stack.enter_context(serve_model(spec))

@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 import defacers as defacer_registry
 from harness.core.errors import HarnessError
+from harness.core.failures import FailureKind
 from harness.core.redact import redact_text
 from harness.core.sample import Sample
 from harness.agent.loop import run_agent, run_single_turn
@@ -81,11 +82,11 @@ class SampleStage:
             volumes = await asyncio.to_thread(self.volumes_for, item)
             inp = await asyncio.to_thread(task.build_input, case, volumes, item.mode) if item.mode != "direct" else None
         except HarnessError as exc:
-            return failed("bad_input", str(exc))
+            return failed(FailureKind.BAD_INPUT, str(exc))
         except Exception as exc:
             if cfg.fail_fast:
                 raise
-            return failed("task_error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+            return failed(FailureKind.TASK_ERROR, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
         self._timed(timings, "render", t0)
         t1 = time.perf_counter()
         transcript: list = []
@@ -96,7 +97,7 @@ class SampleStage:
             except Exception as exc:
                 if cfg.fail_fast:
                     raise
-                return failed("task_error", f"{type(exc).__name__}: {exc}")
+                return failed(FailureKind.TASK_ERROR, f"{type(exc).__name__}: {exc}")
         else:
             model = models[item.model]
             if inp.toolbox is not None:
@@ -115,7 +116,7 @@ class SampleStage:
         parsed = task.parse(raw)
         if not parsed.ok:
             timings["score"] = time.perf_counter() - t2
-            return Sample(**base, status="unparsable", error={"kind": "unparsable", "message": redact_text(str(parsed.error))[:2000]},
+            return Sample(**base, status="unparsable", error={"kind": FailureKind.UNPARSABLE, "message": redact_text(str(parsed.error))[:2000]},
                           timings=timings, tokens=tokens, transcript=transcript, cache_keys=cache_keys)
         try:
             answer = task.locate(parsed.value, volumes)
@@ -123,7 +124,7 @@ class SampleStage:
         except Exception as exc:
             if cfg.fail_fast:
                 raise
-            return failed("score_error", f"{type(exc).__name__}: {exc}", transcript=transcript, tokens=tokens)
+            return failed(FailureKind.SCORE_ERROR, f"{type(exc).__name__}: {exc}", transcript=transcript, tokens=tokens)
         self._timed(timings, "score", t2)
         return Sample(**base, status="ok", answer=answer, scores=scores, timings=timings, tokens=tokens,
                       transcript=transcript, cache_keys=cache_keys)

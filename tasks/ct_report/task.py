@@ -25,7 +25,6 @@ import json
 import math
 import re
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.models.scripted import register_scripted, step_number, call
@@ -344,7 +343,8 @@ def _agent_policy(messages, tools):
     return call("submit", step, **report)
 
 
-@register_scripted("ct-report")
+@register_scripted("ct-report", code=(__name__, "tasks.ct_report.detect"),
+                   files=(PROMPTS_DIR / PROMPTS / "baseline_report.j2",))
 def _scripted_ct_report(spec):
     """Single mode answers with JSON text; agent mode (tools offered) looks at both windows, then submits."""
 
@@ -352,14 +352,3 @@ def _scripted_ct_report(spec):
         return _agent_policy(messages, tools) if tools else _single_policy(messages, tools)
 
     return policy
-
-
-def _baseline_revision() -> str:
-    """Hash of the baseline's code and report template: part of its response-cache keys."""
-    h = hashlib.sha256()
-    for path in (Path(__file__), Path(__file__).with_name("detect.py"), PROMPTS_DIR / PROMPTS / "baseline_report.j2"):
-        h.update(path.read_bytes())
-    return "code-" + h.hexdigest()[:12]
-
-
-_scripted_ct_report.revision = _baseline_revision()

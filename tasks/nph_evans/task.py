@@ -340,7 +340,7 @@ def _agent_step(messages: list[Message], tools) -> Any:
                 slice_index=int(k_match.group(1)), nph=er > NPH_THRESHOLD)
 
 
-@register_scripted("nph-evans")
+@register_scripted("nph-evans", code=(__name__, "tasks.nph_evans.analysis"))
 def _scripted_nph(spec):
     """Reads what it is shown: the montage (single mode) or the tool images (agent mode)."""
 

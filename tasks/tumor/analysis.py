@@ -11,11 +11,9 @@ Image labels (ImagePart.label) are never read, because they are never sent to a 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -32,15 +30,6 @@ TILE_STEP_MM = 5.0  # tiles this far apart: a correct pick on the nearest tile i
 BRAIN_DEPTH_MM = (12.0, 132.0)  # below the vertex: from just under the skull top to the skull base
 MAX_TILES = 30
 TILE_SIZE = 160  # pixels, long side of one tile
-
-
-def baseline_revision(task_module_file: str) -> str:
-    """Hash of a tumour baseline's code (its task module and this module): part of its sample ids and response-cache
-    keys, so that changing the reader never returns a stale cached answer."""
-    h = hashlib.sha256()
-    for path in (Path(task_module_file), Path(__file__)):
-        h.update(path.read_bytes())
-    return "code-" + h.hexdigest()[:12]
 
 
 # --- the montage ------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from harness.agent.tools import Tool, Toolbox
 from tasks import register_task
 from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, text_of
-from tasks.tumor.analysis import (analyse, axial_count, baseline_revision, brain_montage, Findings, read_tile_layout,
+from tasks.tumor.analysis import (analyse, axial_count, brain_montage, Findings, read_tile_layout,
                                  stack_from_images, tool_montages)
 from tasks.tumor.phantom import PHANTOMS
 
@@ -271,7 +271,7 @@ def read_lesion(f: Findings) -> dict:
     return {"diagnosis": dx, "findings": findings, "rationale": why}
 
 
-@register_scripted("tumor-dx")
+@register_scripted("tumor-dx", code=(__name__, "tasks.tumor.analysis"))
 def _baseline(spec):
     """Single mode: segment the lesion on the montages it is shown and apply read_lesion. Agent mode: a coarse
     montage of each contrast over the whole axial range, a finer one over the abnormal range, then submit."""
@@ -289,9 +289,6 @@ def _baseline(spec):
         return _agent_step(messages)
 
     return policy
-
-
-_baseline.revision = baseline_revision(__file__)
 
 
 def _agent_step(messages):

@@ -27,7 +27,7 @@ from harness.agent.tools import Tool, Toolbox
 from tasks import register_task
 from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, text_of
-from tasks.tumor.analysis import (analyse, axial_count, baseline_revision, brain_montage, read_tile_layout,
+from tasks.tumor.analysis import (analyse, axial_count, brain_montage, read_tile_layout,
                                  slice_geometry, stack_from_images, tool_montages)
 from tasks.tumor.phantom import PHANTOMS, slice_areas
 from tasks.tumor.vocabulary import ROLE_NAMES, ROLES
@@ -203,7 +203,7 @@ def pick_slice(images: dict, indices: list[int], rows: int, cols: int) -> int:
     return indices[int(np.argmax(findings.abnormal_area))]
 
 
-@register_scripted("tumor-slice")
+@register_scripted("tumor-slice", code=(__name__, "tasks.tumor.analysis"))
 def _baseline(spec):
     """Single mode: analyse the FLAIR/T2/T1c montages it is shown. Agent mode: a coarse FLAIR+T2+T1c montage over
     the whole axial range, then a fine one (every slice) around the best coarse tile, then submit."""
@@ -219,9 +219,6 @@ def _baseline(spec):
         return _agent_step(messages)
 
     return policy
-
-
-_baseline.revision = baseline_revision(__file__)
 
 
 def _agent_step(messages: Sequence[Message]):
