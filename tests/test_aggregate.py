@@ -124,3 +124,15 @@ def test_categorical_metric_gets_kappa_and_no_p_value():
     # labels original low, high, low, high vs defaced low, high, high, high: po 0.75, pe 0.5*0.25+0.5*0.75 = 0.5
     assert res.test == "kappa" and res.kappa.value == pytest.approx(0.5) and res.p_value is None
     assert res.original.value is None and res.original.n == 4
+
+
+def test_the_summary_does_not_depend_on_the_order_samples_finished_in():
+    """samples.jsonl holds samples in completion order, which concurrency reshuffles from run to run: the same
+    samples must give the same confidence intervals."""
+    t = TASK
+    values = [0.30, 0.41, 0.22, 0.35, 0.28, 0.50, 0.19, 0.33]
+    samples = [sample(t, f"c{i}", cond, "m1", v + (0.02 * i if cond != "original" else 0.0))
+               for i, v in enumerate(values) for cond in ("original", "quickshear")]
+    forward = aggregate(samples, {"toy-measure": TASK})[0].to_dict()
+    backward = aggregate(samples[::-1], {"toy-measure": TASK})[0].to_dict()
+    assert forward == backward

@@ -27,9 +27,9 @@ def _config_models(config: Path | None) -> list[str]:
 
 
 def eval_cmd(
-    task: List[str] = typer.Option(..., "--task", "-t", help="Task to run (repeatable): nph-evans, tumor-slice, tumor-dx, ct-report."),
-    defacer: List[str] = typer.Option(..., "--defacer", "-d", help="Defacer to compare against the original (repeatable): quickshear, deface, reface, external:TOOL; parameters as NAME(key=value,...), e.g. quickshear(buffer_mm=5)."),
-    model: List[str] = typer.Option([], "--model", "-m", help="Model profile or BACKEND:MODEL (repeatable). Default: [eval] models in the config file, else each task's scripted baseline."),
+    task: List[str] = typer.Option(..., "--task", "-t", help="Task to run (repeatable), e.g. ct-report; `harness tasks` lists them."),
+    defacer: List[str] = typer.Option(..., "--defacer", "-d", help="Defacer to compare against the original (repeatable), e.g. reface; parameters as NAME(key=value,...), e.g. quickshear(buffer_mm=5); `harness defacers` lists them."),
+    model: List[str] = typer.Option([], "--model", "-m", help="Model profile or BACKEND:MODEL (repeatable). Default: \\[eval] models in the config file, else each task's scripted baseline."),
     cohort: Optional[str] = typer.Option(None, "--cohort", help="Cohort source: a manifest (.jsonl/.csv/.parquet), BIDS folder, DICOM folder, UPENN-GBM folder or Hugging Face dataset. Default: the built-in sample cohort."),
     mode: Optional[str] = typer.Option(None, "--mode", help="single (fixed images + prompt), agent (tools), or direct (a task's algorithmic route). Default: each task's default."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N cases per task."),
@@ -38,7 +38,7 @@ def eval_cmd(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: run failed samples again."),
     concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Samples in flight at once (each endpoint also limits itself)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes for defacing (0 = in the main process)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML config with [models.NAME] profiles and [eval] defaults (default ./harness.toml)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config with \\[models.NAME] profiles and \\[eval] defaults (default ./harness.toml)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server URL for vllm:/openai-compatible: models, e.g. http://localhost:8000/v1."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache for cohorts, defaced volumes and model replies (default ~/.cache/harness)."),
     max_steps: int = typer.Option(16, "--max-steps", min=1, help="Agent mode: model calls per sample."),

@@ -90,7 +90,8 @@ def group_cells(samples: Iterable[Sample], qc_records: Iterable[dict] = ()) -> d
     cases: dict[str, set[str]] = defaultdict(set)
     defacers: dict[str, set[str]] = defaultdict(set)
     model_modes: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for s in final_samples(samples):
+    # In case order, not file order: samples land in completion order, and the bootstrap must not depend on it.
+    for s in sorted(final_samples(samples), key=lambda s: (s.task, s.case_id, s.condition, s.model, s.mode)):
         cases[s.task].add(s.case_id)
         model_modes[s.task].add((s.model, s.mode))
         if s.condition == REFERENCE:
