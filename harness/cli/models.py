@@ -37,7 +37,7 @@ def list_models(
         extras = [f"{k}={v}" for k, v in spec.describe().items() if k not in ("backend", "model", "name", "serve_command", "max_reply_chars", "timeout_s", "max_retries", "max_concurrency")]
         typer.echo(f"  {name:<{width}}  {spec.backend}:{spec.model}  {' '.join(extras)}")
     typer.echo("backends (use BACKEND:MODEL anywhere a model is asked for):")
-    entries = model_backends.entries()
+    entries = sorted(model_backends.entries(), key=lambda e: e.name)
     width = max(len(e.name) for e in entries)
     for entry in entries:
         typer.echo(f"  {entry.name:<{width}}  {_describe_backend(entry.obj)}")
