@@ -48,8 +48,8 @@ def get(name: str, **params) -> Defacer:
     """The defacer called `name`, configured by `params` (they become part of its identity and cache key)."""
     try:
         make = defacer_registry.get(name)
-    except UnknownNameError as exc:
-        raise UnknownDefacerError(str(exc)) from None
+    except UnknownNameError:
+        raise UnknownDefacerError(f"unknown defacer {name!r}; available: {', '.join(names())}") from None
     defacer = make(**params)
     if not isinstance(defacer, Defacer):
         raise DefacerError(f"defacer {name!r} made {type(defacer).__name__}, not a Defacer; a bug in the plug-in that registered it")
@@ -57,4 +57,5 @@ def get(name: str, **params) -> Defacer:
 
 
 def names() -> list[str]:
-    return defacer_registry.names()
+    """Native defacers first (original, then by name), then tool adapters and other prefixed families."""
+    return sorted(defacer_registry.names(), key=lambda n: (":" in n, n != "original", n))

@@ -45,9 +45,10 @@ def list_defacers():
     Other packages add defacers through the `harness.defacers` entry-point group; they are listed with the distribution they come from.
     """
     from defacers.catalog import catalog  # on use: it loads every defacer, which `harness --help` should not wait for
-    from defacers.registry import ENTRY_POINT_GROUP
+    from defacers.registry import ENTRY_POINT_GROUP, names
 
-    infos = sorted(catalog(), key=lambda info: (":" in info.name, info.name != "original"))  # native ones first
+    order = {name: i for i, name in enumerate(names())}
+    infos = sorted(catalog(), key=lambda info: order.get(info.name, len(order)))
     width = max(len(info.name) for info in infos)
     for info in infos:
         typer.echo(f"{info.name:<{width}}  {info.version or '(set by the defacer it makes)'}")
