@@ -1,6 +1,7 @@
-"""A lab adds a task and a defacer from its own package, without editing harness: a tiny distribution (a folder
-with a *.dist-info/entry_points.txt on PYTHONPATH, as `pip install` leaves it) is found through the
-`harness.tasks` and `harness.defacers` entry points, listed, and run end to end by `harness eval`."""
+"""A lab adds a task, a defacer and a model backend from its own package, without editing harness: a tiny
+distribution (a folder with a *.dist-info/entry_points.txt on PYTHONPATH, as `pip install` leaves it) is found
+through the `harness.tasks`, `harness.defacers` and `harness.backends` entry points, listed, and run end to end by
+`harness eval`."""
 
 from __future__ import annotations
 
@@ -90,12 +91,28 @@ class ToyBlank(Defacer):
 '''
 
 
+BACKEND_MODULE = '''
+"""echo: a model backend that answers every request with the text after "echo:" (a plug-in backend in one module)."""
+from harness.models.base import ChatModel
+from harness.models.types import Reply
+
+
+class EchoModel(ChatModel):
+    name = "echo"
+    description = "answers with its model name (a lab's test backend)"
+
+    async def _complete(self, messages, tools, sampling):
+        return Reply(text=self.spec.model, finish_reason="stop")
+'''
+
+
 def _write_plugin(site: Path) -> None:
     package = site / "lab_plugin"
     (package / "prompts" / "toy-brightness").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "toy_task.py").write_text(TASK_MODULE)
     (package / "toy_defacer.py").write_text(DEFACER_MODULE)
+    (package / "echo_backend.py").write_text(BACKEND_MODULE)
     (package / "prompts" / "toy-brightness" / "single.j2").write_text(
         'How bright is this slice? Answer JSON: {"brightness": <mean grey level 0-255>}.\n')
     info = site / "lab_plugin-0.1.dist-info"
@@ -107,6 +124,9 @@ def _write_plugin(site: Path) -> None:
 
         [harness.defacers]
         toy-blank = lab_plugin.toy_defacer:ToyBlank
+
+        [harness.backends]
+        echo = lab_plugin.echo_backend:EchoModel
         """))
 
 
@@ -139,7 +159,7 @@ def plugin(tmp_path) -> Path:
     return site
 
 
-def test_a_plugin_task_and_defacer_are_listed_and_evaluated(plugin, tmp_path):
+def test_a_plugin_task_defacer_and_backend_are_listed_and_evaluated(plugin, tmp_path):
     tasks = _harness(["tasks"], plugin, tmp_path)
     assert tasks.returncode == 0, tasks.stderr
     assert "toy-brightness (v1): Toy brightness (plug-in)" in tasks.stdout and "plug-in lab-plugin" in tasks.stdout
@@ -163,6 +183,17 @@ def test_a_plugin_task_and_defacer_are_listed_and_evaluated(plugin, tmp_path):
     assert summary["tasks"][0]["task"] == "toy-brightness" and row["defacer"] == "toy-blank" and row["n_pairs"] == 3
     qc = [json.loads(line) for line in (run_dir / "qc" / "defacer_qc.jsonl").read_text().splitlines()]
     assert len(qc) == 3 and all(q["status"] == "ok" and q["qc"]["voxels_changed"] > 0 for q in qc)
+
+    models = _harness(["models"], plugin, tmp_path)
+    assert models.returncode == 0, models.stderr
+    assert "echo" in models.stdout and "toy-brightness" in models.stdout  # the plug-in backend and baseline
+    echoed = _harness(["eval", "--task", "toy-brightness", "--defacer", "toy-blank", "--cohort", str(manifest),
+                       "--model", 'echo:{"brightness": 42}', "--out", str(tmp_path / "runs-echo"), "--workers", "1",
+                       "--quiet"], plugin, tmp_path)
+    assert echoed.returncode == 0, echoed.stdout + echoed.stderr
+    [echo_dir] = (tmp_path / "runs-echo").iterdir()
+    answers = [json.loads(line)["answer"] for line in (echo_dir / "samples.jsonl").read_text().splitlines()]
+    assert answers == [{"brightness": 42}] * 6
 
 
 def test_a_broken_plugin_is_skipped_with_a_warning_and_the_built_ins_still_work(plugin, tmp_path):
