@@ -8,9 +8,10 @@ from pathlib import Path
 
 import jinja2
 
+import prompts
 from harness.core.errors import HarnessError
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS_DIR = Path(prompts.__file__).resolve().parent  # the repository's prompts/, or its installed copy
 
 
 @lru_cache(maxsize=None)
