@@ -8,10 +8,11 @@ from pathlib import Path
 
 import jinja2
 
-import prompts
 from harness.core.errors import HarnessError
 
-PROMPTS_DIR = Path(prompts.__file__).resolve().parent  # the repository's prompts/, or its installed copy
+# Beside the harness package in a checkout and in site-packages alike (a wheel installs prompts/ as data); found by
+# path, not imported, so an editable install made before prompts/ was packaged keeps working.
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 
 @lru_cache(maxsize=None)
