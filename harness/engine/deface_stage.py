@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Iterable
 
-import defacers as defacer_registry
+import defacers
 from harness.core.errors import HarnessError
 from harness.core.failures import FailureKind
 from harness.engine.errors import FailFast
@@ -36,7 +36,7 @@ def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_
     except HarnessError as exc:
         return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     try:
-        result = defacer_registry.deface_cached(defacer_registry.get(defacer_name, **defacer_params), volume, cache_dir)
+        result = defacers.deface_cached(defacers.get(defacer_name, **defacer_params), volume, cache_dir)
     except HarnessError as exc:  # refusal: flipped, skull-stripped or non-head input, failed registration, missing tool
         return outcome("refused", FailureKind.DEFACER_REFUSED, str(exc))
     except Exception as exc:  # a defacer bug: recorded, the run goes on
@@ -48,7 +48,7 @@ class DefaceStage:
     """jobs(todo) plans, run(todo, store, progress) executes; `runs` counts defacings computed (cache misses)."""
 
     def __init__(self, ctx):
-        self.ctx = ctx  # the runner's RunContext: tasks, cohorts, defacers, cache folder, workers, fail_fast
+        self.ctx = ctx  # the Runner: its config, tasks, cohorts, defacers and cache folder
         self.runs = 0
         self.seconds = 0.0
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import defacers as defacer_registry
-from harness.core.config import default_cache_dir
+import defacers
+from harness.core.config import default_cache_dir, load_config
 from harness.agent.loop import Budget
 from harness.engine.deface_stage import DefaceStage
 from harness.engine.errors import EvalError, FailFast
@@ -30,7 +30,6 @@ from harness.engine.progress import StageProgress
 from harness.engine.resume import check_resumable
 from harness.engine.sample_stage import SampleStage
 from harness.models import Sampling, backend_of, resolve_model_spec, serve_model
-from harness.models.scripted import scripted_revision
 from harness.store.manifest import build_manifest
 from harness.store.run_store import RunStore, new_run_dir
 from harness.data import load_cohort
@@ -98,8 +97,8 @@ class Runner:
         self.defacer_specs = {REFERENCE: (REFERENCE, {})}
         for text in dict.fromkeys(cfg.defacers):
             if text != REFERENCE:
-                self.defacer_specs[text] = defacer_registry.parse_defacer_spec(text)
-        self.defacers = {text: defacer_registry.get(name, **params) for text, (name, params) in self.defacer_specs.items()}
+                self.defacer_specs[text] = defacers.parse_defacer_spec(text)
+        self.defacers = {text: defacers.get(name, **params) for text, (name, params) in self.defacer_specs.items()}
         self.modes_by_task = {}
         for task_name, task in self.tasks.items():
             mode = cfg.mode or task.default_mode
@@ -108,6 +107,7 @@ class Runner:
             self.modes_by_task[task_name] = mode
         self.model_specs: dict[str, Any] = {}
         self.models_by_task: dict[str, list[str]] = {}
+        config = None
         for task_name, task in self.tasks.items():
             if self.modes_by_task[task_name] == "direct":
                 # no model answers in the direct route: the task's own algorithm is the "model" column
@@ -117,9 +117,10 @@ class Runner:
             self.models_by_task[task_name] = specs
             for spec in specs:
                 if spec not in self.model_specs:
-                    resolved = resolve_model_spec(spec, cfg.config_file, base_url=cfg.base_url)
+                    config = config or load_config(cfg.config_file)  # read once, whatever the number of models
+                    resolved = resolve_model_spec(spec, config, base_url=cfg.base_url)
                     if cfg.base_url and not backend_of(resolved).takes_base_url:
-                        resolved = resolve_model_spec(spec, cfg.config_file)  # --base-url is for server backends
+                        resolved = resolve_model_spec(spec, config)  # --base-url is for server backends
                     self.model_specs[spec] = resolved
         self.cohorts = {}
         self.deface_stage = DefaceStage(self)
@@ -143,10 +144,7 @@ class Runner:
             task = self.tasks[spec_text[len(DIRECT_PREFIX):]]
             return {"algorithm": task.name, "version": task.version}
         spec = self.model_specs[spec_text]
-        revision = spec.revision
-        if revision is None and spec.backend == "scripted":
-            revision = scripted_revision(spec.model)  # a changed baseline gets new sample ids, not old answers
-        return {"backend": spec.backend, "model": spec.model, "revision": revision, "base_url": spec.base_url}
+        return {"backend": spec.backend, "model": spec.model, "revision": spec.revision, "base_url": spec.base_url}
 
     def model_identities(self) -> dict[str, dict]:
         return {s: self.model_identity(s) for specs in self.models_by_task.values() for s in specs}

@@ -14,7 +14,7 @@ import time
 import traceback
 from collections import OrderedDict
 
-import defacers as defacer_registry
+import defacers
 from harness.core.errors import HarnessError
 from harness.core.failures import FailureKind
 from harness.core.redact import redact_text
@@ -29,7 +29,7 @@ VOLUME_CACHE_SIZE = 16  # loaded (and defaced) volumes kept: a case's volumes ar
 
 class SampleStage:
     def __init__(self, ctx):
-        self.ctx = ctx  # the runner's RunContext
+        self.ctx = ctx  # the Runner: its config, tasks, cohorts, defacers, models and cache folder
         self.model_calls = 0
         self.seconds = {"render": 0.0, "model": 0.0, "score": 0.0}
         self._volumes: OrderedDict = OrderedDict()
@@ -49,7 +49,7 @@ class SampleStage:
                     continue
             volume = case.load(role)
             if not item.is_reference:
-                volume = defacer_registry.deface_cached(self.ctx.defacers[item.condition], volume, self.ctx.cache_dir).volume
+                volume = defacers.deface_cached(self.ctx.defacers[item.condition], volume, self.ctx.cache_dir).volume
             with self._volumes_lock:
                 self._volumes[key] = volume
                 while len(self._volumes) > VOLUME_CACHE_SIZE:

@@ -37,6 +37,11 @@ class ChatModel:
     # What a spec's native_tools=None means. It enters response-cache keys (ModelSpec.uses_native_tools).
     native_tools_default: ClassVar[bool] = False
 
+    @classmethod
+    def default_revision(cls, model: str) -> str | None:
+        """The revision a spec of this backend gets when none is configured (it enters sample ids and cache keys)."""
+        return None
+
     def __init__(self, spec: ModelSpec, cache: ResponseCache | None = None):
         self.spec = spec
         self.cache = cache

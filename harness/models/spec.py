@@ -92,6 +92,7 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
         name=text,
         base_url=declared.default_base_url,
         api_key_env=declared.default_key_env,
+        revision=declared.default_revision(model.strip()),
     )
     if declared.needs_base_url and not settings.get("base_url"):
         raise ModelConfigError(f"{text!r} needs a base URL (--base-url or base_url in the profile), e.g. http://localhost:30000/v1")

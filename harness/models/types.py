@@ -17,9 +17,6 @@ from harness.core.failures import FailureKind
 
 Role = Literal["system", "user", "assistant", "tool"]
 
-# Why a request failed: the model layer's share of the kinds a sample's failure is recorded with.
-FailureReason = FailureKind
-
 
 class ModelError(HarnessError):
     """A request that did not produce a usable reply, with the FailureKind it is recorded as; the message never holds

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 
 from harness.models.backends import register_backend
 from harness.models.base import ChatModel
-from harness.models.scripted import Policy, scripted_factory
+from harness.models.scripted import Policy, scripted_factory, scripted_revision
 from harness.models.types import Reply, ToolCall
 
 
@@ -29,17 +28,15 @@ class ScriptedModel(ChatModel):
     name = "scripted"
     description = "deterministic baselines that call the same tools as a model (listed below)"
 
+    @classmethod
+    def default_revision(cls, model: str) -> str | None:
+        # The baseline's code hash: in sample ids and response-cache keys, so a changed baseline gets new sample ids
+        # and a warm cache never answers with an older baseline's replies.
+        return scripted_revision(model)
+
     def __init__(self, spec, cache=None, *, policy: Policy | None = None):
         super().__init__(spec, cache)
-        if policy is None:
-            factory = scripted_factory(spec.model)
-            # The baseline's revision (a hash of its code) goes into the response-cache keys, so a warm cache
-            # never answers with an older baseline's replies.
-            if spec.revision is None and getattr(factory, "revision", None):
-                spec = replace(spec, revision=str(factory.revision))
-                self.spec = spec
-            policy = factory(spec)
-        self.policy = policy
+        self.policy = policy if policy is not None else scripted_factory(spec.model)(spec)
 
     @property
     def native_tools(self) -> bool:
