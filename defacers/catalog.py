@@ -19,6 +19,7 @@ class DefacerInfo:
     parameters: dict[str, object]  # name -> default (NO_DEFAULT: none known)
     open_ended: bool  # takes further KEY=VALUE parameters beyond the named ones
     origin: str  # the defining module, or the plug-in distribution and its entry point
+    built_in: bool
     program: str | None  # the external program it runs ("" when its `command` parameter names it); None: native
     missing: str | None  # for a tool: what to install before it can run; None when it can
 
@@ -39,6 +40,7 @@ def describe(entry: Entry) -> DefacerInfo:
         parameters=named,
         open_ended=open_ended,
         origin=entry.origin,
+        built_in=entry.built_in,
         program=tool.executable if tool is not None else None,
         missing=tool.missing() if tool is not None else None,
     )

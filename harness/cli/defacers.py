@@ -31,8 +31,8 @@ def _program(info: DefacerInfo) -> str:
     return f"{info.program} (installed)" if info.missing is None else f"{info.program} - cannot run here: {info.missing}"
 
 
-def _origin(origin: str) -> str:
-    return f"built-in ({origin})" if origin.startswith("defacers.") else origin
+def _origin(info: DefacerInfo) -> str:
+    return f"built-in ({info.origin})" if info.built_in else info.origin
 
 
 def list_defacers():
@@ -54,7 +54,7 @@ def list_defacers():
         typer.echo(f"{info.name:<{width}}  {info.version or '(set by the defacer it makes)'}")
         indent = " " * (width + 2)
         typer.echo(f"{indent}parameters: {_parameters(info)}")
-        typer.echo(f"{indent}from: {_origin(info.origin)}")
+        typer.echo(f"{indent}from: {_origin(info)}")
         if info.program is not None:
             typer.echo(f"{indent}runs: {_program(info)}")
     typer.echo(f"\nplug-ins register under the {ENTRY_POINT_GROUP!r} entry-point group; parameters go in brackets: NAME(key=value, ...)")

@@ -80,7 +80,7 @@ def tasks_cmd():
 
     for entry in task_registry.entries():
         t = get_task(entry.name)
-        origin = "" if entry.origin.startswith("tasks.") else f"   [{entry.origin}]"
+        origin = "" if entry.built_in else f"   [{entry.origin}]"
         typer.echo(f"{t.name} (v{t.version}): {t.title}{origin}")
         typer.echo(f"  volumes: {', '.join(t.roles)}   modes: {', '.join(t.modes)} (default {t.default_mode})   baseline: {t.baseline}"
                    + ("" if t.phantoms is None else f"   sample cohort: {t.phantoms.default_n} phantoms"))

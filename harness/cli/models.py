@@ -41,7 +41,7 @@ def list_models(
     width = max(len(e.name) for e in entries)
     for entry in entries:
         typer.echo(f"  {entry.name:<{width}}  {_describe_backend(entry.obj)}")
-        if not entry.origin.startswith("harness."):
+        if not entry.built_in:
             typer.echo(f"  {'':<{width}}  from {entry.origin}")
     typer.echo("scripted baselines (scripted:NAME; the revision is a hash of the baseline's code):")
     names = scripted_names()

@@ -2,8 +2,9 @@
 
 A thing is declared where it is defined, with its registry's decorator:
 
-    @register_task("nph-evans")
-    class NphEvansTask(Task): ...
+    @register_task
+    class NphEvansTask(Task):
+        name = "nph-evans"
 
 Before it answers anything, a registry imports every module of its built-in packages (so what it lists never
 depends on what happened to be imported first), then loads the Python entry points of its group, so another
@@ -48,6 +49,7 @@ class Entry(Generic[T]):
     name: str
     obj: T
     origin: str  # the defining module, or "plug-in DIST (GROUP entry point NAME = VALUE)"
+    built_in: bool = False  # defined in one of the registry's own packages
 
 
 class Registry(Generic[T]):
@@ -84,14 +86,15 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T, origin: str) -> None:
-        if not self._built_in(origin):
+        built_in = self._built_in(origin)
+        if not built_in:
             # Built-ins first: a name clash then blames the newcomer, not the built-in that happened to load later.
             self.load()
         with self._lock:
             old = self._entries.get(name)
             if old is not None and old.obj is not obj:
                 raise RegistryError(f"{self.kind} {name!r} is registered twice: by {old.origin} and by {origin}")
-            self._entries[name] = Entry(name, obj, origin)
+            self._entries[name] = Entry(name, obj, origin, built_in)
 
     def _built_in(self, origin: str) -> bool:
         return any(origin == p or origin.startswith(p + ".") for p in self.packages)

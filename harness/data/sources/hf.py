@@ -13,8 +13,7 @@ from pathlib import Path
 
 from harness.core.files import atomic_write_bytes
 from harness.core.config import default_cache_dir
-from harness.data.case import ROLES
-from harness.data.sources.manifest import ManifestError, drop_nulls, rows_to_cases
+from harness.data.sources.manifest import ManifestError, drop_nulls, role_columns, rows_to_cases
 
 
 def _materialize(value, cache: Path):
@@ -62,7 +61,7 @@ def read(location: str, task, *, limit=None, cache_dir=None):
     for n, row in enumerate(ds, start=1):
         row = drop_nulls(dict(row))
         try:
-            for role in dict.fromkeys((*ROLES, *task.roles)):
+            for role in role_columns(task):
                 if role in row:
                     row[role] = _materialize(row[role], cache)
             if isinstance(row.get("volumes"), dict):

@@ -85,6 +85,11 @@ def check_volume(path: Path) -> str | None:
     return None  # a single DICOM file: load_volume will judge it
 
 
+def role_columns(task) -> tuple[str, ...]:
+    """Flat columns that name a volume: every known role, and any other role the task reads."""
+    return tuple(dict.fromkeys((*ROLES, *task.roles)))
+
+
 def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict | None = None, check_files: bool = True) -> tuple[Case | None, str | None]:
     """One manifest-like row -> (Case, None) or (None, problem). `task` is a tasks.base.Task: its roles and truth
     fields decide which columns are read and what makes the row usable."""
@@ -102,7 +107,7 @@ def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict 
     if not isinstance(volumes_in, dict) or not isinstance(truth, dict) or not isinstance(masks_in, dict) or not isinstance(meta, dict):
         return None, "volumes, truth, masks and meta must be objects"
     volumes_in = dict(volumes_in)
-    for role in dict.fromkeys((*ROLES, *task.roles)):
+    for role in role_columns(task):
         if row.get(role) not in (None, ""):
             volumes_in.setdefault(role, row[role])
     for key, value in row.items():
