@@ -193,6 +193,28 @@ def test_direct_route_segments_and_keeps_its_mask(task, cohort):
     assert task.compare(p.value, p.value)["ventricle_dice"] == 1.0
 
 
+@pytest.fixture(scope="module")
+def full_resolution_cases(tmp_path_factory):
+    """The built-in sample's first three phantoms at full resolution (~15 s): coarse voxels hide millimetre errors."""
+    from harness.data import load_cohort
+    from harness.data.sample_cohort import write_sample_cohort
+
+    manifest = write_sample_cohort("nph-evans", n=3, seed=0, out=tmp_path_factory.mktemp("nph-full"))
+    return load_cohort(str(manifest), "nph-evans").cases
+
+
+@pytest.mark.slow
+def test_direct_route_measures_both_widths_of_the_label_maps(task, full_resolution_cases):
+    """The ratio alone hides a wrong numerator or denominator within its tolerance: each width is checked against
+    the phantom's label maps (truth counts whole voxels; the inner table is placed mid-band, so about 2 mm)."""
+    for case in full_resolution_cases:
+        vol = case.load("t1")
+        p = task.parse(task.solve_direct(case, {"t1": vol})).value
+        assert p["slice_index"] == pytest.approx(case.truth["slice_index"], abs=5.0 / vol.spacing[2]), case.id
+        assert p["frontal_horn_width_mm"] == pytest.approx(case.truth["frontal_horn_width_mm"], abs=1.5), case.id
+        assert p["inner_skull_width_mm"] == pytest.approx(case.truth["inner_skull_width_mm"], abs=2.5), case.id
+
+
 @pytest.mark.parametrize("mode", ["single", "agent"])
 def test_scripted_baseline_reads_the_images(task, cohort, mode):
     for case in cohort:
