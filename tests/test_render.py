@@ -107,6 +107,25 @@ def test_ct_window_presets_map_hounsfield_units(small_ct):
     assert WINDOW_PRESETS["bone"] == (600.0, 2800.0) and WINDOW_PRESETS["subdural"] == (75.0, 215.0)
 
 
+def test_window_presets_are_the_documented_ones(small_ct):
+    """Agents and users pick presets by name from the README and the tool descriptions: a changed centre or width
+    would silently change every CT image a model sees."""
+    import re
+    from pathlib import Path
+
+    from harness.agent import tools
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    documented = re.search(r"Window presets \(centre/width, HU\): (.*?);", readme).group(1)
+    table = {name: (float(c), float(w)) for name, c, w in re.findall(r"(\w+) (-?\d+)/(\d+)", documented)}
+    assert table == WINDOW_PRESETS and len(table) == 5
+    for name, (centre, width) in table.items():
+        assert resolve_window(small_ct, name) == (centre, width)
+        assert parse_window(f"{centre:g}/{width:g}") == (centre, width) and parse_window(name.upper()) == name
+    offered = re.search(r"a preset \(([^)]*)\)", open(tools.__file__).read()).group(1)
+    assert {n.strip() for n in offered.split(",")} == set(WINDOW_PRESETS)
+
+
 def test_mr_auto_window_ignores_background_and_outliers(colin27):
     v = load_volume(colin27)
     centre, width = resolve_window(v, "auto")
