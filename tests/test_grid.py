@@ -39,6 +39,21 @@ def test_ids_are_stable_across_plans_and_change_with_what_decides_the_outcome():
     assert len(ids()[0]) == 32 and ids()[0] == sample_id({"name": "t"}, "a", ORIGINAL.identity, {"name": "m"}, "agent")
 
 
+def test_defacer_parameters_are_part_of_the_id():
+    """quickshear(buffer_mm=5) and quickshear(buffer_mm=20) are different samples: a resumed run must not take one's
+    answers for the other's."""
+    def shear(buffer_mm):
+        return Condition(f"quickshear(buffer_mm={buffer_mm})",
+                         {"name": "quickshear", "version": "1.2", "params": {"buffer_mm": float(buffer_mm)}})
+
+    def defaced_id(*conditions):
+        return [i.sample_id for i in plan_grid({"t": ["a"]}, [ORIGINAL, *conditions], ["m"]).items][1:]
+
+    (five,), (twenty,) = defaced_id(shear(5)), defaced_id(shear(20))
+    assert five != twenty and defaced_id(shear(5), shear(20)) == [five, twenty]
+    assert defaced_id(shear(5)) == [five]
+
+
 def test_repeated_cases_defacers_and_models_are_planned_once():
     grid = plan_grid({"t": ["a", "a", "b"]}, [ORIGINAL, REFACE, REFACE], ["m", "m"])
     assert len(grid.items) == 2 * 2

@@ -91,6 +91,19 @@ def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path):
     assert cli.returncode == 0 and "abs_error" in cli.stdout and "reface" in cli.stdout
 
 
+def test_resuming_with_other_defacer_parameters_runs_those_samples(task, cohort, tmp_path):
+    cache = tmp_path / "cache"
+    first = run(cohort, tmp_path / "runs", cache, defacers=["quickshear(buffer_mm=5)"])
+    assert first.counts["ok"] == 6
+    resumed = run(cohort, tmp_path / "runs", cache, defacers=["quickshear(buffer_mm=20)"], resume=first.run_dir)
+    assert (resumed.skipped_done, resumed.model_calls, resumed.defacer_runs) == (3, 3, 3)  # only the originals are reused
+    recs = lines(first.run_dir)
+    assert Counter(r["condition"] for r in recs) == {"original": 3, "quickshear(buffer_mm=5)": 3, "quickshear(buffer_mm=20)": 3}
+    params = {r["condition"]: r["defacer"]["params"] for r in recs if r["condition"] != "original"}
+    assert params == {"quickshear(buffer_mm=5)": {"buffer_mm": 5.0}, "quickshear(buffer_mm=20)": {"buffer_mm": 20.0}}
+    assert len({r["sample_id"] for r in recs}) == 9
+
+
 def _child(args, env_extra=None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "tests.runner_child", *map(str, args)], cwd=ROOT, env=env,
