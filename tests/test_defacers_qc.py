@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,43 @@ def test_original_is_the_input_with_its_trivial_record():
     assert result.volume is head and not result.changed.any()
     assert "brain_voxels" not in result.qc  # no brain mask is computed for the identity
     assert result.qc["brain_voxels_changed"] == 0
+
+
+# --- each native family, on a real head, with a face region that reaches into the brain ------------------------------
+
+def _frontal_lobe_cut(face: np.ndarray, volume, mm: float = 15.0) -> np.ndarray:
+    """The face region and the front `mm` of the brain: a face mask that cuts into the frontal lobe."""
+    brain = brain_mask(volume)
+    ys = np.nonzero(brain.any(axis=(0, 2)))[0]
+    front = np.arange(volume.shape[1]) > ys.max() - mm / volume.spacing[1]
+    return face | (brain & front[None, :, None])
+
+
+@pytest.fixture(scope="module")
+def colin():
+    from tests.defacer_helpers import COLIN27, colin27
+
+    if not COLIN27.is_file():
+        pytest.skip("Colin27 (Debian package mricron-data) is not installed")
+    return colin27()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["quickshear", "deface", "reface"])
+def test_each_native_defacer_reports_the_brain_it_removed(family, colin, monkeypatch):
+    """A defacer whose cut reaches the brain must say so: counted on the original's brain mask, never the defaced
+    volume's (which no longer holds the removed brain and would report nothing)."""
+    import dataclasses
+
+    module = importlib.import_module(f"defacers.{family}")
+    if family == "quickshear":
+        real_shear = module.shear_region
+        monkeypatch.setattr(module, "shear_region", lambda brain, spacing, buffer_mm: real_shear(brain, spacing, -30.0))
+    else:
+        real_fit = module.fit_template
+        monkeypatch.setattr(module, "fit_template",
+                            lambda volume: (lambda fit: dataclasses.replace(fit, face=_frontal_lobe_cut(fit.face, volume)))(real_fit(volume)))
+    result = defacers.get(family).deface(colin)
+    removed_brain = int((brain_mask(colin) & result.changed).sum())
+    assert removed_brain > 500
+    assert result.qc["brain_voxels_changed"] == removed_brain
