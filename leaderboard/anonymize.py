@@ -97,7 +97,7 @@ def scan(folder: Path, forbidden=()) -> list[str]:
             if m := pattern.search(text):
                 findings.append(f"{rel}: contains a secret-looking value ({m.group(0)[:6]}...)")
         for prefix in () if binary else _LOCAL_PREFIXES:  # compressed pixels make random "~/x"
-            if re.search(r"(?<![\w<>.:/-])" + re.escape(prefix) + r"\w", text):
+            if re.search(r"(?<![\w<.:/-])" + re.escape(prefix) + r"\w", text):  # after a tag too: <p>/data/x
                 findings.append(f"{rel}: contains a local path ({prefix}...)")
                 break
     return findings

@@ -126,6 +126,37 @@ def test_publish_refuses_planted_leaks(built, tmp_path):
     assert scan(tmp_path / "leak", CASES) and "forbidden" in scan(tmp_path / "leak", CASES)[0]
 
 
+def test_svg_figures_are_scanned_like_every_other_file(built, tmp_path):
+    """The build writes its plots as SVG too; a figure labelled with a case id or a local path must be refused."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root, _ = built
+    site = tmp_path / "site"
+    shutil.copytree(root / "site", site)
+    assert list((site / "plots").glob("*.svg")) and scan(site, CASES) == []
+
+    def figure(name: str, label: str) -> None:
+        fig, ax = plt.subplots()
+        ax.scatter([0.1], [0.2])
+        ax.annotate(label, (0.1, 0.2))
+        fig.savefig(site / "plots" / name)
+        plt.close(fig)
+
+    figure("labelled.svg", CASES[0])
+    assert [f for f in scan(site, CASES) if "labelled.svg" in f and "forbidden" in f]
+    (site / "plots" / "labelled.svg").unlink()
+    figure("sourced.svg", "from /data/study/sub-01/t1.nii.gz")
+    with pytest.raises(LeakError, match="sourced.svg: contains a local path"):
+        publish(site, str(tmp_path / "out"))
+    (site / "plots" / "sourced.svg").unlink()
+    (site / "plots" / "handmade.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><text>/home/someone/x.nii</text></svg>')
+    with pytest.raises(LeakError, match="handmade.svg: contains a local path"):
+        publish(site, str(tmp_path / "out"))
+
+
 def test_incomparable_runs_are_refused_or_separated(tmp_path):
     runs = _runs(tmp_path / "a") + [write_run(tmp_path / "b" / "r3", [sample(TASK, "CASE-SECRET-0009", "original", "m3", 0.3)],
                                               task_version="2")]
