@@ -91,17 +91,23 @@ def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path):
     assert cli.returncode == 0 and "abs_error" in cli.stdout and "reface" in cli.stdout
 
 
-def test_resuming_with_other_defacer_parameters_runs_those_samples(task, cohort, tmp_path):
+def test_defacer_parameters_make_separate_samples_and_a_resume_must_ask_for_the_same(task, cohort, tmp_path):
     cache = tmp_path / "cache"
-    first = run(cohort, tmp_path / "runs", cache, defacers=["quickshear(buffer_mm=5)"])
-    assert first.counts["ok"] == 6
-    resumed = run(cohort, tmp_path / "runs", cache, defacers=["quickshear(buffer_mm=20)"], resume=first.run_dir)
-    assert (resumed.skipped_done, resumed.model_calls, resumed.defacer_runs) == (3, 3, 3)  # only the originals are reused
+    both = ["quickshear(buffer_mm=5)", "quickshear(buffer_mm=20)"]
+    first = run(cohort, tmp_path / "runs", cache, defacers=both)
+    assert (first.counts["ok"], first.defacer_runs, first.model_calls) == (9, 6, 9)
     recs = lines(first.run_dir)
-    assert Counter(r["condition"] for r in recs) == {"original": 3, "quickshear(buffer_mm=5)": 3, "quickshear(buffer_mm=20)": 3}
+    assert Counter(r["condition"] for r in recs) == {"original": 3, **{d: 3 for d in both}}
     params = {r["condition"]: r["defacer"]["params"] for r in recs if r["condition"] != "original"}
     assert params == {"quickshear(buffer_mm=5)": {"buffer_mm": 5.0}, "quickshear(buffer_mm=20)": {"buffer_mm": 20.0}}
-    assert len({r["sample_id"] for r in recs}) == 9
+    # resuming with only one of them (or another model) would mark the run complete with the rest never run
+    with pytest.raises(EvalError, match=r"evaluated defacers original, quickshear\(buffer_mm=20\), quickshear\(buffer_mm=5\); "
+                                        r"this command asks for original, quickshear\(buffer_mm=20\)"):
+        run(cohort, tmp_path / "runs", cache, defacers=both[1:], resume=first.run_dir)
+    with pytest.raises(EvalError, match="evaluated models scripted:runner-test-brightness; this command asks for scripted:other"):
+        run(cohort, tmp_path / "runs", cache, defacers=both, models=["scripted:other"], resume=first.run_dir)
+    again = run(cohort, tmp_path / "runs", cache, defacers=both[::-1], resume=first.run_dir)  # order does not matter
+    assert (again.skipped_done, again.model_calls, again.defacer_runs) == (9, 0, 0)
 
 
 def _child(args, env_extra=None) -> subprocess.Popen:

@@ -9,8 +9,18 @@ from harness.engine.errors import EvalError
 
 
 def check_resumable(stored: dict, runner) -> None:
-    """A resumed run must evaluate the same thing: same task versions, cohort content, and the same identity
-    behind each defacer and model name (an upgraded defacer under the old name would mix two versions)."""
+    """A resumed run must evaluate the same thing: the same tasks, models and defacers (a run resumed with another
+    model would append that model's samples and be marked complete with the first model's missing samples never
+    run), the same task versions and cohort content, and the same identity behind each defacer and model name (an
+    upgraded defacer under the old name would mix two versions)."""
+    asked = {"task": set(runner.tasks), "defacer": set(runner.defacers),
+             "model": {s for specs in runner.models_by_task.values() for s in specs}}
+    for kind, now in asked.items():
+        then = stored.get(kind + "s")
+        if isinstance(then, dict) and then and set(then) != now:
+            raise EvalError(f"cannot resume: the run evaluated {kind}s {', '.join(sorted(then))}; this command asks for "
+                            f"{', '.join(sorted(now))}. Resume with the run's own options (`harness runs show RUN` "
+                            "prints the command) or start a new run")
     for kind, current in (("defacer", {n: d.identity for n, d in runner.defacers.items()}),
                           ("model", {s: runner.model_identity(s) for specs in runner.models_by_task.values() for s in specs})):
         old_ids = stored.get(kind + "s") or {}
