@@ -246,6 +246,25 @@ def test_api_key_never_appears_in_errors(monkeypatch):
     assert secret not in json.dumps(spec.describe()) and secret not in repr(spec)
 
 
+def test_a_server_that_echoes_the_key_gets_it_stored_nowhere(tmp_path, monkeypatch):
+    secret = "team-key-7f3a9c21d4e8b6"  # no well-known key pattern: only knowing the key finds it
+    monkeypatch.setenv("MY_KEY", secret)
+    echo = ("json", completion(f"you sent Bearer {secret}", tool_calls=[
+        {"id": "c1", "type": "function", "function": {"name": "submit", "arguments": json.dumps({"note": secret})}}]))
+    cache = ResponseCache(tmp_path / "r.sqlite")
+    with FakeOpenAI(default=echo) as fake:
+        spec = parse_model_spec("openai-compatible:m", base_url=fake.base_url, api_key_env="MY_KEY")
+        reply = chat(create_model(spec, cache=cache), [Message.user("hi")], sampling=Sampling(temperature=0.0))
+        assert secret not in reply.text and "***" in reply.text
+        assert secret not in reply.tool_calls[0].raw_arguments and reply.tool_calls[0].arguments == {"note": "***"}
+        monkeypatch.delenv("MY_KEY")  # a later key-less run is served the cached reply
+        keyless = parse_model_spec("openai-compatible:m", base_url=fake.base_url)
+        again = chat(create_model(keyless, cache=cache), [Message.user("hi")], sampling=Sampling(temperature=0.0))
+    assert again.text == reply.text and len(fake.requests) == 1
+    cache.close()
+    assert secret.encode() not in (tmp_path / "r.sqlite").read_bytes()
+
+
 def test_each_image_is_base64_encoded_once(monkeypatch):
     calls = []
     real = base64.b64encode

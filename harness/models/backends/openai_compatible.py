@@ -29,6 +29,12 @@ def redact(text: str, secret: str | None) -> str:
     return text
 
 
+def redact_bytes(raw: bytes, secret: str | None) -> bytes:
+    if secret and secret != NO_KEY and len(secret) >= 4:
+        raw = raw.replace(secret.encode(), b"***")
+    return raw
+
+
 class _Malformed(Exception):
     pass
 
@@ -81,6 +87,7 @@ class OpenAICompatModel(ChatModel):
         """A chat completion from untrusted bytes: anything unexpected is a malformed reply, never a crash."""
         if len(raw) > 4 * self.spec.max_reply_chars + 65536:
             raise ModelError(FailureKind.REPLY_TOO_LARGE, f"{len(raw)} bytes", attempts=attempts)
+        raw = redact_bytes(raw, self._key)  # a server that echoes our key must not get it into samples or the cache
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
