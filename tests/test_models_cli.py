@@ -29,10 +29,12 @@ def test_models_check_sends_one_request_with_an_image(tmp_path):
         cfg = tmp_path / "harness.toml"
         cfg.write_text(f'[models.local]\nspec = "openai-compatible:tiny"\nbase_url = "{fake.base_url}"\nmax_pixels = 120000\n')
         out = runner.invoke(app, ["models", "check", "local", "--config", str(cfg), "--image", str(png)])
+        before = runner.invoke(app, ["models", "--config", str(cfg), "check", "local"])  # --config on the group
     assert out.exit_code == 0, out.output
     assert "reply:    'ready'" in out.output and "downscaled image" in out.output and "800x600" in out.output
     sent = fake.images_in(fake.requests[0])
     assert len(sent) == 1 and fake.requests[0]["model"] == "tiny"
+    assert before.exit_code == 0 and "reply:    'ready'" in before.output, before.output
 
 
 def test_models_check_failure_is_one_line_with_reason(tmp_path):

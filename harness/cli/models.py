@@ -25,6 +25,7 @@ def list_models(
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ):
     """List the configured model profiles, the backends and the scripted baselines."""
+    ctx.obj = {**(ctx.obj or {}), "config": config}  # `models --config F check NAME` means the same as `check NAME --config F`
     if ctx.invoked_subcommand is not None:
         return
     cfg = load_config(config)
@@ -65,6 +66,7 @@ def _describe_backend(backend) -> str:
 
 @models_app.command("check")
 def check(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="A profile name or BACKEND:MODEL."),
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server URL, e.g. http://localhost:8000/v1."),
@@ -74,6 +76,7 @@ def check(
     serve: bool = typer.Option(False, "--serve", help="Start the profile's serve_command first and stop it afterwards."),
 ):
     """Send one request and print the reply, latency and tokens (or the failure and its reason)."""
+    config = config or (ctx.obj or {}).get("config")
     spec = resolve_model_spec(model, config, base_url=base_url, api_key_env=api_key_env)
     parts: list = [prompt]
     if image is not None:
