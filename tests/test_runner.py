@@ -110,6 +110,21 @@ def test_defacer_parameters_make_separate_samples_and_a_resume_must_ask_for_the_
     assert (again.skipped_done, again.model_calls, again.defacer_runs) == (9, 0, 0)
 
 
+def test_timeout_and_retries_from_the_command_line_bound_each_request(task, cohort, tmp_path):
+    from tests.fixtures.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(default=("sleep", 2.0, ("ok", '{"evans_ratio": 0.3}'))) as fake:
+        started = time.monotonic()
+        outcome = run(cohort, tmp_path / "runs", tmp_path / "cache", defacers=[], limit=1, base_url=fake.base_url,
+                      models=["openai-compatible:slow"], timeout_s=0.3, max_retries=1)
+        seconds = time.monotonic() - started
+    [rec] = lines(outcome.run_dir)
+    assert rec["status"] == "failed" and rec["error"]["kind"] == "timeout", rec["error"]
+    assert len(fake.requests) == 2 and seconds < 10  # one try and one retry, each given 0.3 s (not 300 s x 6)
+    manifest = read_json(outcome.run_dir / "manifest.json")
+    assert (manifest["config"]["timeout_s"], manifest["config"]["max_retries"]) == (0.3, 1)
+
+
 def _child(args, env_extra=None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "tests.runner_child", *map(str, args)], cwd=ROOT, env=env,

@@ -17,7 +17,8 @@ paired with the original answer of the same case and model. Without --cohort the
 phantoms with exact ground truth) is generated on first use; without --model each task's scripted CPU baseline is
 used. A re-run with the same --out folder, or --resume RUN, skips finished samples.
 
-Exit codes: 0 every sample answered; 1 error before or during the run; 3 the run finished but some samples failed.
+Exit codes: 0 the run finished and every sample has an answer (an unparsable answer is a result, counted in the
+summary, not a failure); 1 error before or during the run; 3 the run finished but some samples failed.
 """
 
 
@@ -41,6 +42,8 @@ def eval_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config with \\[models.NAME] profiles and \\[eval] defaults (default ./harness.toml)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server URL for vllm:/openai-compatible: models, e.g. http://localhost:8000/v1."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache for cohorts, defaced volumes and model replies (default ~/.cache/harness)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds to wait for one model reply before retrying (default: the profile's, else 300)."),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="Retries of a failed model request (default: the profile's, else 5)."),
     max_steps: int = typer.Option(16, "--max-steps", min=1, help="Agent mode: model calls per sample."),
     max_images: int = typer.Option(32, "--max-images", min=1, help="Agent mode: images per sample."),
     serve: bool = typer.Option(False, "--serve", help="Start each vllm:/openai-compatible: model's server (profile serve_command, default `vllm serve MODEL`), wait for health, stop it afterwards."),
@@ -62,7 +65,8 @@ def eval_cmd(
         tasks=list(task), defacers=list(defacer), models=models, cohort=cohort, mode=mode, limit=limit, out=out,
         resume=resume, concurrency=concurrency, workers=workers, cache_dir=cache_dir, fail_fast=fail_fast,
         retry_failed=retry_failed, quiet=quiet or None, config_file=config, base_url=base_url,
-        budget=Budget(max_steps=max_steps, max_images=max_images), serve=serve,
+        budget=Budget(max_steps=max_steps, max_images=max_images), serve=serve, timeout_s=timeout,
+        max_retries=max_retries,
     )
     runner = Runner(cfg, argv=["harness", *sys.argv[1:]], console=console)
     outcome = runner.run(summarize=summarize_run)

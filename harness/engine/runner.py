@@ -57,6 +57,8 @@ class EvalConfig:
     quiet: bool | None = None
     config_file: Path | None = None
     base_url: str | None = None
+    timeout_s: float | None = None  # per model request; None: the profile's
+    max_retries: int | None = None  # None: the profile's
     budget: Budget = field(default_factory=Budget)
     sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0
@@ -67,6 +69,7 @@ class EvalConfig:
             "tasks": self.tasks, "defacers": self.defacers, "models": self.models, "cohort": self.cohort,
             "mode": self.mode, "limit": self.limit, "concurrency": self.concurrency, "workers": self.workers,
             "retry_failed": self.retry_failed, "base_url": self.base_url,
+            "timeout_s": self.timeout_s, "max_retries": self.max_retries,
             "budget": self.budget.__dict__, "sampling": self.sampling.to_dict(), "seed": self.seed,
         }
 
@@ -118,9 +121,10 @@ class Runner:
             for spec in specs:
                 if spec not in self.model_specs:
                     config = config or load_config(cfg.config_file)  # read once, whatever the number of models
-                    resolved = resolve_model_spec(spec, config, base_url=cfg.base_url)
+                    limits = {"timeout_s": cfg.timeout_s, "max_retries": cfg.max_retries}
+                    resolved = resolve_model_spec(spec, config, base_url=cfg.base_url, **limits)
                     if cfg.base_url and not backend_of(resolved).takes_base_url:
-                        resolved = resolve_model_spec(spec, config)  # --base-url is for server backends
+                        resolved = resolve_model_spec(spec, config, **limits)  # --base-url is for server backends
                     self.model_specs[spec] = resolved
         self.cohorts = {}
         self.deface_stage = DefaceStage(self)
