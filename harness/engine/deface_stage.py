@@ -8,9 +8,7 @@ failed job with its reason; the samples that need it fail with that reason and t
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterable
 
 import defacers
@@ -18,6 +16,7 @@ from harness.core.errors import HarnessError
 from harness.core.failures import FailureKind
 from harness.engine.errors import FailFast
 from harness.engine.grid import WorkItem
+from harness.engine.workers import worker_pool
 
 
 def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict:
@@ -80,9 +79,7 @@ class DefaceStage:
             if workers <= 0:
                 self._collect(((job, deface_job(*a)) for job, a in args.items()), jobs, results, store, recorded, progress)
             else:
-                methods = multiprocessing.get_all_start_methods()
-                mp = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-                with ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
+                with worker_pool(workers) as pool:
                     futures = {job: pool.submit(deface_job, *a) for job, a in args.items()}
                     self._collect(((job, f.result()) for job, f in futures.items()), jobs, results, store, recorded, progress)
         finally:
