@@ -220,3 +220,31 @@ def test_unknown_sources_and_tasks_are_clear_errors(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"id": "x", "truth": \n')
     with pytest.raises(HarnessError, match="cannot read manifest"):
         load_cohort(tmp_path / "m.jsonl", "nph-evans")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_copies_of_a_manifest_stay_inside_the_harness_cache(tmp_path, suffix):
+    """`datasets` keeps an Arrow copy of what it reads (ids, paths, truth): with --cache-dir X it must land in X, not in
+    the user's global Hugging Face cache. A child process, because `datasets` reads HF_HOME when imported."""
+    import subprocess
+    import sys
+
+    marker = "case-7c1e0b9f-left-in-cache"
+    manifest = tmp_path / f"m{suffix}"
+    if suffix == ".csv":
+        manifest.write_text(f"id,t1,evans_ratio\n{marker},{tmp_path / 'missing.nii.gz'},0.3\n")
+    else:
+        manifest.write_text(json.dumps({"id": marker, "t1": str(tmp_path / "missing.nii.gz"), "evans_ratio": 0.3}) + "\n")
+    hf_home, cache = tmp_path / "hf-home", tmp_path / "harness-cache"
+    code = ("import sys; from harness.data.cohort import load_cohort; "
+            "c = load_cohort(sys.argv[1], 'nph-evans', cache_dir=sys.argv[2]); print(len(c.problems))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code, str(manifest), str(cache)], capture_output=True, text=True, cwd=root,
+                         env={**__import__("os").environ, "HF_HOME": str(hf_home), "PYTHONPATH": str(root)})
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr[-2000:]  # the row is read (and refused: no file)
+
+    def holding(folder: Path) -> list[Path]:
+        return [p for p in folder.rglob("*") if p.is_file() and marker.encode() in p.read_bytes()]
+
+    assert holding(cache), "expected the Arrow copy under the harness cache"
+    assert not hf_home.exists() or not holding(hf_home)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.core.files import atomic_write_bytes
 from harness.core.config import default_cache_dir
-from harness.data.sources.manifest import ManifestError, drop_nulls, role_columns, rows_to_cases
+from harness.data.sources.manifest import ManifestError, drop_nulls, hf_cache, role_columns, rows_to_cases
 
 
 def _materialize(value, cache: Path):
@@ -32,7 +32,7 @@ def _materialize(value, cache: Path):
     return value
 
 
-def _load(location: str):
+def _load(location: str, cache_dir=None):
     import datasets
 
     datasets.disable_progress_bars()
@@ -42,9 +42,9 @@ def _load(location: str):
             if (path / "dataset_info.json").exists() or (path / "state.json").exists() or (path / "dataset_dict.json").exists():
                 ds = datasets.load_from_disk(str(path))
             else:
-                ds = datasets.load_dataset(str(path))
+                ds = datasets.load_dataset(str(path), cache_dir=hf_cache(cache_dir))
         else:
-            ds = datasets.load_dataset(location)
+            ds = datasets.load_dataset(location, cache_dir=hf_cache(cache_dir))
     except Exception as exc:
         raise ManifestError(f"{location}: cannot load the Hugging Face dataset ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if isinstance(ds, (datasets.DatasetDict, dict)):
@@ -54,7 +54,7 @@ def _load(location: str):
 
 
 def read(location: str, task, *, limit=None, cache_dir=None):
-    ds = _load(location)
+    ds = _load(location, cache_dir)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     base = Path(location) if Path(location).exists() else cache
     rows, problems = [], []

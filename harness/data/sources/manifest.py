@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 
 from harness.data.case import ROLES, Case
+from harness.core.config import default_cache_dir
 from harness.core.errors import HarnessError
 
 
@@ -173,8 +174,14 @@ def rows_to_cases(rows, base: Path, task, *, limit=None, check_files=True) -> tu
     return cases, problems
 
 
-def load_rows(path: Path) -> list[dict]:
-    """The manifest's rows via `datasets` (JSON lines / JSON / CSV / Parquet)."""
+def hf_cache(cache_dir=None) -> str:
+    """Where `datasets` may write its Arrow copies of a cohort: inside the harness cache."""
+    return str((Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "hf-datasets")
+
+
+def load_rows(path: Path, cache_dir=None) -> list[dict]:
+    """The manifest's rows via `datasets` (JSON lines / JSON / CSV / Parquet). Its Arrow copy (ids, paths, truth)
+    goes under the harness cache, never the user's global Hugging Face cache."""
     import datasets
 
     suffix = path.suffix.lower()
@@ -190,7 +197,7 @@ def load_rows(path: Path) -> list[dict]:
         kwargs["keep_default_na"] = False  # an empty cell is an empty string, not NaN, and "NA" stays text
     try:
         datasets.disable_progress_bars()
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=hf_cache(cache_dir), **kwargs)
     except Exception as exc:  # datasets raises many types for malformed files
         raise ManifestError(f"{path}: cannot read manifest ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     return [dict(r) for r in ds]
@@ -198,5 +205,5 @@ def load_rows(path: Path) -> list[dict]:
 
 def read(location: str, task, *, limit=None, cache_dir=None):
     path = Path(location)
-    rows = load_rows(path)
+    rows = load_rows(path, cache_dir)
     return rows_to_cases(rows, path.parent, task, limit=limit)
