@@ -125,6 +125,34 @@ def test_timeout_and_retries_from_the_command_line_bound_each_request(task, coho
     assert (manifest["config"]["timeout_s"], manifest["config"]["max_retries"]) == (0.3, 1)
 
 
+def test_rejected_rows_are_reported_kept_and_counted_in_coverage(task, cohort, tmp_path, capsys):
+    folder = Path(cohort).parent  # the fixture is the manifest file
+    good = [json.loads(line) for line in Path(cohort).read_text().splitlines()[:2]]
+    for row in good:
+        row["volumes"] = {role: str(folder / path) for role, path in row["volumes"].items()}
+        row.pop("masks", None)
+    bad = [{"id": "bad-missing-file", "volumes": {"t1": str(tmp_path / "nowhere.nii.gz")}, "truth": {"evans_ratio": 0.3}},
+           {"id": "bad-no-volume", "truth": {"evans_ratio": 0.3}},
+           {"volumes": {"t1": good[0]["volumes"]["t1"]}, "truth": {"evans_ratio": 0.3}},  # no id
+           {**good[1], "truth": {"evans_ratio": 0.9}}]  # a second row under a used id
+    manifest = tmp_path / "mixed.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in good + bad))
+    outcome = run(manifest, tmp_path / "runs", tmp_path / "cache")
+    assert outcome.counts["ok"] == 4 and len(outcome.rejected) == 4
+    printed = capsys.readouterr().err
+    assert "4 cohort rows rejected (nph-evans: 4), not evaluated but counted in coverage" in printed
+    assert "bad-missing-file: " in printed and str(outcome.run_dir / "rejected_rows.jsonl") in printed
+    assert outcome.counts["failed"] == 0
+    kept = [json.loads(line) for line in (outcome.run_dir / "rejected_rows.jsonl").read_text().splitlines()]
+    assert {r["case_id"] for r in kept} == {"bad-missing-file", "bad-no-volume", "row 5", good[1]["id"]}
+    assert all(r["task"] == "nph-evans" and r["reason"] for r in kept)
+    [row] = Summary.from_dict(read_json(outcome.run_dir / "summary.json")).tasks[0].rows
+    assert (row.coverage_original.planned, row.coverage_original.ok) == (5, 2)  # 2 of the 5 case ids, not 2 of 2
+    shown = subprocess.run([sys.executable, "-m", "harness", "runs", "show", str(outcome.run_dir)], capture_output=True,
+                           text=True, cwd=ROOT)
+    assert shown.returncode == 0 and "4 cohort rows rejected" in shown.stdout and "bad-no-volume: " in shown.stdout
+
+
 def _child(args, env_extra=None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "tests.runner_child", *map(str, args)], cwd=ROOT, env=env,

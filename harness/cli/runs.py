@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.store.manifest import names_of
-from harness.store.run_store import MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_samples, scan_samples
+from harness.store.run_store import (MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_rejected, read_samples,
+                                      scan_samples)
 from harness.store.summary import Summary
+from harness.engine.rejected import rejected_summary
 from harness.results.tables import summary_tables
 
 runs_app = typer.Typer(help="List and inspect evaluation runs.", no_args_is_help=True)
@@ -154,6 +156,9 @@ def show_cmd(
             example = next(s for s in failed if (s.error or {}).get("kind", "unknown") == kind)
             message = str((example.error or {}).get("message", ""))[:200]
             typer.echo(f"  {kind}: {n} (e.g. {example.task}/{example.case_id}/{example.condition}: {message})")
+    rejected = read_rejected(run_dir)
+    if rejected:
+        typer.echo(rejected_summary(rejected, run_dir))
     if manifest.get("status") != "complete" and not lock_holder(run_dir):
         typer.echo(f"resume with: harness eval --resume {run_dir}")
 

@@ -6,6 +6,7 @@ import os
 
 from rich.console import Console
 
+from harness.engine.rejected import rejected_summary
 from harness.results.tables import summary_tables
 
 
@@ -23,6 +24,8 @@ def print_outcome(outcome, console: Console | None = None) -> None:
         f" defacer runs: {outcome.defacer_runs}; wall time: {outcome.wall_seconds:.1f} s"
     )
     console.print(f"run directory: {outcome.run_dir}")
+    if outcome.rejected:
+        console.print(rejected_summary(outcome.rejected, outcome.run_dir), highlight=False, markup=False)
     if c.get("failed", 0):
         console.print(f"failures: harness runs show {outcome.run_dir} --failures 5")
     console.print(f"leaderboard: harness leaderboard build {outcome.run_dir} --out leaderboard-site")

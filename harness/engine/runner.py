@@ -27,6 +27,7 @@ from harness.engine.deface_stage import DefaceStage
 from harness.engine.errors import EvalError, FailFast
 from harness.engine.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals
 from harness.engine.progress import StageProgress
+from harness.engine.rejected import rejected_summary
 from harness.engine.resume import check_resumable
 from harness.engine.sample_stage import SampleStage
 from harness.models import Sampling, backend_of, resolve_model_spec, serve_model
@@ -82,6 +83,7 @@ class EvalOutcome:
     summary: Any
     planned: int
     skipped_done: int
+    rejected: list = field(default_factory=list)  # cohort rows not used: {task, case_id, reason}
     model_calls: int = 0
     defacer_runs: int = 0
     stage_seconds: dict = field(default_factory=dict)
@@ -169,6 +171,21 @@ class Runner:
             items.extend(grid.items)
         return items
 
+    def rejected_rows(self) -> list[dict]:
+        """Every cohort row that did not become a case, with its reason (the run folder keeps them; coverage
+        counts them)."""
+        return [{"task": task, "case_id": row, "reason": reason}
+                for task, cohort in self.cohorts.items() for row, reason in cohort.problems]
+
+    def _log_rejected(self, rejected: list[dict], run_dir: Path) -> None:
+        if not rejected:
+            return
+        message = rejected_summary(rejected, run_dir)
+        if self.console is not None:
+            self.console.print(message, highlight=False, markup=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
     def _cohort_progress(self, task_name: str):
         def report(i: int, n: int, row) -> None:
             message = f"generating the built-in {task_name} sample cohort (first use only): case {i}/{n}"
@@ -206,6 +223,9 @@ class Runner:
         with RunStore.open(run_dir, self.manifest()) as store:
             if store.resumed:
                 check_resumable(store.manifest, self)
+            rejected = self.rejected_rows()
+            store.record_rejected(rejected)
+            self._log_rejected(rejected, run_dir)
             plan = resume_plan(items, store, retry_failed=self.cfg.retry_failed)
             totals = {**stage_totals(plan.todo), "deface": len(self.deface_stage.jobs(plan.todo))}
             with StageProgress(totals, quiet=self.cfg.quiet, console=self.console) as progress:
@@ -223,7 +243,7 @@ class Runner:
                                   model_calls=self.model_calls, defacer_runs=self.defacer_runs)
             store.finish("complete")
         return EvalOutcome(run_dir=run_dir, counts=counts, failed=counts.get("failed", 0), summary=summary,
-                           planned=len(items), skipped_done=plan.done, model_calls=self.model_calls,
+                           planned=len(items), skipped_done=plan.done, rejected=rejected, model_calls=self.model_calls,
                            defacer_runs=self.defacer_runs, stage_seconds=dict(self.stage_seconds),
                            wall_seconds=time.perf_counter() - t_start)
 

@@ -10,8 +10,9 @@ Rules that keep the results trustworthy:
 - The paired test follows the metric's kind: continuous -> Wilcoxon signed-rank, binary -> McNemar, categorical ->
   Cohen's kappa (agreement, no p-value). Benjamini-Hochberg adjusts the p-values of one test family: all accuracy
   metrics x defacers of one task x model x mode (TEST_FAMILY).
-- coverage.planned is the number of cases of the task seen anywhere in the input (samples or defacer QC), so a
-  sample that was never written shows up as planned - ok - unparsable - failed.
+- coverage.planned is the number of cases of the task seen anywhere in the input (samples, defacer QC or cohort
+  rows the run rejected), so a sample that was never written, or a row that never became a case, shows up as
+  planned - ok - unparsable - failed.
 - Privacy comes from the defacer QC records (qc/defacer_qc.jsonl, one line per case x role x condition).
 """
 
@@ -83,8 +84,9 @@ def final_samples(samples: Iterable[Sample]) -> list[Sample]:
     return list(chosen.values())
 
 
-def group_cells(samples: Iterable[Sample], qc_records: Iterable[dict] = ()) -> dict[str, TaskCells]:
-    """Samples (and QC records, for the case list and defacers) grouped into cells, per task."""
+def group_cells(samples: Iterable[Sample], qc_records: Iterable[dict] = (), rejected: Iterable[dict] = ()) -> dict[str, TaskCells]:
+    """Samples (and QC records, for the case list and defacers; rejected cohort rows, for the case list) grouped into
+    cells, per task."""
     originals: dict[tuple, dict[str, Sample]] = defaultdict(dict)
     defaced: dict[tuple, dict[str, Sample]] = defaultdict(dict)
     cases: dict[str, set[str]] = defaultdict(set)
@@ -112,6 +114,9 @@ def group_cells(samples: Iterable[Sample], qc_records: Iterable[dict] = ()) -> d
             cases[task].add(case)
             if isinstance(cond, str) and cond != REFERENCE:
                 defacers[task].add(cond)
+    for row in rejected:
+        if isinstance(row.get("task"), str) and isinstance(row.get("case_id"), str):
+            cases[row["task"]].add(row["case_id"])
     out = {}
     for task in sorted(model_modes):  # a task with QC records but no samples has no rows
         cells = [Cell(task, model, mode, d, originals.get((task, model, mode), {}),
@@ -121,12 +126,13 @@ def group_cells(samples: Iterable[Sample], qc_records: Iterable[dict] = ()) -> d
     return out
 
 
-def aggregate(samples: Iterable[Sample], tasks: Mapping[str, Any], qc_records: Iterable[dict] = ()) -> list[TaskSummary]:
+def aggregate(samples: Iterable[Sample], tasks: Mapping[str, Any], qc_records: Iterable[dict] = (),
+              rejected: Iterable[dict] = ()) -> list[TaskSummary]:
     """Per-task summaries of `samples` (any number of runs; duplicates by sample id are merged). `tasks` maps a task
     name to its Task object (declared metrics, compare, agreement); a task in the samples but not in `tasks` is an
-    error. QC records are the defacer QC lines of the same runs."""
+    error. QC records are the defacer QC lines of the same runs; rejected, their rejected cohort rows."""
     qc = list(qc_records)
-    grouped = group_cells(samples, qc)
+    grouped = group_cells(samples, qc, rejected)
     missing = sorted(set(grouped) - set(tasks))
     if missing:
         raise AggregateError(f"no task definition for {', '.join(missing)} (is the task registered?)")
@@ -318,4 +324,4 @@ def aggregate_runs(run_dirs: Iterable, tasks: Mapping[str, Any] | None = None) -
         from tasks import get_task
 
         tasks = {name: get_task(name) for name in sorted({s.task for s in samples})}
-    return aggregate(samples, tasks, [q for r in runs for q in r.qc])
+    return aggregate(samples, tasks, [q for r in runs for q in r.qc], [x for r in runs for x in r.rejected])

@@ -5,6 +5,7 @@
     RUN/summary.json    aggregates (harness.store.summary), written atomically at the end
     RUN/qc/defacer_qc.jsonl  one line per defaced (task, case, role, condition): status, QC measures, seconds
     RUN/qc/             other QC files (defacing overlays, ...); original renders never leave this folder
+    RUN/rejected_rows.jsonl  cohort rows the run could not use: {task, case_id, reason} (counted in coverage)
     RUN/.lock           flock'ed by the one process writing the run; holds its PID (harness.store.lock)
 
 This module owns every file of a run folder: the runner and the readers (results, leaderboard, `harness runs`)
@@ -28,7 +29,7 @@ import os
 import re
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -55,9 +56,10 @@ MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 QC_DIR = "qc"
 QC_LOG = "defacer_qc.jsonl"
-__all__ = ["LOCK", "MANIFEST", "QC_DIR", "QC_LOG", "SAMPLES", "SUMMARY", "RunData", "RunLockedError", "RunStore",
+REJECTED = "rejected_rows.jsonl"
+__all__ = ["LOCK", "MANIFEST", "QC_DIR", "QC_LOG", "REJECTED", "SAMPLES", "SUMMARY", "RunData", "RunLockedError", "RunStore",
            "RunStoreError", "ScanResult", "iter_samples", "lock_holder", "new_run_dir", "read_json", "read_qc",
-           "read_run", "read_samples", "scan_samples"]
+           "read_rejected", "read_run", "read_samples", "scan_samples"]
 
 
 def read_json(path: Path) -> dict | None:
@@ -291,6 +293,17 @@ class RunStore:
             self._manifest.update(redact(fields))
             _write_json(self.directory / MANIFEST, self._manifest)
 
+    def record_rejected(self, rows) -> None:
+        """The cohort rows this run cannot use, one {task, case_id, reason} line each; rewritten whole (a resumed run
+        reads the same cohort, so it writes the same rows)."""
+        text = "".join(json.dumps({"task": str(r["task"]), "case_id": str(r["case_id"]), "reason": str(r["reason"])},
+                                  ensure_ascii=False) + "\n" for r in rows)
+        path = self.directory / REJECTED
+        try:
+            atomic_write_text(path, text)
+        except OSError as exc:
+            raise RunStoreError(path, os_problem(exc, "writing the rejected rows")) from exc
+
     def write_summary(self, summary) -> Path:
         """Write summary.json atomically. `summary` is a harness.store.summary.Summary or a plain dict."""
         data = summary.to_dict() if hasattr(summary, "to_dict") else summary
@@ -379,6 +392,7 @@ class RunData:
     manifest: dict
     samples: list[Sample]
     qc: list[dict]
+    rejected: list[dict] = field(default_factory=list)  # cohort rows the run could not use: {task, case_id, reason}
 
 
 def read_run(run_dir) -> RunData:
@@ -387,4 +401,24 @@ def read_run(run_dir) -> RunData:
     manifest = read_json(run_dir / MANIFEST)
     if manifest is None:
         raise RunStoreError(run_dir, f"not a run directory (no {MANIFEST})")
-    return RunData(run_dir, manifest, read_samples(run_dir), read_qc(run_dir))
+    return RunData(run_dir, manifest, read_samples(run_dir), read_qc(run_dir), read_rejected(run_dir))
+
+
+def read_rejected(run_dir) -> list[dict]:
+    """The cohort rows a run rejected ({task, case_id, reason}); malformed lines are skipped."""
+    path = Path(run_dir) / REJECTED
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise RunStoreError(path, os_problem(exc, "reading the rejected rows")) from exc
+    out = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("task", "case_id", "reason")):
+            out.append(row)
+    return out
