@@ -82,6 +82,8 @@ def fingerprint(path) -> str:
         st = p.stat()
     except OSError:
         return "missing"
+    if not p.is_file():  # a device (/dev/zero) never ends; check_volume rejects its row
+        return "not-a-regular-file"
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _fingerprints:
         h = hashlib.sha256()

@@ -59,6 +59,8 @@ def check_volume(path: Path) -> str | None:
 
     if not path.exists():
         return f"file not found: {path}"
+    if not (path.is_file() or path.is_dir()):  # /dev/zero would be read (and hashed) forever
+        return f"not a regular file or folder (a device, pipe or socket): {path}"
     if path.is_dir():
         files = [f for f in sorted(path.rglob("*")) if f.is_file()]
         if not files:
@@ -76,10 +78,16 @@ def check_volume(path: Path) -> str | None:
     if is_nifti(path):
         import nibabel as nib
 
+        from harness.core.errors import VolumeError
+        from harness.imaging.io.nifti import check_declared_size
+
         try:
             img = nib.load(str(path))
             if len(img.shape) < 3:
                 return f"not a 3D volume (shape {img.shape}): {path}"
+            check_declared_size(img, path)
+        except VolumeError as exc:
+            return str(exc)
         except Exception as exc:
             return f"unreadable NIfTI ({exc.__class__.__name__}): {path}"
         return None

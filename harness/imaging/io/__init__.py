@@ -26,6 +26,8 @@ def load_volume(path, *, modality: str | None = None, series_uid: str | None = N
     path = Path(path)
     if not path.exists():
         raise VolumeError(path, "no such file or folder")
+    if not (path.is_file() or path.is_dir()):
+        raise VolumeError(path, "not a regular file or folder (a device, pipe or socket); refusing to read it")
     if modality is not None and modality not in ("MR", "CT"):
         raise VolumeError(path, f"modality must be MR or CT, got {modality!r}")
     if path.is_dir() or not is_nifti(path):

@@ -17,6 +17,8 @@ from harness.core.volume import Volume, to_canonical
 
 # Below this, a voxel value only makes sense as Hounsfield units of air: the volume is CT.
 CT_AIR_THRESHOLD_HU = -500.0
+# A header is a claim: a few KB can declare 32767^3 voxels, and nibabel allocates what the header says before reading.
+MAX_VOXELS = 2**29  # 2 GiB as float32; a 0.5 mm whole-head CT (512 x 512 x 800) is 2**27.6
 
 
 def guess_modality(data: np.ndarray) -> str:
@@ -42,14 +44,33 @@ def _spatial_shape(shape: tuple[int, ...], path, frame: int | None) -> None:
         raise VolumeError(path, f"frame {frame} does not exist; the volume has frames 0..{extra[0] - 1}")
 
 
+def check_declared_size(img, path) -> None:
+    """Refuse, before any voxel is read, a header that declares more voxels than MAX_VOXELS, or (uncompressed) more
+    bytes than the file holds."""
+    path = Path(path)
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    voxels = int(np.prod(shape, dtype=object))
+    if voxels > MAX_VOXELS:
+        raise VolumeError(path, f"header declares {voxels:,} voxels (shape {shape}), more than the {MAX_VOXELS:,} "
+                                "harness reads; the header is wrong or the volume needs cropping first")
+    if not path.name.lower().endswith(".gz"):
+        declared = voxels * img.header.get_data_dtype().itemsize + int(img.header.get_data_offset())
+        size = path.stat().st_size
+        if size < declared:
+            raise VolumeError(path, f"truncated: the header declares {declared:,} bytes (shape {shape}), the file "
+                                    f"holds {size:,}")
+
+
 def load_nifti(path, *, modality: str | None = None, frame: int | None = None) -> Volume:
     path = Path(path)
     try:
         img = nib.load(str(path))
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, ValueError, gzip.BadGzipFile) as exc:
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, OSError, EOFError, zlib.error,
+            ValueError, gzip.BadGzipFile) as exc:
         raise VolumeError(path, f"not a readable NIfTI file ({exc.__class__.__name__}: {exc})") from None
     shape = tuple(int(n) for n in img.shape)
     _spatial_shape(shape, path, frame)
+    check_declared_size(img, path)
     try:
         if len(shape) > 3:
             index = (slice(None),) * 3 + tuple(frame if n > 1 else 0 for n in shape[3:])
@@ -58,6 +79,8 @@ def load_nifti(path, *, modality: str | None = None, frame: int | None = None) -
             data = np.asarray(img.get_fdata(dtype=np.float32))
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise VolumeError(path, f"voxel data is truncated or corrupt ({exc.__class__.__name__}: {exc})") from None
+    except MemoryError:
+        raise VolumeError(path, f"too large to load into memory (shape {shape})") from None
     check_finite(data, path)
     header = img.header
     sform_code = int(header["sform_code"]) if "sform_code" in header else 1
