@@ -153,6 +153,65 @@ def test_rejected_rows_are_reported_kept_and_counted_in_coverage(task, cohort, t
     assert shown.returncode == 0 and "4 cohort rows rejected" in shown.stdout and "bad-no-volume: " in shown.stdout
 
 
+STAND_IN_VLLM = """#!{python}
+# A stand-in for `vllm serve MODEL --host H --port P`: an OpenAI-compatible server that answers every chat request.
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+args = sys.argv[1:]
+assert args[0] == "serve", args
+host, port = args[args.index("--host") + 1], int(args[args.index("--port") + 1])
+open(os.environ["STAND_IN_PIDS"], "a").write(f"{{os.getpid()}} {{args[1]}}\\n")
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def _send(self, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._send({{"status": "ok"}})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        message = {{"role": "assistant", "content": json.dumps({{"evans_ratio": 0.31}})}}
+        self._send({{"id": "x", "object": "chat.completion", "model": args[1],
+                    "choices": [{{"index": 0, "message": message, "finish_reason": "stop"}}],
+                    "usage": {{"prompt_tokens": 1, "completion_tokens": 1}}}})
+
+ThreadingHTTPServer((host, port), Handler).serve_forever()
+"""
+
+
+def test_serve_starts_the_model_server_for_the_run_and_stops_it(cohort, tmp_path):
+    """`harness eval --serve` with a `vllm` executable on PATH (a stand-in: this machine has no GPU)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    vllm = bin_dir / "vllm"
+    vllm.write_text(STAND_IN_VLLM.format(python=sys.executable))
+    vllm.chmod(0o755)
+    pids = tmp_path / "pids.txt"
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STAND_IN_PIDS": str(pids)}
+    out = tmp_path / "runs"
+    proc = _child(["--task", "nph-evans", "--defacer", "reface", "--cohort", cohort, "--out", out, "--cache-dir",
+                   tmp_path / "cache", "--limit", "1", "--workers", "0", "--quiet", "--model", "vllm:stand-in/model",
+                   "--serve"], env)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr[-3000:]
+    [(pid, model)] = [line.split() for line in pids.read_text().splitlines()]
+    assert model == "stand-in/model" and not Path(f"/proc/{pid}").exists()  # started once, stopped after the run
+    [run_dir] = out.iterdir()
+    recs = lines(run_dir)
+    assert len(recs) == 2 and {r["status"] for r in recs} == {"ok"} and {r["answer"]["evans_ratio"] for r in recs} == {0.31}
+    assert {r["model"] for r in recs} == {"vllm:stand-in/model"}
+
+
 def _child(args, env_extra=None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "tests.runner_child", *map(str, args)], cwd=ROOT, env=env,
