@@ -210,6 +210,11 @@ def test_cli_builds_and_publishes(tmp_path, monkeypatch):
         res = runner.invoke(app, ["leaderboard", "build", *map(str, runs), "--out", str(tmp_path / "site")])
         assert res.exit_code == 0, res.output
         assert "1 board(s) (toy-measure)" in res.output and (tmp_path / "site" / "index.html").is_file()
+        folder = runner.invoke(app, ["leaderboard", "build", str(tmp_path / "runs"), "--out", str(tmp_path / "site2")])
+        assert folder.exit_code == 0 and "1 board(s) (toy-measure)" in folder.output, folder.output  # the --out folder
+        assert (tmp_path / "site2" / "results" / "toy-measure.csv").read_bytes() == (tmp_path / "site" / "results" / "toy-measure.csv").read_bytes()
+        neither = runner.invoke(app, ["leaderboard", "build", str(tmp_path / "cache"), "--out", str(tmp_path / "site3")])
+        assert neither.exit_code != 0 and "nor a folder of run directories" in str(neither.exception or neither.output)
         assert list((tmp_path / "cache" / "harness" / "leaderboard-salts").glob("*.salt"))
         res = runner.invoke(app, ["leaderboard", "publish", str(tmp_path / "site"), "--to", str(tmp_path / "pub")])
         assert res.exit_code == 0, res.output

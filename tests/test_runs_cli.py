@@ -49,6 +49,9 @@ def test_runs_list_shows_each_run_with_its_state_and_counts(tmp_path):
     assert "complete" in done and "ct-report" in done and "original, reface" in done and "4 ok" in done
     assert "stopped" in killed and "1 ok, 1 unparsable, 1 failed" in killed
     assert "not-a-run" not in result.stdout and "sk-secret" not in result.stdout
+    assert harness("runs", "list", str(tmp_path)).stdout == result.stdout  # the folder as an argument
+    one = harness("runs", "list", str(tmp_path / "20260101-000000-done"))  # one run directory
+    assert one.returncode == 0 and "20260101-000000-done" in one.stdout and "killed" not in one.stdout
 
 
 def test_runs_show_prints_the_summary_table(tmp_path):

@@ -12,15 +12,16 @@ leaderboard_app = typer.Typer(help="Build a leaderboard from runs (tables, plots
 
 @leaderboard_app.command("build")
 def build_cmd(
-    runs: list[Path] = typer.Argument(..., help="Run directories (each holds manifest.json and samples.jsonl)."),
+    runs: list[Path] = typer.Argument(..., help="Run directories, or folders of them (the --out folder of harness eval)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the leaderboard to (replaced if it holds one)."),
     separate: bool = typer.Option(False, "--separate", help="Put runs that are not comparable on separate boards "
                                                             "instead of refusing."),
 ):
     """Aggregate runs into per-task tables (CSV, JSON, Parquet, Markdown), plots and a static HTML site."""
+    from harness.store.run_store import expand_run_dirs
     from leaderboard import build
 
-    result = build(runs, out, separate=separate)
+    result = build(expand_run_dirs(runs), out, separate=separate)
     typer.echo(f"{len(result.boards)} board(s) ({', '.join(result.boards)}) in {result.seconds:.1f} s")
     typer.echo(f"open {result.out_dir / 'index.html'}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -74,12 +75,15 @@ def _resolve(run: str, out: Path) -> Path:
                              f"`harness runs list --out {out}` shows the runs")
 
 
-def list_cmd(out: Path = typer.Option(Path("runs"), "--out", "-o", help=OUT_HELP)):
+def list_cmd(folder: Optional[Path] = typer.Argument(None, help="A folder of runs, or one run directory (default: --out)."),
+             out: Path = typer.Option(Path("runs"), "--out", "-o", help=OUT_HELP)):
     """One line per run: state, start time, duration, tasks, defacers, models, sample counts."""
+    out = folder or out
     if not out.is_dir():
         raise RunStoreError(out, "no such folder (runs are written under --out, default runs/)")
     rows = []
-    for run_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+    candidates = [out] if (out / MANIFEST).is_file() else sorted(p for p in out.iterdir() if p.is_dir())
+    for run_dir in candidates:
         try:
             manifest = read_json(run_dir / MANIFEST)
         except RunStoreError:

@@ -58,7 +58,7 @@ QC_DIR = "qc"
 QC_LOG = "defacer_qc.jsonl"
 REJECTED = "rejected_rows.jsonl"
 __all__ = ["LOCK", "MANIFEST", "QC_DIR", "QC_LOG", "REJECTED", "SAMPLES", "SUMMARY", "RunData", "RunLockedError", "RunStore",
-           "RunStoreError", "ScanResult", "iter_samples", "lock_holder", "new_run_dir", "read_json", "read_qc",
+           "RunStoreError", "ScanResult", "expand_run_dirs", "iter_samples", "lock_holder", "new_run_dir", "read_json", "read_qc",
            "read_rejected", "read_run", "read_samples", "scan_samples"]
 
 
@@ -89,6 +89,21 @@ def new_run_dir(out_dir, label: str = "") -> Path:
         candidate = base.with_name(f"{base.name}-{n}")
         n += 1
     return candidate
+
+
+def expand_run_dirs(paths) -> list[Path]:
+    """Run directories from what a user typed: a run directory as it is, a folder of runs (what `harness eval --out`
+    writes) as the run directories inside it, in name order. A path that is neither is an error naming it."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if (p / MANIFEST).is_file():
+            found.append(p)
+        elif p.is_dir() and (inside := sorted(c for c in p.iterdir() if (c / MANIFEST).is_file())):
+            found.extend(inside)
+        else:
+            raise RunStoreError(p, "no such folder" if not p.exists() else
+                                f"neither a run directory (no {MANIFEST}) nor a folder of run directories")
+    return list(dict.fromkeys(found))
 
 
 class RunStore:
