@@ -79,6 +79,14 @@ def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path):
     assert (resumed.skipped_done, resumed.model_calls, resumed.defacer_runs) == (6, 0, 0)
     assert len(lines(first.run_dir)) == 6
 
+    again = run(cohort, tmp_path / "runs", cache)  # the same command again: continues the same run
+    assert (again.run_dir, again.skipped_done, again.model_calls, again.defacer_runs) == (first.run_dir, 6, 0, 0)
+    assert len(lines(first.run_dir)) == 6 and len(list((tmp_path / "runs").iterdir())) == 1
+    other = run(cohort, tmp_path / "runs", cache, defacers=["deface"])  # another evaluation: a run of its own
+    assert other.run_dir != first.run_dir and other.skipped_done == 0
+    forced = run(cohort, tmp_path / "runs", cache, new_run=True)
+    assert forced.run_dir not in (first.run_dir, other.run_dir) and forced.skipped_done == 0 and forced.model_calls == 0
+
     fresh_dir = run(cohort, tmp_path / "other-runs", cache)  # new run directory, same caches
     assert (fresh_dir.model_calls, fresh_dir.defacer_runs, fresh_dir.counts["ok"]) == (0, 0, 6)
     assert fresh_dir.wall_seconds < first.wall_seconds

@@ -15,7 +15,9 @@ EVAL_HELP = """Evaluate models on original and defaced volumes of a cohort, and 
 Every case is run under the `original` condition (always added) and under each --defacer; each defaced answer is
 paired with the original answer of the same case and model. Without --cohort the built-in sample cohort (synthetic
 phantoms with exact ground truth) is generated on first use; without --model each task's scripted CPU baseline is
-used. A re-run with the same --out folder, or --resume RUN, skips finished samples.
+used. Running the same command again (same tasks, defacers, models, cohort, mode and --out) continues its run:
+finished samples are skipped, so a re-run costs seconds; --new-run starts a fresh run, --resume RUN continues a
+given one.
 
 Exit codes: 0 the run finished and every sample has an answer (an unparsable answer is a result, counted in the
 summary, not a failure); 1 error before or during the run; 3 the run finished but some samples failed.
@@ -36,6 +38,7 @@ def eval_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N cases per task."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for run directories."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory: finished samples are skipped."),
+    new_run: bool = typer.Option(False, "--new-run", help="Start a fresh run even when --out holds a run of the same evaluation (default: continue it)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: run failed samples again."),
     concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Samples in flight at once (each endpoint also limits itself)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes for defacing (0 = in the main process)."),
@@ -66,7 +69,7 @@ def eval_cmd(
         resume=resume, concurrency=concurrency, workers=workers, cache_dir=cache_dir, fail_fast=fail_fast,
         retry_failed=retry_failed, quiet=quiet or None, config_file=config, base_url=base_url,
         budget=Budget(max_steps=max_steps, max_images=max_images), serve=serve, timeout_s=timeout,
-        max_retries=max_retries,
+        max_retries=max_retries, new_run=new_run,
     )
     runner = Runner(cfg, argv=["harness", *sys.argv[1:]], console=console)
     outcome = runner.run(summarize=summarize_run)

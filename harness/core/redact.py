@@ -13,7 +13,7 @@ _SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "pwd"
                  "credentials", "auth", "authorization", "bearer", "cookie", "signature"}
 # Names that contain a secret word but hold content hashes or counts, never secrets.
 _SAFE_NAMES = {"cache_key", "cache_keys", "content_key", "spec_key", "render_key", "request_key", "volume_key",
-               "sample_key", "sort_key", "max_tokens", "max_new_tokens", "max_completion_tokens", "tokens",
+               "sample_key", "sort_key", "run_key", "max_tokens", "max_new_tokens", "max_completion_tokens", "tokens",
                "prompt_tokens", "completion_tokens", "total_tokens", "tokenizer", "num_tokens", "n_tokens"}
 KEY_PATTERNS = [
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),  # OpenAI and compatible

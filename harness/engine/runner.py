@@ -32,7 +32,8 @@ from harness.engine.resume import check_resumable
 from harness.engine.sample_stage import SampleStage
 from harness.models import Sampling, backend_of, resolve_model_spec, serve_model
 from harness.store.manifest import build_manifest
-from harness.store.run_store import RunStore, new_run_dir
+from harness.core.hashing import content_key
+from harness.store.run_store import RunStore, find_run, new_run_dir
 from harness.data import load_cohort
 from tasks import get_task
 
@@ -64,6 +65,7 @@ class EvalConfig:
     sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0
     serve: bool = False  # start local model servers for the run (see Runner._start_servers)
+    new_run: bool = False  # do not continue a matching run under `out`: start a fresh one
 
     def to_manifest(self) -> dict:
         return {
@@ -171,6 +173,23 @@ class Runner:
             items.extend(grid.items)
         return items
 
+    def run_key(self) -> str:
+        """What makes two `harness eval` commands the same evaluation (after plan(): the cohorts are read): tasks with
+        their modes, conditions, models, cohort contents and the settings that change answers. A re-run with the same
+        key continues that run instead of redoing it."""
+        return content_key(
+            kind="run",
+            tasks={n: {**t.identity(), "mode": self.modes_by_task[n]} for n, t in self.tasks.items()},
+            defacers={n: d.identity for n, d in self.defacers.items()}, models=self.model_identities(),
+            cohorts={t: c.content_hash for t, c in self.cohorts.items()}, limit=self.cfg.limit,
+            budget=dict(self.cfg.budget.__dict__), sampling=self.cfg.sampling.to_dict(), seed=self.cfg.seed)
+
+    def _say(self, message: str) -> None:
+        if self.console is not None:
+            self.console.print(message, highlight=False, markup=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
     def rejected_rows(self) -> list[dict]:
         """Every cohort row that did not become a case, with its reason (the run folder keeps them; coverage
         counts them)."""
@@ -180,11 +199,7 @@ class Runner:
     def _log_rejected(self, rejected: list[dict], run_dir: Path) -> None:
         if not rejected:
             return
-        message = rejected_summary(rejected, run_dir)
-        if self.console is not None:
-            self.console.print(message, highlight=False, markup=False)
-        else:
-            print(message, file=sys.stderr, flush=True)
+        self._say(rejected_summary(rejected, run_dir))
 
     def _cohort_progress(self, task_name: str):
         def report(i: int, n: int, row) -> None:
@@ -206,7 +221,7 @@ class Runner:
                         "description": getattr(c, "description", "")} for t, c in self.cohorts.items()},
             seeds={"eval": self.cfg.seed},
             argv=self.argv,
-        )
+        ) | {"run_key": self.run_key()}
 
     def case(self, task: str, case_id: str):
         return self.cohorts[task].case(case_id)
@@ -216,6 +231,10 @@ class Runner:
         t_start = time.perf_counter()
         items = self.plan()
         run_dir = Path(self.cfg.resume) if self.cfg.resume else None
+        if run_dir is None and not self.cfg.new_run:
+            run_dir = find_run(self.cfg.out, self.run_key())
+            if run_dir is not None:
+                self._say(f"continuing {run_dir}: the same evaluation as this command (--new-run starts a fresh run)")
         if run_dir is None:
             run_dir = new_run_dir(self.cfg.out, "-".join(self.tasks))
         elif not (run_dir / "manifest.json").exists():

@@ -58,7 +58,7 @@ QC_DIR = "qc"
 QC_LOG = "defacer_qc.jsonl"
 REJECTED = "rejected_rows.jsonl"
 __all__ = ["LOCK", "MANIFEST", "QC_DIR", "QC_LOG", "REJECTED", "SAMPLES", "SUMMARY", "RunData", "RunLockedError", "RunStore",
-           "RunStoreError", "ScanResult", "expand_run_dirs", "iter_samples", "lock_holder", "new_run_dir", "read_json", "read_qc",
+           "RunStoreError", "ScanResult", "expand_run_dirs", "find_run", "iter_samples", "lock_holder", "new_run_dir", "read_json", "read_qc",
            "read_rejected", "read_run", "read_samples", "scan_samples"]
 
 
@@ -104,6 +104,21 @@ def expand_run_dirs(paths) -> list[Path]:
             raise RunStoreError(p, "no such folder" if not p.exists() else
                                 f"neither a run directory (no {MANIFEST}) nor a folder of run directories")
     return list(dict.fromkeys(found))
+
+
+def find_run(out_dir, run_key: str) -> Path | None:
+    """The newest run directory under `out_dir` whose manifest carries `run_key` (the same evaluation), if any."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return None
+    for candidate in sorted((c for c in out_dir.iterdir() if (c / MANIFEST).is_file()), reverse=True):
+        try:
+            manifest = read_json(candidate / MANIFEST)
+        except RunStoreError:
+            continue
+        if isinstance(manifest, dict) and manifest.get("run_key") == run_key:
+            return candidate
+    return None
 
 
 class RunStore:
