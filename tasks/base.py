@@ -186,6 +186,10 @@ class Task(ABC):
     def compare(self, original: dict, defaced: dict) -> dict[str, float | None]:
         """Values of the fidelity metrics for one pair of parsed answers of the same case and model."""
 
+    def compare_many(self, pairs: Sequence[tuple[dict, dict]]) -> list[dict[str, float | None]]:
+        """compare() of each (original, defaced) pair; a task whose metric is faster in batches overrides it."""
+        return [self.compare(o, d) for o, d in pairs]
+
     def agreement(self, pairs: Sequence[tuple[dict, dict]]) -> dict[str, Any]:
         """Set-level agreement between original and defaced answers (kappa, ICC, Bland-Altman...). JSON-able."""
         return {}

@@ -25,7 +25,11 @@ TASK = get_task("ct-report")
 @pytest.fixture
 def no_bertscore(monkeypatch):
     """Fast tests leave BERTScore out (its model takes ~8 s to load); test_bertscore_is_scored covers it."""
-    monkeypatch.setattr(ct_report, "_bertscore", lambda candidate, reference: 0.5)
+    from harness.scoring import cache
+
+    real = cache.cached_text_scores
+    monkeypatch.setattr(cache, "cached_text_scores", lambda name, cands, refs, **options:
+                        [0.5] * len(cands) if name == "bertscore" else real(name, cands, refs, **options))
 
 
 @pytest.fixture(scope="module")

@@ -238,12 +238,13 @@ def _finite(x) -> float | None:
 
 def _fidelity(task, cell: Cell, pairs, fid) -> dict[str, Estimate]:
     values: dict[str, list] = {m.name: [] for m in fid}
-    for case, o, d in pairs:
-        try:
-            got = task.compare(o.answer, d.answer) or {}
-        except Exception as exc:
-            raise AggregateError(f"task {cell.task}: compare() failed for model {cell.model}, defacer "
-                                 f"{cell.defacer}: {type(exc).__name__}: {exc}") from exc
+    try:
+        compared = task.compare_many([(o.answer, d.answer) for _, o, d in pairs]) if pairs else []
+    except Exception as exc:
+        raise AggregateError(f"task {cell.task}: compare() failed for model {cell.model}, defacer "
+                             f"{cell.defacer}: {type(exc).__name__}: {exc}") from exc
+    for got in compared:
+        got = got or {}
         for name in values:
             v = got.get(name)
             if _numeric(v):

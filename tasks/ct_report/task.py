@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import re
-from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 
 from harness.models.scripted import register_scripted, step_number, call
@@ -95,34 +94,28 @@ def reference_text(truth: Mapping[str, Any]) -> str:
     return re.sub(r"(?im)^\s*(FINDINGS|IMPRESSION)\s*:\s*", "", text).strip()
 
 
-# --- text metrics, process-wide (the BERTScore model loads once per process) ------------------------------------
+# --- text metrics (cached on disk by content; missing values computed in one batch) --------------------------------
 
-_BERT_CACHE: "OrderedDict[tuple[str, str], float]" = OrderedDict()
-
-
-def _bertscore(candidate: str, reference: str) -> float:
-    key = (candidate, reference)
-    if key not in _BERT_CACHE:
-        from harness.scoring.text import get_metric
-
-        _BERT_CACHE[key] = float(get_metric("bertscore").score([candidate], [reference]).per_sample[0])
-        while len(_BERT_CACHE) > 4096:
-            _BERT_CACHE.popitem(last=False)
-    return _BERT_CACHE[key]
-
-
-def text_scores(candidate: str, reference: str) -> dict[str, float]:
-    """All six metrics of a candidate report against a reference report."""
+def text_scores_many(pairs: Sequence[tuple[str, str]]) -> list[dict[str, float | None]]:
+    """All six metrics of each (candidate, reference) report pair; BERTScore and ROUGE-L batched and cached."""
+    from harness.scoring.cache import cached_text_scores
     from harness.scoring.findings import compare_findings
-    from harness.scoring.text import get_metric
 
-    groups = compare_findings(candidate, reference).groups
-    out = {"findings_f1": groups["all"].f1}
-    for g in GROUPS:
-        out[f"findings_f1_{g}"] = groups[g].f1
-    out["rougeL"] = float(get_metric("rougeL").score([candidate], [reference]).per_sample[0])
-    out["bertscore"] = _bertscore(candidate, reference)
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+    candidates, references = [c for c, _ in pairs], [r for _, r in pairs]
+    rouge = cached_text_scores("rougeL", candidates, references) if pairs else []
+    bert = cached_text_scores("bertscore", candidates, references) if pairs else []
+    out = []
+    for (candidate, reference), r, b in zip(pairs, rouge, bert):
+        groups = compare_findings(candidate, reference).groups
+        scores = {"findings_f1": groups["all"].f1, **{f"findings_f1_{g}": groups[g].f1 for g in GROUPS},
+                  "rougeL": r, "bertscore": b}
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in scores.items()})
+    return out
+
+
+def text_scores(candidate: str, reference: str) -> dict[str, float | None]:
+    """All six metrics of a candidate report against a reference report."""
+    return text_scores_many([(candidate, reference)])[0]
 
 
 def _prompts_hash() -> str:
@@ -250,6 +243,9 @@ class CtReportTask(Task):
 
     def compare(self, original: dict, defaced: dict) -> dict[str, float | None]:
         return text_scores(report_text(defaced), report_text(original))
+
+    def compare_many(self, pairs: Sequence[tuple[dict, dict]]) -> list[dict[str, float | None]]:
+        return text_scores_many([(report_text(d), report_text(o)) for o, d in pairs])
 
     def agreement(self, pairs: Sequence[tuple[dict, dict]]) -> dict[str, Any]:
         """Per label: how often the original and defaced reports make the same call (positive = present or hedged),

@@ -187,9 +187,37 @@ def hf_cache(cache_dir=None) -> str:
     return str((Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "hf-datasets")
 
 
+def _json_rows(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file, or of a JSON file holding a list of objects (or JSON lines). Read directly: the
+    `datasets` route costs seconds of import and an Arrow copy for what is a few KB of text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read manifest ({exc.__class__.__name__}: {exc})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{path}: cannot read manifest (not JSON: {exc.msg} at line {exc.lineno})") from None
+        numbered = list(enumerate(rows, 1))
+    else:
+        numbered = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    numbered.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise ManifestError(f"{path}: cannot read manifest (line {n} is not JSON: {exc.msg})") from None
+    bad = [n for n, row in numbered if not isinstance(row, dict)]
+    if bad:
+        raise ManifestError(f"{path}: cannot read manifest (entry {bad[0]} is not an object; each row is {{\"id\": ...}})")
+    return [row for _, row in numbered]
+
+
 def load_rows(path: Path, cache_dir=None) -> list[dict]:
-    """The manifest's rows via `datasets` (JSON lines / JSON / CSV / Parquet). Its Arrow copy (ids, paths, truth)
-    goes under the harness cache, never the user's global Hugging Face cache."""
+    """The manifest's rows: JSON lines / JSON read directly, CSV / Parquet via `datasets` (whose Arrow copy of ids,
+    paths and truth goes under the harness cache, never the user's global Hugging Face cache)."""
     import datasets
 
     suffix = path.suffix.lower()
@@ -200,6 +228,8 @@ def load_rows(path: Path, cache_dir=None) -> list[dict]:
         raise ManifestError(f"{path}: no such manifest")
     if path.stat().st_size == 0:
         return []
+    if builder == "json":
+        return _json_rows(path)
     kwargs = {}
     if builder == "csv":
         kwargs["keep_default_na"] = False  # an empty cell is an empty string, not NaN, and "NA" stays text
