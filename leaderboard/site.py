@@ -73,7 +73,7 @@ def results_table(summary: TaskSummary) -> HtmlTable:
               {"label": f"{p['name']} defaced", "unit": p.get("unit"), "title": p["description"]}]
     for m in acc:
         h += [{"label": f"Δ {m['name']}", "unit": "defaced − original", "title": m["description"]},
-              {"label": "p adj.", "unit": "McNemar" if m.get("kind") == "binary" else "Wilcoxon",
+              {"label": "p adj.", "unit": {"binary": "McNemar", "set": "no test (set-level)"}.get(m.get("kind"), "Wilcoxon"),
                "title": f"Benjamini-Hochberg adjusted p of {m['name']}"}]
     for m in cat:
         h.append({"label": f"κ {m['name']}", "unit": "original vs defaced", "title": m["description"]})

@@ -5,6 +5,7 @@ Flat record (one per model x mode x defacer; CI = bootstrap 95% over cases, null
   per accuracy metric M (continuous/binary):  M_original, M_original_ci_low, M_original_ci_high, M_defaced (+CI),
       M_delta (+CI; mean of defaced - original over complete pairs), M_test, M_p, M_p_adj (Benjamini-Hochberg)
   per categorical accuracy metric M:  M_kappa (+CI), M_test
+  per set-level accuracy metric M (e.g. macro-F1):  M_original (+CI), M_defaced (+CI), M_delta (+CI; paired bootstrap)
   per fidelity metric F:  fidelity_F (+CI; mean of task.compare over pairs)
   privacy: face_fraction_changed (+CI), face_surface_change_mm (+CI), brain_voxels_changed_mean,
       brain_voxels_changed_max, qc_volumes, defacer_refusals, defacer_failures
@@ -39,9 +40,10 @@ def columns(summary: TaskSummary) -> list[dict]:
             continue
         cols += [{"name": f"{name}_original", "description": f"{m['description']} (original)", "unit": unit, "higher_is_better": hib},
                  {"name": f"{name}_defaced", "description": f"{m['description']} (defaced)", "unit": unit, "higher_is_better": hib},
-                 {"name": f"{name}_delta", "description": f"defaced - original, paired: {m['description']}", "unit": unit},
-                 {"name": f"{name}_p_adj", "description": f"{'McNemar' if m.get('kind') == 'binary' else 'Wilcoxon'} p, "
-                                                          f"Benjamini-Hochberg adjusted ({summary.test_family})"}]
+                 {"name": f"{name}_delta", "description": f"defaced - original, paired: {m['description']}", "unit": unit}]
+        if m.get("kind") != "set":
+            cols.append({"name": f"{name}_p_adj", "description": f"{'McNemar' if m.get('kind') == 'binary' else 'Wilcoxon'} p, "
+                                                                f"Benjamini-Hochberg adjusted ({summary.test_family})"})
     for m in summary.fidelity_metrics:
         cols.append({"name": f"fidelity_{m['name']}", "description": m["description"], "unit": m.get("unit", ""),
                      "higher_is_better": m.get("higher_is_better")})
@@ -72,6 +74,8 @@ def flat_record(summary: TaskSummary, row: SummaryRow, facts: dict) -> dict:
         _put(rec, f"{name}_original", res.original if res else None)
         _put(rec, f"{name}_defaced", res.defaced if res else None)
         _put(rec, f"{name}_delta", res.delta if res else None)
+        if m.get("kind") == "set":  # a value of the whole set: CIs, no paired test
+            continue
         rec[f"{name}_test"] = res.test if res else None
         rec[f"{name}_p"] = res.p_value if res else None
         rec[f"{name}_p_adj"] = res.p_adjusted if res else None

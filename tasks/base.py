@@ -26,9 +26,9 @@ import json
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 
-MetricKind = Literal["continuous", "binary", "categorical"]
+MetricKind = Literal["continuous", "binary", "categorical", "set"]
 TruthKind = Literal["number", "integer", "text", "boolean", "object", "list"]
 TRUE_WORDS = frozenset({"1", "true", "yes", "y", "present", "positive"})
 FALSE_WORDS = frozenset({"0", "false", "no", "n", "absent", "negative"})
@@ -37,7 +37,9 @@ FALSE_WORDS = frozenset({"0", "false", "no", "n", "absent", "negative"})
 @dataclass(frozen=True)
 class Metric:
     """A declared metric. kind decides the paired statistics: continuous -> bootstrap CI + Wilcoxon signed-rank,
-    binary -> McNemar, categorical -> Cohen's kappa. group splits reports (e.g. intracranial vs extracranial)."""
+    binary -> McNemar, categorical -> Cohen's kappa, set -> a value of the whole set of answers (e.g. macro-F1, from
+    per-sample counts the task names in set_statistic()) with bootstrap CIs and a paired bootstrap delta, no test.
+    group splits reports (e.g. intracranial vs extracranial)."""
 
     name: str
     description: str
@@ -185,6 +187,11 @@ class Task(ABC):
     @abstractmethod
     def compare(self, original: dict, defaced: dict) -> dict[str, float | None]:
         """Values of the fidelity metrics for one pair of parsed answers of the same case and model."""
+
+    def set_statistic(self, metric: str) -> tuple[tuple[str, ...], Callable[[Any], float]]:
+        """For a metric of kind "set": the per-sample score keys it is computed from, and a function of the
+        (samples x keys) array of their values that gives the metric (e.g. macro-F1 from per-class TP/FP/FN)."""
+        raise NotImplementedError(f"task {self.name} declares set metric {metric!r} but no set_statistic()")
 
     def compare_many(self, pairs: Sequence[tuple[dict, dict]]) -> list[dict[str, float | None]]:
         """compare() of each (original, defaced) pair; a task whose metric is faster in batches overrides it."""

@@ -15,7 +15,7 @@ from harness.models import Sampling, create_model, parse_model_spec, resolve_mod
 from harness.scoring.stats import cohen_kappa
 from tasks import get_task
 from tasks.tumor.analysis import Findings
-from tasks.tumor.dx import macro_f1, macro_f1_by_condition, normalise_findings, read_lesion, submit_diagnosis
+from tasks.tumor.dx import macro_f1, normalise_findings, read_lesion, submit_diagnosis
 
 TASK = get_task("tumor-dx")
 GBM = {"diagnosis": "glioblastoma", "findings": {"enhancement": "ring", "necrosis": True, "oedema": "marked",
@@ -77,14 +77,20 @@ def test_score_accuracy_category_and_findings():
     assert got["correct"] == 0.0 and got["diagnosis"] == "glioblastoma"
     assert got["findings_match"] == pytest.approx(4 / 6)  # count single vs multiple and side differ
     right = {"diagnosis": "metastases", "findings": {"lesion_count": 5, "hemisphere": "both"}}
-    assert TASK.score(right, truth) == {"correct": 1.0, "diagnosis": "metastases", "findings_match": 1.0}
+    scored = TASK.score(right, truth)
+    assert {k: scored[k] for k in ("correct", "diagnosis", "findings_match")} == {"correct": 1.0, "diagnosis": "metastases", "findings_match": 1.0}
+    counts = {k: v for k, v in got.items() if k.startswith("macro_f1:")}  # one-vs-rest counts of the GBM answer
+    assert len(counts) == 12 and sum(counts.values()) == 2
+    assert counts["macro_f1:glioblastoma:fp"] == counts["macro_f1:metastases:fn"] == 1.0
     assert TASK.score({"diagnosis": "metastases", "findings": {}}, truth)["findings_match"] is None
 
 
 def test_compare_and_kappa_agreement():
     other = {"diagnosis": "metastases", "findings": {**GBM["findings"], "lesion_count": 2}}
-    assert TASK.compare(GBM, GBM) == {"diagnosis_agree": 1.0, "findings_agree": 1.0}
-    assert TASK.compare(GBM, other) == {"diagnosis_agree": 0.0, "findings_agree": pytest.approx(5 / 6)}
+    same, changed = TASK.compare(GBM, GBM), TASK.compare(GBM, other)
+    assert same == {"diagnosis_agree": 1.0, "findings_agree": 1.0, **{f"{k}_agree": 1.0 for k in GBM["findings"]}}
+    assert {k: changed[k] for k in ("diagnosis_agree", "findings_agree")} == {"diagnosis_agree": 0.0, "findings_agree": pytest.approx(5 / 6)}
+    assert changed["lesion_count_agree"] == 0.0 and changed["hemisphere_agree"] == 1.0
     lgg = {"diagnosis": "low-grade glioma", "findings": {"enhancement": "none"}}
     pairs = [(GBM, GBM), (lgg, lgg), (GBM, other), (other, other)]
     agg = TASK.agreement(pairs)
@@ -192,15 +198,33 @@ def test_tiny_vlm_garbage_is_parsed_or_unparsable(tiny_vlm, tumor_cohort):
     assert (res.answer is None) == (res.failure is not None)
 
 
-def test_macro_f1_by_condition_from_samples():
+def test_macro_f1_is_a_set_level_metric_of_each_condition_with_its_paired_delta():
+    """macro-F1 from the per-sample one-vs-rest counts equals macro_f1() over the predictions; the summary row holds it
+    per condition with a bootstrap CI and the paired delta, and the leaderboard has the columns."""
     from harness.core.sample import Sample
+    from harness.results.aggregate import aggregate
+    from leaderboard.tables import columns, flat_record
 
-    def sample(case, cond, dx, status="ok"):
-        return Sample(sample_id=f"{case}-{cond}", task="tumor-dx", case_id=case, condition=cond, model="m", mode="single",
-                      status=status, answer={"diagnosis": dx} if status == "ok" else None)
-
-    truth = {"a": "glioblastoma", "b": "meningioma"}
-    got = macro_f1_by_condition([sample("a", "original", "glioblastoma"), sample("b", "original", "meningioma"),
-                                 sample("a", "reface", "meningioma"), sample("b", "reface", "meningioma"),
-                                 sample("b", "deface", "x", status="failed")], truth)
-    assert got == {("m", "original"): 1.0, ("m", "reface"): pytest.approx((0 + 2 / 3) / 2)}
+    truth = {"a": "glioblastoma", "b": "meningioma", "c": "metastases", "d": "glioblastoma"}
+    said = {"original": {"a": "glioblastoma", "b": "meningioma", "c": "metastases", "d": "glioblastoma"},
+            "reface": {"a": "meningioma", "b": "meningioma", "c": "metastases", "d": "glioblastoma"}}
+    samples = []
+    for cond, answers in said.items():
+        for case, dx in answers.items():
+            answer = {"diagnosis": dx, "findings": {"necrosis": not (case == "a" and cond == "reface")}}
+            samples.append(Sample(f"{case}-{cond}", "tumor-dx", case, cond, "m", "single", answer=answer,
+                                  scores=TASK.score(answer, {"diagnosis": truth[case], "findings": {"necrosis": True}})))
+    [summary] = aggregate(samples, {"tumor-dx": TASK})
+    [row] = summary.rows
+    res = row.accuracy["macro_f1"]
+    cases = sorted(truth)
+    assert res.original.value == pytest.approx(macro_f1([said["original"][c] for c in cases], [truth[c] for c in cases])) == 1.0
+    expected_defaced = macro_f1([said["reface"][c] for c in cases], [truth[c] for c in cases])
+    assert res.defaced.value == pytest.approx(expected_defaced) and expected_defaced < 1
+    assert res.delta.value == pytest.approx(expected_defaced - 1.0) and res.delta.n == 4
+    assert res.defaced.ci_low <= res.defaced.value <= res.defaced.ci_high and res.test is None
+    assert row.fidelity["necrosis_agree"].value == pytest.approx(0.75)  # case a: True vs False
+    record = flat_record(summary, row, {})
+    assert record["macro_f1_delta"] == pytest.approx(expected_defaced - 1.0) and "macro_f1_p_adj" not in record
+    assert record["fidelity_hemisphere_agree"] is None and record["fidelity_necrosis_agree"] == pytest.approx(0.75)
+    assert {"macro_f1_original", "fidelity_lesion_count_agree"} <= {c["name"] for c in columns(summary)}

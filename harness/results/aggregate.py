@@ -158,7 +158,8 @@ def _row(task, cell: Cell, planned: int, acc, fid, privacy: Privacy | None) -> S
     pairs = cell.pairs()
     ok_orig = [s for s in cell.original.values() if s.status == "ok"]
     ok_def = [s for s in cell.defaced.values() if s.status == "ok"]
-    accuracy = {m.name: _accuracy(m, ok_orig, ok_def, pairs) for m in acc}
+    accuracy = {m.name: _set_metric(task, m, ok_orig, ok_def, pairs) if m.kind == "set" else _accuracy(m, ok_orig, ok_def, pairs)
+                for m in acc}
     fidelity = _fidelity(task, cell, pairs, fid)
     answers = [(o.answer, d.answer) for _, o, d in pairs]
     try:
@@ -229,6 +230,33 @@ def _accuracy(metric, ok_orig: list[Sample], ok_def: list[Sample], pairs) -> Met
     else:
         t = wilcoxon_signed_rank(po, pd)
         res.test, res.statistic, res.p_value, res.note = "wilcoxon", _finite(t.statistic), _finite(t.p_value), t.reason
+    return res
+
+
+def _set_metric(task, metric, ok_orig: list[Sample], ok_def: list[Sample], pairs) -> MetricResult:
+    """A metric of the whole set of answers (task.set_statistic): its value on each condition's samples with a
+    bootstrap CI over cases, and the paired bootstrap CI of defaced - original over complete pairs. No test."""
+    keys, statistic = task.set_statistic(metric.name)
+
+    def matrix(samples) -> np.ndarray:
+        rows = [[s.scores.get(k) for k in keys] for s in samples]
+        rows = [r for r in rows if all(_numeric(v) for v in r)]
+        return np.asarray(rows, dtype=float).reshape(len(rows), len(keys))
+
+    def one(samples) -> Estimate:
+        m = matrix(samples)
+        if not len(m):
+            return Estimate(None, n=0)
+        r = bootstrap_ci((m,), statistic, paired=True, n_resamples=N_RESAMPLES, seed=SEED)
+        return _est(r.estimate, r.low, r.high, len(m))
+
+    res = MetricResult(one(ok_orig), one(ok_def), note="set-level metric: bootstrap CIs, no paired test")
+    both = [(o, d) for _, o, d in pairs
+            if all(_numeric(o.scores.get(k)) and _numeric(d.scores.get(k)) for k in keys)]
+    if both:
+        mo, md = matrix([o for o, _ in both]), matrix([d for _, d in both])
+        r = bootstrap_ci((mo, md), lambda a, b: statistic(b) - statistic(a), paired=True, n_resamples=N_RESAMPLES, seed=SEED)
+        res.delta = _est(r.estimate, r.low, r.high, len(both))
     return res
 
 

@@ -9,10 +9,10 @@ Metrics per sample: `correct` (binary, diagnosis == truth; its mean is the accur
 `findings_match` (share of the key findings that match the truth's). Per pair: `diagnosis_agree`, `findings_agree`.
 agreement() gives Cohen's kappa on the diagnosis and per-finding agreement over the pairs.
 
-Macro-F1 over the classes is a set-level accuracy (it needs every case's prediction and truth at once), and the
-summary's per-sample contract has no place for it: agreement() sees only answer pairs, never the truth. It is
-computed by macro_f1_by_condition() from a run's samples and the cohort's truth, rather than smuggling the truth
-into answers; the leaderboard does not show it yet.
+Macro-F1 over the classes is a set-level accuracy (it needs every case's prediction and truth at once): each sample
+scores its one-vs-rest counts per class (`macro_f1:CLASS:tp|fp|fn`, 0 or 1), and the `macro_f1` metric (kind "set")
+is computed from their sums over a condition's samples, with bootstrap CIs over cases; the truth never enters an
+answer. Each key finding has its own fidelity metric (`FINDING_agree`: share of pairs that agree on it).
 """
 
 from __future__ import annotations
@@ -113,17 +113,6 @@ def macro_f1(predicted: Sequence[str], truth: Sequence[str], labels: Sequence[st
     return float(np.mean(f1s)) if f1s else float("nan")
 
 
-def macro_f1_by_condition(samples, truth_by_case: Mapping[str, str]) -> dict[tuple[str, str], float]:
-    """(model, condition) -> macro-F1 of the ok tumor-dx samples (harness.core.sample.Sample) against the truth."""
-    groups: dict[tuple[str, str], tuple[list, list]] = {}
-    for s in samples:
-        if s.task == "tumor-dx" and s.status == "ok" and s.case_id in truth_by_case:
-            pred, truth = groups.setdefault((s.model, s.condition), ([], []))
-            pred.append(s.answer["diagnosis"])
-            truth.append(truth_by_case[s.case_id])
-    return {key: macro_f1(p, t) for key, (p, t) in sorted(groups.items())}
-
-
 @register_task
 class TumorDxTask(Task):
     name = "tumor-dx"
@@ -149,10 +138,13 @@ class TumorDxTask(Task):
         Metric("correct", "diagnosis equals the ground truth (mean = accuracy)", True, "binary"),
         Metric("diagnosis", "the predicted diagnosis (categorical: Cohen's kappa original vs defaced)", True, "categorical"),
         Metric("findings_match", "share of the key findings equal to the truth's (lesion count as single/multiple)", True, "continuous"),
+        Metric("macro_f1", "macro-F1 of the diagnosis over the classes (set-level)", True, "set"),
     )
     fidelity_metrics = (
         Metric("diagnosis_agree", "original and defaced diagnoses are the same", True, "binary"),
         Metric("findings_agree", "share of the key findings equal between the original and the defaced answer", True, "continuous"),
+        *(Metric(f"{key}_agree", f"original and defaced answers agree on {key.replace('_', ' ')}"
+                 + (" (single vs multiple)" if key == "lesion_count" else ""), True, "binary") for key in KEY_FINDINGS),
     )
 
     def headline(self, truth) -> str:
@@ -186,12 +178,32 @@ class TumorDxTask(Task):
         return res
 
     def score(self, answer: dict, truth: dict) -> dict:
-        return {"correct": float(answer["diagnosis"] == truth["diagnosis"]), "diagnosis": answer["diagnosis"],
-                "findings_match": findings_match(answer.get("findings") or {}, truth.get("findings") or {})}
+        predicted, actual = answer["diagnosis"], truth["diagnosis"]
+        counts = {f"macro_f1:{c}:{k}": float(v) for c in DIAGNOSES
+                  for k, v in (("tp", predicted == c == actual), ("fp", predicted == c != actual), ("fn", actual == c != predicted))}
+        return {"correct": float(predicted == actual), "diagnosis": predicted,
+                "findings_match": findings_match(answer.get("findings") or {}, truth.get("findings") or {}), **counts}
+
+    def set_statistic(self, metric: str):
+        if metric != "macro_f1":
+            return super().set_statistic(metric)
+        keys = tuple(f"macro_f1:{c}:{k}" for c in DIAGNOSES for k in ("tp", "fp", "fn"))
+
+        def macro_f1_of(counts) -> float:
+            tp, fp, fn = np.asarray(counts, dtype=float).reshape(len(counts), len(DIAGNOSES), 3).sum(axis=0).T
+            present = (tp + fp + fn) > 0  # classes absent from both truth and predictions do not count
+            if not present.any():
+                return float("nan")
+            return float(np.mean(2 * tp[present] / (2 * tp[present] + fp[present] + fn[present])))
+
+        return keys, macro_f1_of
 
     def compare(self, original: dict, defaced: dict) -> dict:
+        fo, fd = original.get("findings") or {}, defaced.get("findings") or {}
+        per_finding = {f"{key}_agree": float(_finding_equal(key, fo[key], fd[key])) if key in fo and key in fd else None
+                       for key in KEY_FINDINGS}
         return {"diagnosis_agree": float(original["diagnosis"] == defaced["diagnosis"]),
-                "findings_agree": findings_match(original.get("findings") or {}, defaced.get("findings") or {})}
+                "findings_agree": findings_match(fo, fd), **per_finding}
 
     def agreement(self, pairs: Sequence[tuple[dict, dict]]) -> dict:
         """Cohen's kappa of the diagnosis over the pairs (nominal, the cohort's label set), and per key finding the
