@@ -2,20 +2,35 @@
 
 import json
 import math
+import re
 
 import pytest
 
+from harness.scoring import findings
 from harness.scoring.findings import (
     ABSENT,
     NOT_MENTIONED,
     PRESENT,
     UNCERTAIN,
+    ReportFindings,
     compare_findings,
     finding_labels,
     label_report,
     score_findings,
     split_sentences,
 )
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _lexicon_built_by_the_code_under_test():
+    """The labeler compiles findings_lexicon.json once per process (lru_cache). Clear it so these tests run on
+    regexes built by the current _compile, not on ones cached earlier in the process (another test module, or a
+    runner that forks after a first run, as mutmut does)."""
+    findings._lexicon.cache_clear()
+    yield
+    findings._lexicon.cache_clear()
+
 
 SHORT = {
     "ich": "intracranial_haemorrhage", "iph": "intraparenchymal_haemorrhage", "sdh": "subdural_haemorrhage",
@@ -143,6 +158,23 @@ CASES = [
     ("No acute intracranial abnormality.", NO_ACUTE_INTRACRANIAL),
     ("Impression: no acute intracranial findings.", NO_ACUTE_INTRACRANIAL),
     ("No evidence of raised intracranial pressure.", {}),
+    # cue placement and scope
+    ("SDH?", {"ich": U, "sdh": U}),  # query mark right after the finding
+    ("Hydrocephalus is also not seen.", {"hc": A}),  # auxiliaries between finding and post-negation
+    ("Resolved subdural haematoma.", {"sdh": A}),  # words that negate before and after a finding
+    ("Ruled out subarachnoid haemorrhage.", {"sah": A}),
+    ("Subdural haematoma resolved.", {"sdh": A}),
+    ("No acute haemorrhage is seen, chronic subdural haematoma on the left.",
+     {"ich": P, "sdh": P, "iph": A, "edh": A, "sah": A, "ivh": A}),  # the verb ends the negation's scope
+    ("Scalp haematoma with underlying skull fracture excluded.", {"scalp": P, "skfx": A}),  # "with" ends post scope
+    ("SCALP HAEMATOMA WITH UNDERLYING SKULL FRACTURE EXCLUDED.", {"scalp": P, "skfx": A}),  # all-caps report
+    # a post cue reaches 8 words back, not 9
+    ("Subdural haematoma over the left frontal convexity near the vertex excluded.", {"sdh": A}),
+    ("Subdural haematoma over the left frontal convexity close to the vertex excluded.", {"ich": P, "sdh": P}),
+    # spellings the lexicon's mini-language allows
+    ("Sub-dural haematoma.", {"ich": P, "sdh": P}),
+    ("Intra-cranial haemorrhage.", {"ich": P}),
+    ("Intra cranial haemorrhage.", {"ich": P}),
 ]
 
 
@@ -193,6 +225,8 @@ def test_mentions_record_the_deciding_cue():
         ("?SDH vs hygroma. Is there SAH? No.", ["?SDH vs hygroma.", "Is there SAH?", "No."]),
         ("no acute bleed. no shift", ["no acute bleed.", "no shift"]),
         ("Shift (3 mm). Ventricles normal.", ["Shift (3 mm).", "Ventricles normal."]),
+        ("Discussed with J. Smith. No bleed.", ["Discussed with J. Smith.", "No bleed."]),
+        ("\nNo bleed.\n  \nNo shift.", ["No bleed.", "No shift."]),
         ("", []),
         ("   \n  \r\n ", []),
     ],
@@ -286,3 +320,119 @@ def test_labels_and_groups():
     assert {k for k, g in labels.items() if g == "extracranial"} == {
         "sinus_disease", "orbital_abnormality", "scalp_soft_tissue", "facial_fracture"}
     assert len(labels) == 17
+
+
+def test_mentions_keep_the_words_and_sentence_they_came_from():
+    r = label_report("No bleed. A small subdural haematoma cannot be excluded.")
+    (sdh,) = [m for m in r.mentions if m.concept == "subdural"]
+    assert (sdh.text, sdh.sentence, sdh.sentence_index) == (
+        "subdural haematoma", "A small subdural haematoma cannot be excluded.", 1)
+
+
+def test_empty_report_has_no_mentions_and_is_not_truncated():
+    everything_unmentioned = {label: NOT_MENTIONED for label in finding_labels()}
+    for text in ("", None, "  \n"):
+        assert label_report(text) == ReportFindings(everything_unmentioned, [], False)
+
+
+def test_reports_are_truncated_only_beyond_50000_characters():
+    sentence = "No skull fracture. "
+    body = sentence * (50_000 // len(sentence))
+    exact = body + "x" * (50_000 - len(body))
+    assert len(exact) == 50_000 and not label_report(exact).truncated
+    assert label_report(exact + "y").truncated
+
+
+def test_positive_labels_by_policy():
+    r = label_report("Subdural haematoma. Possible skull fracture. No hydrocephalus.")
+    assert r.positive() == {"intracranial_haemorrhage", "subdural_haemorrhage", "skull_fracture"}
+    assert r.positive("negative") == {"intracranial_haemorrhage", "subdural_haemorrhage"}
+
+
+def test_lexicon_mini_language():
+    def matches(pattern, text):
+        return re.search(findings._compile(pattern), text, re.IGNORECASE) is not None
+
+    # " ?" = optional space or hyphen, " " = spaces or hyphens, "~" = a gap of up to 4 words
+    assert all(matches("intra ?cranial", t) for t in ("intracranial", "intra-cranial", "intra cranial"))
+    assert matches("mass effect", "mass - effect") and not matches("mass effect", "masseffect")
+    assert matches("skull~fracture", "skull vault and base fracture")
+    assert not matches("skull~fracture", "skull a b c d e fracture")  # 5 words: too far
+    assert not matches("skull~fracture", "skull but no fracture")  # a gap never crosses a negation
+    # inside a character class, a space and a tilde are themselves; a backslash escapes the next character
+    assert matches("grey[ ]white", "grey white") and not matches("grey[ ]white", "grey-white")
+    assert matches("a[~]b", "a~b")
+    assert matches(r"no\ bleed", "no bleed") and not matches(r"no\ bleed", "no-bleed")
+    assert matches(r"a\~b", "a~b") and not matches(r"a\~b", "a b")
+    assert matches(r"a\~b c", "a~b-c")  # after an escape the rest of the pattern is translated as usual
+    assert matches("gr[ae]y white", "gray-white")  # and after a class closes
+    # whole words only: not inside a longer word, not after a hyphen ("non-haemorrhagic")
+    assert matches("sdh", "left SDH.") and not matches("sdh", "sdhx") and not matches("sdh", "xsdh")
+    assert not matches("haemorrhagic", "non-haemorrhagic") and not matches("fractures?", "fractured")
+    # a pattern starting with a backslash (punctuation cue) carries its own context: no word boundary added
+    assert matches(r"\?(?=[a-z])", "query?sdh")
+    # nor does a pattern starting or ending with punctuation ("Sinuses:clear", "hydrocephalus: none")
+    assert matches(": none", "hydrocephalus: none") and matches("sinuses:", "Sinuses:clear")
+
+
+def test_counts_with_an_uncertain_reference():
+    cand, ref = "Subdural haematoma.", "Possible subdural haematoma."
+    assert compare_findings(cand, ref).groups["intracranial"].f1 == 1.0
+    neg = compare_findings(cand, ref, uncertain="negative").groups["intracranial"]
+    assert (neg.tp, neg.fp, neg.fn) == (0, 2, 0) and neg.precision == 0.0 and math.isnan(neg.recall)
+
+
+@pytest.mark.parametrize(
+    "cand, ref, expected",
+    [
+        # tp, fp, fn, tn, precision, recall, f1, agreement (extracranial: sinus, orbit, scalp, facial fracture)
+        ("Sinusitis. Nasal bone fracture.", "Sinusitis. Scalp haematoma.", (1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5)),
+        ("Sinusitis. Nasal bone fracture. Scalp haematoma.", "Sinusitis. Scalp haematoma.",
+         (2, 1, 0, 1, 2 / 3, 1.0, 0.8, 0.75)),
+        ("Nasal bone fracture.", "Normal CT head.", (0, 1, 0, 3, 0.0, None, 0.0, 0.75)),
+    ],
+    ids=["one-of-each", "one-invented", "nothing-to-find"],
+)
+def test_group_figures_against_hand_counts(cand, ref, expected):
+    got = compare_findings(cand, ref).groups["extracranial"].to_dict()
+    tp, fp, fn, tn, precision, recall, f1, agreement = expected
+    assert got == {"group": "extracranial", "tp": tp, "fp": fp, "fn": fn, "tn": tn, "n_labels": 4,
+                   "precision": pytest.approx(precision), "recall": None if recall is None else pytest.approx(recall),
+                   "f1": pytest.approx(f1), "agreement": pytest.approx(agreement), "vacuous": False}
+
+
+def test_a_group_with_no_label_left_is_undefined_not_perfect():
+    c = compare_findings("Possible skull fracture.", "Skull fracture.", uncertain="exclude")
+    assert c.groups["skull"].to_dict() == {"group": "skull", "tp": 0, "fp": 0, "fn": 0, "tn": 0, "precision": None,
+                                           "recall": None, "f1": None, "agreement": None, "n_labels": 0,
+                                           "vacuous": True}
+
+
+def test_comparison_and_corpus_records():
+    c = compare_findings("Possible subdural haematoma.", "Subdural haematoma.", uncertain="negative")
+    assert all(score.group == g for g, score in c.groups.items())
+    d = c.to_dict()
+    assert set(d) == {"groups", "uncertain", "candidate", "reference"} and d["uncertain"] == "negative"
+    assert d["groups"]["intracranial"]["fn"] == 2
+    assert d["candidate"]["subdural_haemorrhage"] == UNCERTAIN and d["reference"]["subdural_haemorrhage"] == PRESENT
+    # already-labelled reports are scored as they are
+    pre = compare_findings(label_report("Possible subdural haematoma."), label_report("Subdural haematoma."),
+                           uncertain="negative")
+    assert pre.to_dict() == d
+
+    score = score_findings(["Possible subdural haematoma.", REF], ["Subdural haematoma.", REF], uncertain="negative")
+    assert score.uncertain == "negative" and score.per_sample_f1["intracranial"] == [0.0, 1.0]
+    assert all(s.group == g for g, s in score.micro.items())
+    assert score.micro["all"].n_labels == 2 * 17
+    assert (score.micro["all"].tp, score.micro["all"].fn, score.micro["all"].tn) == (4, 2, 2 * 17 - 6)
+    assert score.mean_f1() == pytest.approx(sum(score.per_sample_f1["all"]) / 2)
+    d = score.to_dict()
+    assert set(d) == {"micro", "per_sample_f1", "n", "uncertain"}
+    assert (d["n"], d["uncertain"], d["per_sample_f1"]["intracranial"]) == (2, "negative", [0.0, 1.0])
+    assert d["micro"]["intracranial"]["fn"] == 2
+
+
+def test_empty_corpus_has_undefined_scores():
+    score = score_findings([], [])
+    assert score.n == 0 and math.isnan(score.mean_f1()) and math.isnan(score.mean_f1("skull"))
+    assert score.micro["all"].to_dict()["f1"] is None

