@@ -154,14 +154,24 @@ def test_reports_vary_in_phrasing():
 
 
 @pytest.mark.slow
-def test_default_sample_cohort_is_generated_once_and_cached(tmp_path, monkeypatch):
+def test_default_sample_cohort_is_generated_once_and_only_as_far_as_asked(tmp_path, monkeypatch):
     from tasks.nph_evans.phantom import PHANTOMS
 
-    monkeypatch.setattr(PHANTOMS, "default_n", 1)
-    first = load_cohort(None, "nph-evans", cache_dir=tmp_path)
-    assert first.name == "sample-nph-evans" and len(first.cases) == 1
-    manifest = next((tmp_path / "cohorts").glob("nph-evans-*/manifest.jsonl"))
-    stamp = manifest.stat().st_mtime_ns
-    again = load_cohort(None, "nph-evans", cache_dir=tmp_path)
-    assert manifest.stat().st_mtime_ns == stamp
-    assert again.content_hash == first.content_hash
+    monkeypatch.setattr(PHANTOMS, "default_n", 3)
+    made = []
+    first = load_cohort(None, "nph-evans", limit=1, cache_dir=tmp_path, progress=lambda i, n, row: made.append(row["id"]))
+    assert first.name == "sample-nph-evans" and [c.id for c in first.cases] == made == ["nph-evans-s0-000"]
+    [folder] = (tmp_path / "cohorts").glob("nph-evans-*")
+    assert [p.name for p in (folder / "cases").iterdir()] == ["nph-evans-s0-000"]  # --limit 1 made one case, not 3
+    volume = folder / "cases" / "nph-evans-s0-000" / "t1.nii.gz"
+    stamp = volume.stat().st_mtime_ns
+    made.clear()
+    whole = load_cohort(None, "nph-evans", cache_dir=tmp_path, progress=lambda i, n, row: made.append(row["id"]))
+    assert made == ["nph-evans-s0-001", "nph-evans-s0-002"]  # only the missing ones
+    assert [c.id for c in whole.cases] == ["nph-evans-s0-000", "nph-evans-s0-001", "nph-evans-s0-002"]
+    assert volume.stat().st_mtime_ns == stamp and whole.cases[0].truth == first.cases[0].truth
+    made.clear()
+    again = load_cohort(None, "nph-evans", cache_dir=tmp_path, progress=lambda i, n, row: made.append(row["id"]))
+    assert made == [] and again.content_hash == whole.content_hash != first.content_hash
+    assert load_cohort(None, "nph-evans", limit=1, cache_dir=tmp_path).content_hash == first.content_hash
+    assert not list(folder.glob(".case-*"))  # no half-written case left behind

@@ -6,7 +6,7 @@ Public API
     Case (harness.data.case): id, task, volumes {role: Path}, truth (each task declares its fields: `harness tasks`),
         meta, load(role) -> Volume
     write_sample_cohort(task, n, seed, out, *, resolution_scale=1.0) -> manifest path   (harness.data.sample_cohort)
-    sample_cohort_dir(task, cache_dir=None) -> folder of the cached built-in cohort
+    sample_cohort_manifest(task, cache_dir=None, n=None) -> manifest of the cached built-in cohort's first n cases
 
 The built-in cohorts are PHANTOMS: the pydeface average head (a real head with face, averaged over subjects) is
 labelled once (harness.phantoms.anatomy), then every case warps it into a new subject and pose, synthesises MR

@@ -137,10 +137,11 @@ def load_cohort(source: str | Path | None, task, *, limit: int | None = None, ca
     if limit is not None and limit < 1:
         raise CohortError(f"limit must be at least 1, got {limit}")
     if source is None:
-        from harness.data.sample_cohort import sample_cohort_dir
+        from harness.data.sample_cohort import phantoms_of, sample_cohort_manifest
 
-        folder = sample_cohort_dir(task, cache_dir, progress=progress)
-        cohort = _read("manifest", str(folder / "manifest.jsonl"), task, limit, cache_dir)
+        n = min(limit, phantoms_of(task).default_n) if limit is not None else None  # --limit 2 generates 2 cases
+        manifest = sample_cohort_manifest(task, cache_dir, n=n, progress=progress)
+        cohort = _read("manifest", str(manifest), task, limit, cache_dir)
         return Cohort(f"sample-{task.name}", task.name, cohort.cases, cohort.problems, "sample")
     kind, location = detect_kind(source)
     return _read(kind, location, task, limit, cache_dir)

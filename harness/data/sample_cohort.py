@@ -12,7 +12,8 @@ Layout written by `write_sample_cohort` (the same layout `load_cohort` reads as 
     OUT/cases/<id>/*.nii.gz   volumes and truth masks; ct-report also writes ct/ as a DICOM series
 What a case holds is the task's business: each task declares a PhantomGenerator (tasks/<task>/phantom.py) as
 `Task.phantoms`; this module only writes and caches what it makes.
-Every case is deterministic in (generator, seed, case index): case i is the same whatever n is.
+Every case is deterministic in (generator, seed, case index): case i is the same whatever n is, so the cache keeps
+cases one by one (CACHE/cohorts/<phantoms>-<key>/cases, rows/) and writes a manifest per case count asked for.
 Every case is built from the pydeface average head, so the built-in cohort is the same on every machine. (Colin27
 phantoms exist - harness.phantoms.anatomy.load_atlases(include_colin27=True) - but their faces are too dark for the
 template-based defacers, which refuse them; see load_atlases.)
@@ -134,30 +135,52 @@ def write_sample_cohort(task, n: int, seed: int, out, *, resolution_scale: float
     return out / "manifest.jsonl"
 
 
-def sample_cohort_dir(task, cache_dir=None, *, n: int | None = None, seed: int = DEFAULT_SEED, resolution_scale: float = 1.0,
-                      progress=None) -> Path:
-    """The cached built-in cohort of `task` (generated on first use; later calls only read it).
-    progress(i, n, row) is called after each generated case (generation takes seconds per case)."""
+def sample_cohort_manifest(task, cache_dir=None, *, n: int | None = None, seed: int = DEFAULT_SEED,
+                           resolution_scale: float = 1.0, progress=None) -> Path:
+    """The manifest of the first n cases (default: the generator's default_n) of `task`'s cached built-in cohort.
+    Cases are generated on first use, one at a time and only those asked for (`--limit 2` makes 2), and kept: a later
+    call for more cases generates only the missing ones. progress(i, n, row) is called after each generated case."""
     gen = phantoms_of(task)
     n = gen.default_n if n is None else n
+    if n < 1:
+        raise HarnessError(f"a sample cohort needs at least one case, not {n}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     atlases = anatomy.load_atlases(cache)
-    group = gen.name
-    key = content_key(generator=WRITER_VERSION, phantoms=gen.version, anatomy=[a.content_hash for a in atlases], group=group, n=n,
-                      seed=seed, scale=resolution_scale)
-    target = cache / "cohorts" / f"{group}-{key[:16]}"
-    if (target / "manifest.jsonl").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{group}-", dir=target.parent))
+    key = content_key(generator=WRITER_VERSION, phantoms=gen.version, anatomy=[a.content_hash for a in atlases],
+                      group=gen.name, seed=seed, scale=resolution_scale)
+    folder = cache / "cohorts" / f"{gen.name}-{key[:16]}"
+    manifest = folder / f"manifest-{n}.jsonl"
+    if manifest.exists():
+        return manifest
+    (folder / "rows").mkdir(parents=True, exist_ok=True)
+    missing = [i for i in range(n) if not (folder / "rows" / f"{i:05d}.jsonl").exists()]
+    for done, i in enumerate(missing, 1):
+        rows = _generate_case(task, seed, i, folder, gen.atlas_for(i, atlases), resolution_scale)
+        if progress:
+            progress(done, len(missing), rows[-1])
+    text = "".join((folder / "rows" / f"{i:05d}.jsonl").read_text() for i in range(n))
+    atomic_write_text(manifest, text)
+    info = {"phantoms": gen.name, "phantoms_version": gen.version, "tasks": list(gen.tasks), "seed": seed,
+            "generator_version": WRITER_VERSION, "anatomy": [a.source for a in atlases],
+            "anatomy_hash": [a.content_hash for a in atlases], "resolution_scale": resolution_scale, "phantom": True}
+    atomic_write_text(folder / "cohort.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def _generate_case(task, seed: int, index: int, folder: Path, atlas, resolution_scale: float) -> list[dict]:
+    """Write case `index` into folder/cases/<id>/ and its rows into folder/rows/<index>.jsonl, each by an atomic
+    rename: a killed generation leaves no half case, and a process that loses a race keeps the winner's files."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".case-{index}-", dir=folder))
     try:
-        write_sample_cohort(task, n, seed, tmp, resolution_scale=resolution_scale, cache_dir=cache, progress=progress)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "manifest.jsonl").exists():  # another process won the race only if it finished
-                raise
+        rows = write_case(task, seed, index, tmp, atlas, resolution_scale=resolution_scale)
+        (folder / "cases").mkdir(exist_ok=True)
+        for made in (tmp / "cases").iterdir():
+            try:
+                made.rename(folder / "cases" / made.name)
+            except OSError:
+                if not (folder / "cases" / made.name).is_dir():
+                    raise
+        atomic_write_text(folder / "rows" / f"{index:05d}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        return rows
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        shutil.rmtree(tmp, ignore_errors=True)
