@@ -44,7 +44,8 @@ class Group:
 
 
 GROUPS = {
-    "stats": Group(("harness/scoring/stats/*",), ("tests/test_stats.py", "tests/test_aggregate.py"),
+    "stats": Group(("harness/scoring/stats/*",), ("tests/test_stats.py", "tests/test_stats_edges.py",
+                                                  "tests/test_aggregate.py"),
                    "paired tests, bootstrap CIs, BH, agreement: every number on the leaderboard"),
     "store": Group(("harness/store/run_store.py", "harness/store/samples_file.py", "harness/engine/grid.py"),
                    ("tests/test_store.py", "tests/test_grid.py"),
