@@ -33,6 +33,7 @@ from harness.core.errors import HarnessError
 from leaderboard import plots
 from leaderboard.boards import Board, board_facts, split_boards
 from leaderboard.anonymize import check_clean, clean, cohort_salt, hash_case, scrub_paths
+from leaderboard.built_files import record_build
 from leaderboard.site import agreement_blocks, overview_table, render_page, results_table
 from leaderboard.tables import columns, flat_record, markdown, to_csv
 
@@ -79,6 +80,7 @@ def build(run_dirs: Iterable, out_dir, *, tasks: Mapping | None = None, separate
     _write_index(out, index_boards, entries)
     forbidden = set(case_ids) | {str(d.resolve()) for d in run_dirs} | {str(Path.cwd()), str(Path.home())}
     check_clean(out, forbidden - {"/", ""})
+    record_build(out, case_ids, salt_dir)
     return BuildResult(out, built, time.perf_counter() - t0)
 
 

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from leaderboard.anonymize import PUBLISHABLE, check_clean
+from leaderboard.anonymize import LeakError, check_clean, scan
+from leaderboard.built_files import BUILD_FILE, case_ids_of, check_built, files_of, read_build
 
 HF_PREFIX = "hf://"
 
@@ -37,13 +38,23 @@ def _read_index(site_dir: Path) -> dict:
     return doc
 
 
-def publish(site_dir, to: str, *, staging=None, dry_run: bool = False) -> Path:
+def check_publishable(site_dir: Path, salt_dir: Path | None = None) -> None:
+    """LeakError listing every finding: files the build did not make as they are (built_files), and the scan for case
+    ids (those of the runs it was built from, when this machine built it), local paths and secrets."""
+    ids = case_ids_of(site_dir, salt_dir)
+    findings = check_built(site_dir) + scan(site_dir, ids or ())
+    if findings:
+        shown = "\n  ".join(findings[:20])
+        raise LeakError(f"{site_dir}: refusing to publish, {len(findings)} finding(s):\n  {shown}")
+
+
+def publish(site_dir, to: str, *, staging=None, dry_run: bool = False, salt_dir: Path | None = None) -> Path:
     """Publish `site_dir` to a folder path, or to `hf://[datasets/]owner/name`. For a dataset repo the upload folder
     is written to `staging` (a temporary folder by default) and uploaded unless `dry_run`. Returns the folder
     written (the published copy, or the staged upload folder)."""
     site_dir = Path(site_dir)
     _read_index(site_dir)
-    check_clean(site_dir)
+    check_publishable(site_dir, salt_dir)
     if str(to).startswith(HF_PREFIX):
         repo = str(to)[len(HF_PREFIX):].removeprefix("datasets/").strip("/")
         if repo.count("/") != 1 or not all(repo.split("/")):
@@ -62,11 +73,14 @@ def copy_site(site_dir: Path, dest: Path) -> Path:
         raise PublishError(f"{dest}: folder is not empty and holds no earlier leaderboard; refusing to overwrite it")
     if dest.exists():
         shutil.rmtree(dest)
-    for path in sorted(site_dir.rglob("*")):
-        if path.is_file() and path.suffix.lower() in PUBLISHABLE:
-            target = dest / path.relative_to(site_dir)
+    listed = set((read_build(site_dir) or {}).get("files", {})) | {BUILD_FILE}
+    files, _ = files_of(site_dir)  # links are never copied
+    for path in files:
+        rel = path.relative_to(site_dir).as_posix()
+        if rel in listed:  # only what the build made (check_publishable has refused anything else)
+            target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            shutil.copyfile(path, target, follow_symlinks=False)
     check_clean(dest)
     return dest
 

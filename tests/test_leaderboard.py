@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -155,6 +156,57 @@ def test_svg_figures_are_scanned_like_every_other_file(built, tmp_path):
     (site / "plots" / "handmade.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><text>/home/someone/x.nii</text></svg>')
     with pytest.raises(LeakError, match="handmade.svg: contains a local path"):
         publish(site, str(tmp_path / "out"))
+
+
+def test_publish_takes_only_what_the_build_made(built, tmp_path):
+    """A face render saved as a plot, a QC sheet as a logo, an image pasted into a page, a PNG named .svg, a volume
+    named chart.png, a link to /etc/passwd, a case id typed into README.md: each is refused, naming the file."""
+    import gzip
+    import io as _io
+
+    from PIL import Image
+
+    root, _ = built
+    salts = root / "salts"
+    png = _io.BytesIO()
+    Image.new("L", (64, 64), 200).save(png, format="PNG")
+    plants = {
+        "plots/face.png": (png.getvalue(), "plots/face.png: not made by the build"),
+        "plots/logo.png": (png.getvalue(), "plots/logo.png: not made by the build"),
+        "plots/chart.svg": (png.getvalue(), "plots/chart.svg: is binary, not text"),
+        "plots/scan.png": (gzip.compress(b"\x5c\x01" + b"\0" * 400), "plots/scan.png: is not a PNG image"),
+    }
+    for rel, (data, expected) in plants.items():
+        site = tmp_path / rel.replace("/", "-")
+        shutil.copytree(root / "site", site)
+        (site / rel).write_bytes(data)
+        with pytest.raises(LeakError, match=re.escape(expected)):
+            publish(site, str(tmp_path / "out"), salt_dir=salts)
+        assert not (tmp_path / "out").exists()
+
+    site = tmp_path / "pasted"
+    shutil.copytree(root / "site", site)
+    page = site / "index.html"
+    page.write_text(page.read_text().replace("</body>", '<img src="data:image/png;base64,iVBORw0KGgo="></body>'))
+    with pytest.raises(LeakError, match=r"index\.html: changed since the build[\s\S]*index\.html: embeds a file"):
+        publish(site, str(tmp_path / "out"), salt_dir=salts)
+
+    site = tmp_path / "linked"
+    shutil.copytree(root / "site", site)
+    (site / "passwd.txt").symlink_to("/etc/passwd")
+    with pytest.raises(LeakError, match=r"passwd\.txt: is a link; links are never published"):
+        publish(site, str(tmp_path / "out"), salt_dir=salts)
+
+    site = tmp_path / "typed"
+    shutil.copytree(root / "site", site)
+    readme = site / "README.md"
+    readme.write_text(readme.read_text() + f"\nWorst case: {CASES[2]}\n")
+    with pytest.raises(LeakError, match=r"README\.md: changed since the build[\s\S]*README\.md: contains CASE\.\.\. \(a forbidden"):
+        publish(site, str(tmp_path / "out"), salt_dir=salts)
+
+    clean = publish(root / "site", str(tmp_path / "clean"), salt_dir=salts)  # the untouched build publishes
+    assert sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*") if p.is_file()) == \
+        sorted(p.relative_to(root / "site").as_posix() for p in (root / "site").rglob("*") if p.is_file())
 
 
 def test_incomparable_runs_are_refused_or_separated(tmp_path):

@@ -34,7 +34,8 @@ def publish_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="For hf://: write the upload folder, do not upload."),
 ):
     """Copy the site and data to a folder, or upload them (Parquet + dataset card + site) to a dataset repo.
-    The output is scanned first: no case ids, local paths, secrets or images of original data."""
+    Only what `build` made is published, unchanged and no links (build.json lists every file with its hash), and it
+    is scanned first: no case ids of the runs, local paths, secrets or images of original data."""
     from leaderboard import publish
 
     folder = publish(site, to, staging=staging, dry_run=dry_run)
