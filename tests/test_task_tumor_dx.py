@@ -228,3 +228,24 @@ def test_macro_f1_is_a_set_level_metric_of_each_condition_with_its_paired_delta(
     assert record["macro_f1_delta"] == pytest.approx(expected_defaced - 1.0) and "macro_f1_p_adj" not in record
     assert record["fidelity_hemisphere_agree"] is None and record["fidelity_necrosis_agree"] == pytest.approx(0.75)
     assert {"macro_f1_original", "fidelity_lesion_count_agree"} <= {c["name"] for c in columns(summary)}
+
+
+def test_a_board_with_a_set_metric_builds(tmp_path):
+    """The leaderboard renders every metric kind (a set-level metric once broke the task page)."""
+    from harness.core.sample import Sample
+    from harness.store.manifest import build_manifest
+    from harness.store.run_store import RunStore
+    from leaderboard import build
+
+    manifest = build_manifest({}, tasks={"tumor-dx": TASK.identity()}, defacers={"reface": {"name": "reface", "version": "1"}},
+                              models={"m": {"id": "m"}}, cohort={"tumor-dx": {"name": "toy", "content_hash": "abc", "size": 3}})
+    with RunStore.open(tmp_path / "run", manifest) as store:
+        for i, (case, dx) in enumerate([("c1", "glioblastoma"), ("c2", "meningioma"), ("c3", "metastases")]):
+            for cond, said in (("original", dx), ("reface", "glioblastoma")):
+                answer = {"diagnosis": said, "findings": {"necrosis": True}}
+                store.append(Sample(f"{case}-{cond}", "tumor-dx", f"case-{i:04d}-{case}", cond, "m", "single", answer=answer,
+                                    scores=TASK.score(answer, {"diagnosis": dx, "findings": {"necrosis": True}})))
+        store.finish()
+    result = build([tmp_path / "run"], tmp_path / "site", salt_dir=tmp_path / "salts")
+    page = (tmp_path / "site" / "tumor-dx.html").read_text()
+    assert result.boards == ["tumor-dx"] and "macro_f1" in page and "paired bootstrap CI, no test" in page
