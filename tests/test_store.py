@@ -468,3 +468,47 @@ def test_append_many_writes_all_or_nothing(run, monkeypatch):
         store.append_many([sample(1), sample(4), sample(5)])
     assert [r["sample_id"] for r in lines_of(run)] == ["s00000", "s00001", "s00001", "s00004", "s00005"]
     assert [s.status for s in read_samples(run)] == ["ok", "ok", "ok", "ok"]
+
+
+def test_ctrl_c_during_a_write_removes_the_half_line_but_during_fsync_keeps_the_whole_one(run, monkeypatch):
+    import harness.store.run_store as store_module
+
+    real_write = os.write
+    with RunStore.open(run, {}) as store:
+        store.append(sample(0))
+        before = (run / "samples.jsonl").read_bytes()
+
+        def half_then_ctrl_c(fd, data):
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(store_module.os, "write", half_then_ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            store.append(sample(1))
+        assert (run / "samples.jsonl").read_bytes() == before and store.status_of("s00001") is None
+        monkeypatch.setattr(store_module.os, "write", real_write)
+
+        def ctrl_c(fd):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(store_module.os, "fsync", ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            store.append(sample(2))
+        monkeypatch.undo()
+        assert store.status_of("s00002") == "ok"  # the line is in the file: the sample is finished
+        with pytest.raises(ValueError, match="already finished"):
+            store.append(sample(2))
+    assert [r["sample_id"] for r in lines_of(run)] == ["s00000", "s00002"]
+
+
+def test_numpy_values_paths_and_sets_in_a_sample_are_stored_as_plain_json(run):
+    np = pytest.importorskip("numpy")
+    with RunStore.open(run, {}) as store:
+        store.append(Sample("a", "t", "c", "original", "m", answer={
+            "evans": np.float32(0.25), "n": np.int64(3), "mask": np.array([1, 0]), "file": Path("/x/y.nii"),
+            "labels": {"b", "a"}, "text": "Läsion ≥ 3 mm"}))
+        with pytest.raises(ValueError, match="cannot store object in a sample"):
+            store.append(Sample("b", "t", "c", "original", "m", answer={"x": object()}))
+    (record,) = lines_of(run)
+    assert record["answer"] == {"evans": 0.25, "n": 3, "mask": [1, 0], "file": "/x/y.nii", "labels": ["a", "b"],
+                                "text": "Läsion ≥ 3 mm"}
