@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -985,3 +986,49 @@ def test_reading_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(RunStoreError, match="not a run directory \\(no manifest.json\\)") as info:
         read_run(tmp_path)
     assert str(info.value).startswith(f"{tmp_path}: ")
+
+
+# ---- run folder names -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def far_from_utc(monkeypatch):
+    """A local time zone hours away from UTC, so a name stamped in local time is caught."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("needs time.tzset")
+    monkeypatch.setenv("TZ", "Etc/GMT-9")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_run_folders_are_named_by_utc_time_and_a_cleaned_label(tmp_path, far_from_utc):
+    from datetime import datetime, timedelta, timezone
+
+    before = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+    bare, labelled = new_run_dir(tmp_path), new_run_dir(tmp_path, "/CT Report: v2./")
+    after = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert bare.parent == tmp_path and re.fullmatch(r"\d{8}-\d{6}", bare.name)
+    assert before <= datetime.strptime(bare.name, "%Y%m%d-%H%M%S") <= after + timedelta(seconds=1)
+    assert re.fullmatch(r"\d{8}-\d{6}-CT-Report-v2", labelled.name)
+    assert re.fullmatch(r"\d{8}-\d{6}", new_run_dir(tmp_path, " ./:. ").name)  # nothing left of the label
+    long = new_run_dir(tmp_path, "x" * 200).name
+    assert long.endswith("-" + "x" * 60)  # a long label is cut: the name stays a legal file name
+
+
+def test_taken_run_folder_names_are_numbered_on(tmp_path, monkeypatch):
+    import harness.store.run_store as store_module
+    from datetime import datetime as real_datetime
+
+    class Frozen(real_datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return real_datetime(2024, 5, 6, 7, 8, 9, tzinfo=tz)
+
+    monkeypatch.setattr(store_module, "datetime", Frozen)
+    names = []
+    for _ in range(4):
+        folder = new_run_dir(tmp_path, "lb")
+        folder.mkdir()
+        names.append(folder.name)
+    assert names == ["20240506-070809-lb", "20240506-070809-lb-2", "20240506-070809-lb-3", "20240506-070809-lb-4"]
