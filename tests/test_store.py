@@ -103,6 +103,8 @@ def test_a_corrupt_line_in_the_middle_is_reported_and_skipped(run):
         store = RunStore.open(run)
     with store:
         assert store.done_ids == {"s00000", "s00001"}
+    with pytest.warns(HarnessWarning, match="line 2 ignored"):
+        assert [s.sample_id for s in read_samples(run)] == ["s00000", "s00001"]  # the garbage hides nothing
 
 
 def test_unknown_fields_from_newer_versions_are_kept(run):
@@ -145,11 +147,13 @@ def test_non_finite_scores_are_stored_as_null(run):
 
 
 def test_opening_something_that_is_not_a_run_is_a_clear_error(tmp_path):
-    with pytest.raises(RunStoreError, match="no such run directory"):
+    with pytest.raises(RunStoreError, match="no such run directory") as info:
         RunStore.open(tmp_path / "missing")
+    assert str(info.value).startswith(f"{tmp_path / 'missing'}: ")
     (tmp_path / "other").mkdir()
-    with pytest.raises(RunStoreError, match="not a run directory"):
+    with pytest.raises(RunStoreError, match="not a run directory") as info:
         RunStore.open(tmp_path / "other")
+    assert str(info.value).startswith(f"{tmp_path / 'other'}: ")
     (tmp_path / "other" / "samples.jsonl").write_text("")
     with pytest.raises(RunStoreError, match="no manifest.json"):
         RunStore.open(tmp_path / "other", {})
@@ -535,8 +539,9 @@ def test_summary_can_be_a_plain_dict_and_is_absent_until_written(run):
         store.write_summary(Summary("r", "now", "0.1.0", Coverage(2, 1, 1, 0)).to_dict())
         assert store.read_summary().counts.unparsable == 1
         (run / "summary.json").write_text('{"run_id": "r", "counts": {"ok": "many"}}')
-        with pytest.raises(Exception, match="summary.json"):
-            store.read_summary()  # a broken summary names its file
+        with pytest.raises(Exception, match="not a harness summary") as info:
+            store.read_summary()
+        assert str(info.value).startswith(f"{run / 'summary.json'}: ")  # a broken summary names its file
 
 
 @pytest.mark.parametrize("text, problem", [("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object")])
@@ -905,17 +910,17 @@ def test_qc_lines_are_appended_durably_and_read_back(run):
 
     with RunStore.open(run, {}) as store:
         store.append_qc(qc_record("a", seconds=1.5, file=Path("/x")))
-        store.append_qc(qc_record("b", condition="reface"))
         store.append_qc({"note": "no key fields"})
+        store.append_qc(qc_record("b", condition="reface"))
         assert store.qc_keys() == {("t", "a", "image", "quickshear"), ("t", "b", "image", "reface")}
     raw = (run / "qc" / "defacer_qc.jsonl").read_bytes()
     assert raw.endswith(b"\n") and raw.count(b"\n") == 3
     assert raw.splitlines()[0] == json.dumps(qc_record("a", seconds=1.5, file="/x"), sort_keys=True).encode()
     assert (run / "qc" / "defacer_qc.jsonl").stat().st_mode & 0o111 == 0
     records = read_qc(run)
-    assert records[0] == qc_record("a", seconds=1.5, file="/x") and records[2] == {"note": "no key fields"}
+    assert records[0] == qc_record("a", seconds=1.5, file="/x") and records[1] == {"note": "no key fields"}
     data = read_run(run)
-    assert data.directory == run and data.manifest["status"] == "complete" or data.manifest["status"] == "running"
+    assert data.directory == run and "started_at" in data.manifest
     assert data.qc == records and [s.sample_id for s in data.samples] == []
     with RunStore.open(run) as store:  # a resumed run knows which QC lines it need not repeat
         assert ("t", "a", "image", "quickshear") in store.qc_keys()
@@ -993,11 +998,11 @@ def test_run_folders_are_named_by_utc_time_and_a_cleaned_label(tmp_path, far_fro
     from datetime import datetime, timedelta, timezone
 
     before = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
-    bare, labelled = new_run_dir(tmp_path), new_run_dir(tmp_path, "/CT Report: v2./")
+    bare, labelled = new_run_dir(tmp_path), new_run_dir(tmp_path, "/Xray CT: v2.X/")
     after = datetime.now(timezone.utc).replace(tzinfo=None)
     assert bare.parent == tmp_path and re.fullmatch(r"\d{8}-\d{6}", bare.name)
     assert before <= datetime.strptime(bare.name, "%Y%m%d-%H%M%S") <= after + timedelta(seconds=1)
-    assert re.fullmatch(r"\d{8}-\d{6}-CT-Report-v2", labelled.name)
+    assert re.fullmatch(r"\d{8}-\d{6}-Xray-CT-v2.X", labelled.name)
     assert re.fullmatch(r"\d{8}-\d{6}", new_run_dir(tmp_path, " ./:. ").name)  # nothing left of the label
     long = new_run_dir(tmp_path, "x" * 200).name
     assert long.endswith("-" + "x" * 60)  # a long label is cut: the name stays a legal file name
@@ -1019,3 +1024,23 @@ def test_taken_run_folder_names_are_numbered_on(tmp_path, monkeypatch):
         folder.mkdir()
         names.append(folder.name)
     assert names == ["20240506-070809-lb", "20240506-070809-lb-2", "20240506-070809-lb-3", "20240506-070809-lb-4"]
+
+
+def test_a_samples_file_that_becomes_unreadable_while_streaming_is_named(run, monkeypatch):
+    import harness.store.samples_file as samples_module
+    from harness.store.run_store import iter_samples
+
+    with RunStore.open(run, {}) as store:
+        store.append(sample(0))
+    real_open, calls = open, []
+
+    def second_open_fails(path, *args, **kw):
+        calls.append(path)
+        if len(calls) == 2:  # the scan read it; then it was removed or its permissions changed
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(samples_module, "open", second_open_fails, raising=False)
+    with pytest.raises(RunStoreError, match="permission denied while reading samples") as info:
+        list(iter_samples(run))
+    assert str(info.value).startswith(f"{run / 'samples.jsonl'}: ")
