@@ -39,7 +39,7 @@ def scrub_paths(text: str) -> str:
         path = m.group(0)
         if path.count("/") + path.count("\\") < 2 and not path.startswith(("~", "/home", "/root", "/Users")):
             return path  # "/s", "1/2", units such as "mm/s" are not paths
-        name = re.split(r"[/\\]", path.rstrip("/\\"))[-1]
+        name = re.split(r"[/\\]", path)[-1]  # a match never ends with a separator
         return f"<local>/{name}"
     return _PATH.sub(repl, text)
 

@@ -75,3 +75,39 @@ def test_condition_without_identity_uses_its_name():
 def test_stage_totals_count_each_deface_and_render_once():
     grid = plan_grid({"t": ["a", "b"]}, [ORIGINAL, REFACE, QUICKSHEAR], ["m1", "m2"])
     assert stage_totals(grid.items) == {"deface": 2 * 2, "render": 2 * 3, "model": 12, "score": 12}
+
+
+def test_sample_ids_do_not_change_between_harness_versions():
+    """Ids are written into samples.jsonl: a run started by an earlier version must resume with the same ids, so the
+    id of a known item is pinned (changing the recipe would silently re-run every finished sample)."""
+    assert sample_id({"name": "t"}, "a", {"name": "original"}, {"name": "m"}, "agent") == "a1f682f0525fe61dd481c0e80cb53248"
+    assert sample_id({"name": "ct-report", "version": "1"}, "case-001",
+                     {"name": "quickshear", "version": "1.2", "params": {"buffer_mm": 5.0}},
+                     {"name": "openai:gpt-4o", "revision": "x"}, "single") == "3c484ddc6938645075bdb63ee006dc9b"
+
+
+def test_a_condition_without_identity_is_the_same_as_one_naming_itself():
+    grid = plan_grid({"t": ["a"]}, [Condition("original"), Condition("original", {"name": "original"})], ["m"])
+    assert len(grid.items) == 1 and grid.duplicates == 1
+
+
+class _Statuses:
+    def __init__(self, statuses):
+        self.statuses = statuses
+
+    def status_of(self, sample_id):
+        return self.statuses.get(sample_id)
+
+
+def test_resume_plan_counts_every_finished_failed_and_new_item():
+    from harness.engine.grid import resume_plan
+
+    items = plan_grid({"t": ["a", "b", "c", "d"]}, [ORIGINAL, REFACE], ["m"]).items
+    statuses = {items[0].sample_id: "ok", items[1].sample_id: "unparsable", items[2].sample_id: "failed",
+                items[3].sample_id: "failed", items[4].sample_id: "failed"}
+    plan = resume_plan(items, _Statuses(statuses))
+    assert (plan.done, plan.skipped_failed, plan.retried) == (2, 3, 0)
+    assert plan.todo == items[5:] and plan.total == len(items)
+    retry = resume_plan(items, _Statuses(statuses), retry_failed=True)
+    assert (retry.done, retry.skipped_failed, retry.retried) == (2, 0, 3)
+    assert retry.todo == items[2:] and retry.total == len(items)

@@ -271,3 +271,176 @@ def test_cli_builds_and_publishes(tmp_path, monkeypatch):
         res = runner.invoke(app, ["leaderboard", "publish", str(tmp_path / "site"), "--to", str(tmp_path / "pub")])
         assert res.exit_code == 0, res.output
         assert (tmp_path / "pub" / "toy-measure.html").is_file()
+
+
+# ---- the publish scan and its tools, one behaviour at a time ----------------------------------------------------
+
+@pytest.mark.parametrize("text, shown", [
+    ("/home/alice/data/cohort.json", "<local>/cohort.json"),
+    ("C:\\Users\\bob\\runs\\x.csv", "<local>/x.csv"),
+    ("~/x", "<local>/x"),
+    ("~/studies/sub-01/t1.nii.gz", "<local>/t1.nii.gz"),
+    ("/home/bob", "<local>/bob"),
+    ("/opt/a/b", "<local>/b"),
+    ("/data/run/INDEX", "<local>/INDEX"),
+    ("see /tmp/run 1/samples.jsonl, then", "see <local>/samples.jsonl, then"),
+    ("--cohort /data/c.json --out=/scratch/u/lb", "--cohort <local>/c.json --out=<local>/lb"),
+])
+def test_local_paths_are_shown_as_their_name_only(text, shown):
+    from leaderboard.anonymize import scrub_paths
+
+    assert scrub_paths(text) == shown
+
+
+@pytest.mark.parametrize("text", ["speed in mm/s", "ratio 1/2", "/s", "a.b/c/d", "https://example.org/a/b/c.json",
+                                  "n/a", "<local>/cohort.json", "km/h and m/s/s"])
+def test_units_fractions_urls_and_scrubbed_names_are_left_alone(text):
+    from leaderboard.anonymize import scrub_paths
+
+    assert scrub_paths(text) == text
+
+
+def test_clean_redacts_secrets_and_scrubs_paths_at_any_depth():
+    from leaderboard.anonymize import clean
+
+    facts = {"command": f"harness eval --api-key {OPENAI_KEY} --cohort /data/c.json",
+             "nested": [{"path": "/home/u/x.nii"}, ("/tmp/a/b", 3)], 7: 1.5, "flag": True, "none": None}
+    out = clean(facts)
+    assert out == {"command": "harness eval --api-key <redacted> --cohort <local>/c.json",
+                   "nested": [{"path": "<local>/x.nii"}, ["<local>/b", 3]], "7": 1.5, "flag": True, "none": None}
+
+
+def test_the_cohort_salt_is_secret_stable_and_per_cohort(tmp_path, monkeypatch):
+    from leaderboard.anonymize import cohort_salt, hash_case
+
+    salts = tmp_path / "salts"
+    first = cohort_salt("cohort-a", salts)
+    assert len(first) == 16 and cohort_salt("cohort-a", salts) == first  # made once, then reused
+    assert cohort_salt("cohort-b", salts) != first
+    (file_a,) = [p for p in salts.iterdir() if p.read_text().strip() == first.hex()]
+    assert file_a.suffix == ".salt" and "cohort-a" not in file_a.name and file_a.stat().st_mode & 0o077 == 0
+    # the salt file's name is pinned: a new name would mean a new salt, and every published case hash would change
+    assert file_a.name == "d5b4d47758f12a7ccf0c155dd22d062e.salt"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    default = cohort_salt("cohort-a")  # without a folder: the harness cache, never the leaderboard
+    assert [p.parent for p in (tmp_path / "cache").rglob("*.salt")] == [tmp_path / "cache" / "harness" / "leaderboard-salts"]
+    assert default != first
+    file_a.write_text("not hex\n")
+    with pytest.raises(HarnessError, match="cannot read the cohort salt .*delete it to make a new one") as info:
+        cohort_salt("cohort-a", salts)
+    assert str(info.value).startswith(f"{file_a}: ")
+    # hashed case ids: 16 hex characters, the same for the same salt, unrelated to a plain hash of the id
+    import hashlib
+
+    h = hash_case("CASE-SECRET-0001", first)
+    assert len(h) == 16 and int(h, 16) >= 0 and h == hash_case("CASE-SECRET-0001", first)
+    assert h != hash_case("CASE-SECRET-0001", cohort_salt("cohort-b", salts)) != hash_case("CASE-SECRET-0002", first)
+    assert h not in hashlib.sha256(b"CASE-SECRET-0001").hexdigest()
+    assert hash_case("CASE-1", bytes(16)) == "6d0955454b2e385a"  # published pairs keep their ids across versions
+
+
+def _folder(tmp_path, files: dict) -> Path:
+    folder = tmp_path / "site"
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            (folder / name).write_bytes(content)
+        else:
+            (folder / name).write_text(content, encoding="utf-8")
+    return folder
+
+
+def test_scan_names_each_file_and_what_it_holds(tmp_path):
+    folder = _folder(tmp_path, {
+        "a.csv": "case\nCASE-SECRET-0001\n",
+        "b/notes.md": f"key {OPENAI_KEY}\n",
+        "c.json": '{"from": "/Users/ann/x"}',
+        "d.npy": b"\x93NUMPY",
+        "README": "no suffix",
+        "e.TXT": "clean text, 5 mm/s, see https://example.org/home/x and <local>/cohort.json\n",
+        "f.html": "<td>~/runs</td>",
+    })
+    assert scan(folder, CASES) == [
+        "README: file type (none) is not publishable",
+        "a.csv: contains CASE... (a forbidden string)",
+        "b/notes.md: contains a secret-looking value (sk-pro...)",
+        "c.json: contains a local path (/Users/...)",
+        "d.npy: file type .npy is not publishable",
+        "f.html: contains a local path (~/...)",
+    ]
+
+
+def test_scan_finds_every_local_path_prefix_once_per_file(tmp_path):
+    from leaderboard.anonymize import _LOCAL_PREFIXES
+
+    for prefix in _LOCAL_PREFIXES:
+        folder = _folder(tmp_path / prefix.strip("/\\~:").replace("\\", "") / "x", {
+            "p.md": f"from {prefix}data and {prefix}other\n"})
+        assert scan(folder) == [f"p.md: contains a local path ({prefix}...)"], prefix
+
+
+def test_short_case_ids_are_not_searched_and_the_longest_needle_is_named(tmp_path):
+    folder = _folder(tmp_path, {"a.csv": "id\nABCDE\nLONGCASE-000123\n123456\n"})
+    assert scan(folder, ["ABCDE", "", None]) == []  # 5 characters would match everywhere
+    assert scan(folder, ["ABCDEF"]) == []
+    assert scan(folder, ["CASE-000123", "LONGCASE-000123"]) == ["a.csv: contains LONG... (a forbidden string)",
+                                                                "a.csv: contains CASE... (a forbidden string)"]
+    assert scan(folder, ["ONGCASE-000123", "LONGCASE-000123"]) == ["a.csv: contains LONG... (a forbidden string)",
+                                                                   "a.csv: contains ONGC... (a forbidden string)"]
+    assert scan(folder, [123456]) == ["a.csv: contains 1234... (a forbidden string)"]  # ids given as numbers
+
+
+def test_png_text_chunks_are_searched_but_pixels_never_make_a_path(tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + b"tEXtComment\x00CASE-SECRET-0001 " + OPENAI_KEY.encode() + b" ~/x /home/u\xff\xfe"
+    folder = _folder(tmp_path, {"plot.PNG": png})
+    assert scan(folder, CASES) == ["plot.PNG: contains CASE... (a forbidden string)",
+                                   "plot.PNG: contains a secret-looking value (sk-pro...)"]
+
+
+def test_parquet_cells_and_metadata_are_scanned_decoded(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    table = pa.table({"case": CASES, "value": [1.0, 2.0, 3.0, 4.0]})
+    pq.write_table(table, folder / "pairs.parquet", compression="zstd", write_statistics=False)
+    assert not [c for c in CASES[1:] if c.encode() in (folder / "pairs.parquet").read_bytes()]  # compressed away
+    meta = pa.table({"x": [1]}).replace_schema_metadata({"source": "/data/study/cohort.json"})
+    pq.write_table(meta, folder / "meta.parquet", compression="zstd")
+    assert scan(folder, CASES[1:]) == ["meta.parquet: contains a local path (/data/...)"] + [
+        "pairs.parquet: contains CASE... (a forbidden string)"] * 3
+
+
+def test_check_clean_refuses_with_the_count_and_the_first_twenty_findings(tmp_path):
+    from leaderboard.anonymize import check_clean
+
+    folder = _folder(tmp_path, {f"f{i:02d}.md": f"{CASES[0]}\n" for i in range(25)})
+    with pytest.raises(LeakError) as info:
+        check_clean(folder, CASES)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{folder}: refusing to publish, 25 finding(s):"
+    assert lines[1:] == [f"  f{i:02d}.md: contains CASE... (a forbidden string)" for i in range(20)]
+    check_clean(_folder(tmp_path / "ok", {"a.md": "fine\n"}), CASES)  # a clean folder passes
+
+
+def test_non_ascii_case_ids_are_found_in_text_png_and_parquet_alike(tmp_path):
+    """PNG text chunks are Latin-1, text files UTF-8 (a stray byte must not stop the scan), Parquet decoded."""
+    pa = pytest.importorskip("pyarrow")
+    import datetime
+
+    import pyarrow.parquet as pq
+
+    case = "PATIENT-Jürgen-01"
+    folder = _folder(tmp_path, {
+        "a.md": f"{case}\n",
+        "b.csv": b"name\n\xff\xfe broken byte\n" + case.encode() + b"\n",
+        "c.png": b"\x89PNG\r\n\x1a\ntEXtTitle\x00" + case.encode("latin-1") + b"\x00\xc3",
+        "clean.md": "Jürgen is not a case id here\n",
+    })
+    table = pa.table({"case": [case], "when": [datetime.datetime(2024, 1, 2, 3, 4, 5)]})
+    pq.write_table(table.replace_schema_metadata({b"\xffblob": b"\xff\xfe /home/u/x"}), folder / "d.parquet",
+                   compression="zstd")
+    assert scan(folder, [case]) == [f"{name}: contains PATI... (a forbidden string)"
+                                    for name in ("a.md", "b.csv", "c.png", "d.parquet")] + [
+        "d.parquet: contains a local path (/home/...)"]

@@ -268,6 +268,10 @@ class RunStore:
             self._line_in_file = True
             os.fsync(fd)
         except BaseException as exc:
+            try:  # what reached the file: a signal can land after os.write returned, before `written` counted it
+                written = max(written, os.fstat(fd).st_size - start)
+            except OSError:
+                pass
             # A half line must never stay behind. A whole line interrupted during fsync (Ctrl-C, SIGTERM) stays:
             # it is in the page cache and reaches the disk without us. A failed fsync (ENOSPC, EIO) means the
             # line may never reach the disk, so it is removed and the error reported.

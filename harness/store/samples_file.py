@@ -150,10 +150,10 @@ def encode_sample(sample: Sample) -> bytes:
 
 
 def json_default(obj):
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars (an array also has .item(), which fails beyond one value)
+        return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, (set, frozenset)):
