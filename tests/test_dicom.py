@@ -275,3 +275,229 @@ def test_unsupported_modality_can_be_overridden(tmp_path):
     with pytest.raises(VolumeError, match="modality PT is not supported"):
         load_volume(tmp_path / "pt")
     assert load_volume(tmp_path / "pt", modality="MR").modality == "MR"
+
+
+# ---- the writer: a series other DICOM readers accept, with exact values where the volume allows --------------------
+
+
+def test_written_series_is_one_consistent_series(tmp_path):
+    head = make_head(shape=(12, 14, 5), spacing=(1.0, 1.5, 2.5))
+    paths = write_dicom_series(head, tmp_path / "s", study_uid="1.2.3", series_number=7)
+    dss = [pydicom.dcmread(p) for p in paths]
+    assert write_dicom_series(head, tmp_path / "s") == paths  # writing again into an existing folder replaces it
+    assert [ds.InstanceNumber for ds in dss] == [1, 2, 3, 4, 5]
+    assert {ds.StudyInstanceUID for ds in dss} == {"1.2.3"} and {ds.SeriesNumber for ds in dss} == {7}
+    assert len({ds.SeriesInstanceUID for ds in dss}) == 1 and len({ds.FrameOfReferenceUID for ds in dss}) == 1
+    assert dss[0].FrameOfReferenceUID and dss[0].SeriesInstanceUID
+    assert len({ds.SOPInstanceUID for ds in dss}) == 5
+    for ds in dss:
+        assert ds.SOPClassUID == ds.file_meta.MediaStorageSOPClassUID == "1.2.840.10008.5.1.4.1.1.4"  # MR image storage
+        assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
+        assert (str(ds.PatientName), ds.PatientID) == ("Phantom^Sample", "PHANTOM")  # the phantom identity, never a person
+        assert float(ds.SliceThickness) == 2.5
+        assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation) == (16, 16, 15, 1)
+    other = pydicom.dcmread(write_dicom_series(head, tmp_path / "t")[0])
+    assert other.StudyInstanceUID != "1.2.3" and other.SeriesNumber == 1
+
+
+@pytest.mark.parametrize("lo, hi, exact", [(-32768, 32767, True), (-1024, 32768, False), (-32769, 100, False)])
+def test_integer_volumes_are_stored_exactly_when_int16_holds_them(tmp_path, lo, hi, exact):
+    data = np.zeros((6, 6, 3), np.float32)
+    data[0, 0, :], data[1, 1, :] = lo, hi
+    paths = write_dicom_series(Volume(data, np.eye(4), "CT"), tmp_path / "s")
+    ds = pydicom.dcmread(paths[0])
+    assert (float(ds.RescaleSlope) == 1.0) is exact
+    back = load_volume(tmp_path / "s").data
+    if exact:
+        np.testing.assert_array_equal(back, data)
+    else:  # scaled to fit: within half a step of (hi - lo) / 65000
+        np.testing.assert_allclose(back, data, atol=(hi - lo) / 65000 / 2 + 1e-3)
+
+
+def test_constant_fractional_volume_round_trips(tmp_path):
+    v = Volume(np.full((4, 5, 3), 0.25, np.float32), np.eye(4), "MR")
+    write_dicom_series(v, tmp_path / "s")
+    np.testing.assert_allclose(load_volume(tmp_path / "s").data, 0.25, atol=1e-6)
+
+
+# ---- header metadata: an allow-list with typed values ---------------------------------------------------------------
+
+
+def test_allow_listed_metadata_is_kept_with_its_type(tmp_path):
+    paths = write_dicom_series(make_head(shape=(12, 12, 4)), tmp_path / "s", extra={
+        "BodyPartExamined": "HEAD", "KVP": 120, "ConvolutionKernel": ["FC21", "AXIAL"], "Manufacturer": "ACME",
+        "ManufacturerModelName": "Scan 9000", "MagneticFieldStrength": 3, "RepetitionTime": 2300, "EchoTime": 2.98,
+        "PatientName": "Doe^Jane", "PatientID": "MRN1", "StudyDate": "20250102", "AccessionNumber": "ACC9"})
+    v = load_volume(tmp_path / "s")
+    assert v.meta == {
+        "source_format": "dicom", "stored_orientation": "RAS", "body_part": "HEAD", "slice_thickness_mm": 2.0,
+        "kvp": 120.0, "convolution_kernel": "FC21\\AXIAL", "manufacturer": "ACME", "manufacturer_model": "Scan 9000",
+        "field_strength_t": 3.0, "repetition_time_ms": 2300.0, "echo_time_ms": 2.98,
+    }
+    assert all(type(v.meta[k]) is float for k in ("slice_thickness_mm", "kvp", "field_strength_t", "repetition_time_ms"))
+
+
+def test_empty_or_unreadable_metadata_values_are_left_out(tmp_path):
+    paths = write_dicom_series(make_head(shape=(12, 12, 4)), tmp_path / "s", extra={"BodyPartExamined": "", "EchoTime": 4.5})
+
+    def malformed(ds, n):
+        ds.add_new(0x00180087, "LO", "1.5T")  # MagneticFieldStrength as text: not a number of tesla
+
+    edit_slices(paths, malformed)
+    meta = load_volume(tmp_path / "s").meta
+    assert "body_part" not in meta and "field_strength_t" not in meta
+    assert meta["echo_time_ms"] == 4.5  # the fields after an unreadable one are still read
+
+
+# ---- pixel data the loader cannot use ---------------------------------------------------------------------------
+
+
+def test_colour_slice_is_refused_naming_the_file(series):
+    def rgb(ds, n):
+        plane = ds.pixel_array.astype(np.uint8)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = np.repeat(plane[..., None], 3, axis=-1).tobytes()
+
+    edit_slices(series[2:3], rgb)
+    with pytest.raises(VolumeError, match=r"IM00003.dcm: colour image \(RGB\); CT/MR volumes are greyscale"):
+        load_volume(series[0].parent)
+
+
+def test_undecodable_pixel_data_names_the_file_and_transfer_syntax(series):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    def fake_jpegls(ds, n):
+        ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+        ds.PixelData = encapsulate([b"\xff\xd8 not a JPEG-LS stream \xff\xd9"])
+        ds["PixelData"].VR = "OB"
+
+    edit_slices(series[4:5], fake_jpegls)
+    with pytest.raises(VolumeError, match=r"IM00005.dcm: pixel data cannot be decoded \(transfer syntax JPEG-LS Lossless"):
+        load_volume(series[0].parent)
+
+
+def test_monochrome1_is_inverted_to_bright_tissue(tmp_path):
+    """MONOCHROME1 shows low values white: flipped so that, as everywhere else, high values are bright."""
+    data = np.zeros((6, 8, 4), np.float32)
+    data[2:4, 2:6, :] = 100.0
+    data[0, 0, :] = 10.0
+    paths = write_dicom_series(Volume(data, np.eye(4), "MR"), tmp_path / "s")
+
+    def invert(ds, n):
+        ds.PixelData = (100 - ds.pixel_array).astype(np.int16).tobytes()  # the same image, stored inverted
+        ds.PhotometricInterpretation = "MONOCHROME1"
+
+    edit_slices(paths, invert)
+    np.testing.assert_array_equal(load_volume(tmp_path / "s").data, data)
+
+
+def test_a_broken_file_that_claims_to_be_dicom_is_an_error_not_a_stray_file(series, monkeypatch):
+    """Whatever pydicom makes of it, a file with the DICOM preamble ('DICM' at byte 128) that does not parse is
+    reported, while a file without it is skipped as a stray."""
+    import harness.imaging.io.dicom as dicom_io
+
+    real = dicom_io.pydicom.dcmread
+
+    def strict(path, *args, **kwargs):
+        if Path(path).name in ("broken.dcm", "notes.dcm"):
+            raise pydicom.errors.InvalidDicomError("not parseable")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(dicom_io.pydicom, "dcmread", strict)
+    (series[0].parent / "notes.dcm").write_bytes(b"\0" * 128 + b"dicm, but lower case")
+    with pytest.warns(HarnessWarning, match="ignored 1 files that are not DICOM"):
+        load_volume(series[0].parent)
+    (series[0].parent / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    with pytest.raises(VolumeError, match="broken.dcm: corrupt or truncated DICOM file"):
+        load_volume(series[0].parent)
+
+
+# ---- each inconsistency names the folder (or file) and what differs ------------------------------------------------
+
+
+def test_slice_of_another_size_is_named(series):
+    def smaller(ds, n):
+        ds.PixelData = ds.pixel_array[:10].tobytes()
+        ds.Rows = 10
+
+    edit_slices(series[1:2], smaller)
+    with pytest.raises(VolumeError, match=r"IM00002.dcm: slice size 10x16 differs from 20x16 in IM00001.dcm"):
+        load_volume(series[0].parent)
+
+
+def test_inconsistent_orientation_names_both_slices(series):
+    edit_slices(series[1:2], lambda ds, n: setattr(ds, "ImageOrientationPatient", [1, 0, 0, 0, 0.8, -0.6]))
+    with pytest.raises(VolumeError, match=r"series: inconsistent orientation within the series \(IM00002.dcm vs IM00001.dcm\)"):
+        load_volume(series[0].parent)
+
+
+def test_inconsistent_pixel_spacing_is_refused(series):
+    edit_slices(series[1:2], lambda ds, n: setattr(ds, "PixelSpacing", [2.0, 2.5]))
+    with pytest.raises(VolumeError, match=r"series: inconsistent pixel spacing within the series \(IM00002.dcm: \(2.0, 2.5\) vs \(2.0, 2.0\)\)"):
+        load_volume(series[0].parent)
+
+
+def test_pixel_spacing_rounding_is_tolerated(series):
+    edit_slices(series[1:2], lambda ds, n: setattr(ds, "PixelSpacing", [2.0, 2.0005]))
+    assert load_volume(series[0].parent).shape == (16, 20, 10)
+
+
+def test_orientation_that_is_not_two_unit_vectors_is_refused(series):
+    edit_slices(series, lambda ds, n: setattr(ds, "ImageOrientationPatient", [1, 0, 0, 0, 0.5, 0]))
+    with pytest.raises(VolumeError, match=r"IM00001.dcm: ImageOrientationPatient \[1.0, 0.0, 0.0, 0.0, 0.5, 0.0\] is not two orthogonal unit vectors"):
+        load_volume(series[0].parent)
+
+
+def test_position_jitter_within_two_percent_of_the_step_is_accepted(series):
+    # scanners round positions: 0.03 mm on a 2 mm step is noise, not a gap
+    edit_slices(series[3:4], lambda ds, n: setattr(ds, "ImagePositionPatient", [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 0.03]))
+    v = load_volume(series[0].parent)
+    assert v.shape == (16, 20, 10) and v.spacing[2] == pytest.approx(2.0)
+
+
+def test_a_gap_of_one_and_a_half_steps_is_inconsistent_not_missing(tmp_path):
+    paths = write_dicom_series(make_head(shape=(16, 16, 8), spacing=(1.0, 1.0, 6.0), modality="CT"), tmp_path / "s")
+    edit_slices(paths[4:], lambda ds, n: setattr(ds, "ImagePositionPatient", [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 3.0]))
+    with pytest.raises(VolumeError, match=r"s: inconsistent slice spacing: steps range 6.000-9.000 mm"):
+        load_volume(tmp_path / "s")
+
+
+def test_two_missing_slices_are_located(series):
+    series[4].unlink()
+    series[5].unlink()
+    z = [float(pydicom.dcmread(p).ImagePositionPatient[2]) for p in (series[3], series[6])]
+    with pytest.raises(VolumeError, match=rf"series: missing slice\(s\): gap of 6.00 mm between positions {z[0]:.2f} and {z[1]:.2f} mm \(expected 2.00 mm\); about 2 missing$"):
+        load_volume(series[0].parent)
+
+
+def test_frame_of_a_3d_series(series):
+    np.testing.assert_array_equal(load_volume(series[0].parent, frame=0).data, load_volume(series[0].parent).data)
+    with pytest.raises(VolumeError, match="series: frame 1 does not exist: the series is 3D"):
+        load_volume(series[0].parent, frame=1)
+
+
+def test_frames_of_a_4d_series(tmp_path):
+    a = make_head(shape=(16, 20, 8), modality="CT")
+    uid = pydicom.uid.generate_uid()
+    write_dicom_series(a, tmp_path / "dyn" / "t0", series_uid=uid, extra={"AcquisitionNumber": 1})
+    write_dicom_series(a.with_data(a.data + 100), tmp_path / "dyn" / "t1", series_uid=uid, extra={"AcquisitionNumber": 2})
+    v = load_volume(tmp_path / "dyn", frame=0)
+    np.testing.assert_array_equal(v.data, np.round(a.data))
+    assert (v.meta["frame"], v.meta["n_frames"]) == (0, 2)
+    for frame in (2, -1):
+        with pytest.raises(VolumeError, match=rf"dyn: frame {frame} does not exist; the series has frames 0..1$"):
+            load_volume(tmp_path / "dyn", frame=frame)
+    with pytest.raises(VolumeError, match="dyn: is 4D: 2 images at each of 8 positions"):
+        load_volume(tmp_path / "dyn")
+
+
+def test_duplicate_frames_of_an_enhanced_file_are_named(tmp_path):
+    path = write_enhanced(make_head(shape=(12, 12, 6), modality="CT"), tmp_path / "enh.dcm")
+    ds = pydicom.dcmread(path)
+    frames = ds.PerFrameFunctionalGroupsSequence
+    frames[3].PlanePositionSequence[0].ImagePositionPatient = frames[2].PlanePositionSequence[0].ImagePositionPatient
+    ds.save_as(path)
+    with pytest.raises(VolumeError, match=r"enh.dcm: duplicate slices at position .* mm \(enh.dcm\[frame 2\], enh.dcm\[frame 3\]\)"):
+        load_volume(path)
