@@ -501,3 +501,72 @@ def test_duplicate_frames_of_an_enhanced_file_are_named(tmp_path):
     ds.save_as(path)
     with pytest.raises(VolumeError, match=r"enh.dcm: duplicate slices at position .* mm \(enh.dcm\[frame 2\], enh.dcm\[frame 3\]\)"):
         load_volume(path)
+
+
+# ---- enhanced multi-frame files: rescale from the functional groups, and what a frame must carry -------------------
+
+
+def _enhanced(tmp_path, shape=(12, 12, 6)):
+    head = make_head(shape=shape, modality="CT")
+    return head, write_enhanced(head, tmp_path / "enh.dcm")
+
+
+def test_enhanced_rescale_comes_from_the_functional_groups(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    head, path = _enhanced(tmp_path)
+    raw = np.round(head.data)
+    ds = pydicom.dcmread(path)
+    trans = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
+    trans.RescaleSlope, trans.RescaleIntercept = "2", "-1024"
+    own = Dataset()
+    own.RescaleIntercept = "-1000"  # frame 0 overrides the shared transformation; no slope given: 1
+    ds.PerFrameFunctionalGroupsSequence[0].PixelValueTransformationSequence = Sequence([own])
+    ds.save_as(path)
+    expected = raw * 2 - 1024
+    expected[:, :, 0] = raw[:, :, 0] - 1000
+    np.testing.assert_array_equal(load_volume(path).data, expected)
+    # without any transformation sequence, the file's top-level rescale applies
+    del ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    del ds.PerFrameFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    ds.RescaleSlope, ds.RescaleIntercept = "3", "-10"
+    ds.save_as(path)
+    np.testing.assert_array_equal(load_volume(path).data, raw * 3 - 10)
+
+
+def test_two_frame_enhanced_file_is_a_volume(tmp_path):
+    head, path = _enhanced(tmp_path, shape=(12, 12, 2))
+    np.testing.assert_array_equal(load_volume(path).data, np.round(head.data))
+
+
+def test_multi_frame_file_without_per_frame_positions_is_refused(tmp_path):
+    _, path = _enhanced(tmp_path)
+    ds = pydicom.dcmread(path)
+    del ds.PerFrameFunctionalGroupsSequence
+    ds.save_as(path)
+    with pytest.raises(VolumeError, match=r"enh.dcm: multi-frame file with 6 frames but no per-frame positions"):
+        load_volume(path)
+
+
+@pytest.mark.parametrize("what", ["position", "orientation"])
+def test_frame_without_position_or_orientation_is_refused(tmp_path, what):
+    _, path = _enhanced(tmp_path)
+    ds = pydicom.dcmread(path)
+    if what == "position":
+        del ds.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence
+    else:
+        del ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence
+    ds.save_as(path)
+    frame = 1 if what == "position" else 0
+    with pytest.raises(VolumeError, match=rf"enh.dcm: frame {frame} lacks plane position, orientation or pixel spacing"):
+        load_volume(path)
+
+
+def test_malformed_geometry_values_name_the_file(series):
+    edit_slices(series[2:3], lambda ds, n: setattr(ds, "ImagePositionPatient", [0.0, 1.0]))
+    with pytest.raises(VolumeError, match=r"IM00003.dcm: ImagePositionPatient must have 3 finite numbers, got \[0.0, 1.0\]"):
+        load_volume(series[0].parent)
+    edit_slices(series[2:3], lambda ds, n: ds.add_new(0x00280030, "LO", "1\\abc"))  # PixelSpacing as free text
+    with pytest.raises(VolumeError, match=r"IM00003.dcm: PixelSpacing is malformed \(\['1', 'abc'\]\)"):
+        load_volume(series[0].parent)
