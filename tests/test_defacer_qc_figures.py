@@ -155,14 +155,16 @@ def test_anterior_surface_is_lit_from_the_front_and_farther_surfaces_are_darker(
     assert np.all(img[:4, :10] == 0)  # x >= 30, z >= 20: no head, black
 
 
-def test_anterior_surface_fade_stops_at_a_third():
-    data = np.zeros((30, 40, 20), np.float32)
-    data[:15, :38, :] = 100.0  # depth 2 voxels x 5 mm = 10 mm
-    data[15:, :2, :] = 100.0  # depth 38 voxels = 190 mm: 180 mm farther, fade clipped to 0.35
+def test_anterior_surface_fade_is_linear_over_150_mm_and_stops_at_0_35():
+    data = np.zeros((42, 40, 20), np.float32)
+    data[:14, :38, :] = 100.0  # depth 2 voxels x 5 mm = 10 mm: the nearest surface
+    data[14:28, :20, :] = 100.0  # depth 20 voxels = 100 mm: 90 mm farther, fade 1 - 90/150 = 0.4
+    data[28:, :2, :] = 100.0  # depth 38 voxels = 190 mm: 180 mm farther, fade clipped to 0.35
     v = Volume(data, np.diag([1.0, 5.0, 1.0, 1.0]), "MR")
-    img = np.asarray(qc._surface_image(v, 50.0, height=20))
+    img = np.asarray(qc._surface_image(v, 50.0, height=20))  # columns: x = 41 - column
     assert np.all(img[:, :8] == int(30.0 + 225.0 * 0.35 / LIGHT_NORM))
-    assert np.all(img[:, 22:] == int(FLAT))
+    assert np.all(img[:, 20:22] == int(30.0 + 225.0 * 0.4 / LIGHT_NORM))
+    assert np.all(img[:, 34:] == int(FLAT))
 
 
 @pytest.mark.parametrize("slope, expected", [(1.0, 0.65), (-1.0, 1.35)])
@@ -179,6 +181,44 @@ def test_anterior_surface_brighter_when_it_faces_up(slope, expected):
     lambert = expected / (np.sqrt(2.0) * LIGHT_NORM)
     fade = 1.0 - (depth - 9.0) / 150.0  # the nearest surface of the whole face is 9 mm deep
     np.testing.assert_allclose(rows, np.floor(30.0 + 225.0 * lambert * fade)[:, None].repeat(4, 1), atol=1.0)
+
+
+def test_anterior_surface_slope_in_mm_uses_each_axis_spacing():
+    """Gradients are taken in mm: a face receding 2 mm (one 2 mm voxel) per 1 mm to the patient's left, on a grid of
+    1 x 2 x 3 mm, faces (-2, 0, 1)/sqrt 5; lit from (0, 0.35, 1) it gets 1 / (sqrt 5 |light|) of full light."""
+    data = np.zeros((30, 40, 10), np.float32)
+    for x in range(30):
+        data[x, : 35 - x, :] = 100.0  # depth (in voxels) 40 - (35 - x) = 5 + x
+    v = Volume(data, np.diag([1.0, 2.0, 3.0, 1.0]), "MR")
+    img = np.asarray(qc._surface_image(v, 50.0, height=30)).astype(float)  # 30 rows: 10 slices of 3 mm
+    assert img.shape == (30, 30)
+    x = np.arange(12, 18)  # well inside the ramp
+    depth = (5.0 + x) * 2.0
+    expected = 30.0 + 225.0 / (np.sqrt(5.0) * LIGHT_NORM) * (1.0 - (depth - 10.0) / 150.0)
+    np.testing.assert_allclose(img[12:18][:, 29 - x], np.floor(expected)[None, :].repeat(6, 0), atol=1.0)
+
+
+def test_anterior_surface_slope_up_uses_the_superior_spacing():
+    data = np.zeros((20, 40, 20), np.float32)
+    for z in range(20):
+        data[:, : 31 - z, z] = 100.0  # 1 voxel (1 mm) deeper per 2 mm slice: slope 0.5, normal (0, -0.5, 1)
+    v = Volume(data, np.diag([1.0, 1.0, 2.0, 1.0]), "MR")
+    img = np.asarray(qc._surface_image(v, 50.0, height=40)).astype(float)  # 2 rows per slice
+    z = np.array([11, 10, 9, 8])
+    lambert = (1.0 - 0.35 * 0.5) / (np.sqrt(1.25) * LIGHT_NORM)
+    expected = 30.0 + 225.0 * lambert * (1.0 - (9.0 + z - 9.0) / 150.0)
+    rows = img[2 * (19 - z) + 1, 10]  # the second row of each slice's pair (the upsampling is bilinear)
+    np.testing.assert_allclose(rows, np.floor(expected), atol=2.0)
+
+
+def test_a_surface_turned_away_from_the_light_is_dark_grey_not_black():
+    """Black means 'no head'; an overhang lit from behind still shows as the darkest grey, 30."""
+    data = np.zeros((20, 80, 20), np.float32)
+    for z in range(20):
+        data[:, : 75 - 4 * z, z] = 100.0  # receding 4 mm per mm upwards: normal (0, -4, 1), facing down
+    v = Volume(data, np.eye(4), "MR")
+    img = np.asarray(qc._surface_image(v, 50.0, height=20))
+    assert np.all(img[8:12, 8:12] == 30)
 
 
 def test_anterior_surface_keeps_the_physical_aspect_ratio():
@@ -205,8 +245,16 @@ def _mid_sagittal(v: Volume, size: int, window=None) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(render(v, spec)[0].png)))
 
 
-def test_qc_sheet_layout_original_left_defaced_right():
-    v = _two_depth_head()
+def _wide_head() -> Volume:
+    """Wider (x) than deep (y): its surface picture is wider than its sagittal slice."""
+    data = np.zeros((60, 20, 24), np.float32)
+    data[5:55, :15, 2:22] = 100.0
+    return Volume(data, np.eye(4), "MR")
+
+
+@pytest.mark.parametrize("make", [_two_depth_head, _wide_head])
+def test_qc_sheet_layout_original_left_defaced_right(make):
+    v = make()
     sag = _mid_sagittal(v, 64)
     h, w = sag.shape
     surf = np.asarray(qc._surface_image(v, 10.0, h))
@@ -215,9 +263,14 @@ def test_qc_sheet_layout_original_left_defaced_right():
     assert sheet.shape == (2 * h + 2 * 18, 2 * col_w)
     for col in (0, 1):  # each column: an 18-pixel label strip, the mid-sagittal slice, a strip, the surface
         x = col * col_w
-        np.testing.assert_array_equal(sheet[18 : 18 + h, x + (col_w - w) // 2 :][:, :w], sag)
-        y = 18 + h + 18
-        np.testing.assert_array_equal(sheet[y : y + h, x + (col_w - surf.shape[1]) // 2 :][:, : surf.shape[1]], surf)
+        top = sheet[18 : 18 + h, x : x + col_w]
+        left = (col_w - w) // 2  # centred in its column, on black
+        np.testing.assert_array_equal(top[:, left : left + w], sag)
+        assert not top[:, :left].any() and not top[:, left + w :].any()
+        bottom = sheet[36 + h :, x : x + col_w]
+        left = (col_w - surf.shape[1]) // 2
+        np.testing.assert_array_equal(bottom[:, left : left + surf.shape[1]], surf)
+        assert not bottom[:, :left].any() and not bottom[:, left + surf.shape[1] :].any()
     assert sheet[:18, :col_w].any() and sheet[:18, col_w:].any()  # the labels
 
 
@@ -232,3 +285,26 @@ def test_qc_sheet_shows_the_defaced_volume_in_the_original_window():
     # and its surface is found with the original's head threshold: the dimmed head (50) is still above it (10)
     y = 36 + h
     np.testing.assert_array_equal(sheet[y:, :col_w], sheet[y:, col_w:])
+
+
+def test_qc_sheet_surface_uses_the_original_head_threshold():
+    """A face dimmed below the original's head level shows as gone, even if it is above the defaced volume's own."""
+    data = np.zeros((40, 30, 24), np.float32)
+    data[:, :20, :] = 200.0
+    data[:, 20:24, :] = 1000.0  # a bright face layer: the original's threshold is 100
+    v = Volume(data, np.eye(4), "MR")
+    new = data.copy()
+    new[:20, 20:24, :] = 60.0  # half the face: below 100, above the 20 the defaced volume alone would give
+    new[20:, 20:24, :] = 200.0  # the other half: head by either threshold
+    sheet = _sheet(v, v.with_data(new))
+    h, col_w = (sheet.shape[0] - 36) // 2, sheet.shape[1] // 2
+    before, after = sheet[36 + h :, :col_w].astype(float), sheet[36 + h :, col_w:].astype(float)
+    # where the face was dimmed the surface lies 4 mm farther back: a darker grey on a third or more of the panel
+    assert (after < before).sum() > 0.3 * (before > 0).sum()
+    assert not (after > before).any()
+
+
+def test_qc_sheet_default_panels_are_320_pixels():
+    v = Volume(np.pad(np.full((20, 20, 20), 100.0, np.float32), 2), np.eye(4), "MR")  # 24 mm cube
+    sheet = np.asarray(Image.open(io.BytesIO(qc.qc_png(v, v))))
+    assert sheet.shape == (2 * 320 + 2 * 18, 2 * 320)
