@@ -570,3 +570,40 @@ def test_malformed_geometry_values_name_the_file(series):
     edit_slices(series[2:3], lambda ds, n: ds.add_new(0x00280030, "LO", "1\\abc"))  # PixelSpacing as free text
     with pytest.raises(VolumeError, match=r"IM00003.dcm: PixelSpacing is malformed \(\['1', 'abc'\]\)"):
         load_volume(series[0].parent)
+
+
+# ---- 4D: frames follow the acquisition/temporal order, not the file order ---------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["AcquisitionNumber", "TemporalPositionIdentifier"])
+def test_4d_frames_follow_acquisition_or_temporal_order_not_file_names(tmp_path, tag):
+    first = make_head(shape=(12, 14, 6), modality="CT")
+    second = first.with_data(first.data + 100)
+    uid = pydicom.uid.generate_uid()
+    write_dicom_series(second, tmp_path / "dyn" / "a", series_uid=uid, extra={tag: 2})  # sorts first by name
+    write_dicom_series(first, tmp_path / "dyn" / "b", series_uid=uid, extra={tag: 1})
+    np.testing.assert_array_equal(load_volume(tmp_path / "dyn", frame=0).data, np.round(first.data))
+    np.testing.assert_array_equal(load_volume(tmp_path / "dyn", frame=1).data, np.round(second.data))
+
+
+def test_4d_enhanced_frames_follow_the_temporal_position_index(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    first = make_head(shape=(12, 14, 6), modality="CT")
+    second = first.with_data(first.data + 100)
+    a = pydicom.dcmread(write_enhanced(second, tmp_path / "a" / "a.dcm"))  # stored first, acquired second
+    b = pydicom.dcmread(write_enhanced(first, tmp_path / "b" / "b.dcm"))
+    frames = list(a.PerFrameFunctionalGroupsSequence) + list(b.PerFrameFunctionalGroupsSequence)
+    for n, item in enumerate(frames):
+        content = Dataset()
+        content.TemporalPositionIndex = 2 if n < 6 else 1
+        item.FrameContentSequence = Sequence([content])
+    a.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    a.NumberOfFrames = 12
+    a.PixelData = a.PixelData + b.PixelData
+    a.save_as(tmp_path / "dyn.dcm")
+    with pytest.raises(VolumeError, match="dyn.dcm: is 4D: 2 images at each of 6 positions"):
+        load_volume(tmp_path / "dyn.dcm")
+    np.testing.assert_array_equal(load_volume(tmp_path / "dyn.dcm", frame=0).data, np.round(first.data))
+    np.testing.assert_array_equal(load_volume(tmp_path / "dyn.dcm", frame=1).data, np.round(second.data))
