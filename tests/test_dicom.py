@@ -4,6 +4,7 @@ and a clear error for each way a real series goes wrong."""
 import gzip
 import shutil
 import subprocess
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -150,10 +151,10 @@ def test_largest_series_is_chosen_with_a_warning_and_series_uid_selects(tmp_path
     big, small = make_head(shape=(20, 24, 18)), make_head(shape=(20, 24, 10), seed=3)
     write_dicom_series(big, tmp_path / "study" / "a", series_uid="1.2.3.4")
     write_dicom_series(small, tmp_path / "study" / "b", series_uid="1.2.3.5")
-    with pytest.warns(HarnessWarning, match="2 series found; using the largest, 1.2.3.4"):
+    with pytest.warns(HarnessWarning, match=r"study: 2 series found; using the largest, 1.2.3.4. Choose with --series. Series: 1.2.3.4 \(18 images\), 1.2.3.5 \(10 images\)$"):
         assert load_volume(tmp_path / "study").shape == (20, 24, 18)
     assert load_volume(tmp_path / "study", series_uid="1.2.3.5").shape == (20, 24, 10)
-    with pytest.raises(VolumeError, match="series 9.9 not found; available: 1.2.3.4, 1.2.3.5"):
+    with pytest.raises(VolumeError, match="study: series 9.9 not found; available: 1.2.3.4, 1.2.3.5"):
         load_volume(tmp_path / "study", series_uid="9.9")
 
 
@@ -178,19 +179,19 @@ def series(tmp_path):
 
 def test_missing_slice(series):
     series[4].unlink()
-    with pytest.raises(VolumeError, match=r"missing slice\(s\): gap of 4.00 mm .* about 1 missing"):
+    with pytest.raises(VolumeError, match=r"series: missing slice\(s\): gap of 4.00 mm .* about 1 missing"):
         load_volume(series[0].parent)
 
 
 def test_duplicate_slice(series, tmp_path):
     shutil.copy(series[3], series[0].parent / "copy.dcm")
-    with pytest.raises(VolumeError, match="duplicate slices at position .*(IM00004.dcm, copy.dcm|copy.dcm, IM00004.dcm)"):
+    with pytest.raises(VolumeError, match="series: duplicate slices at position .*(IM00004.dcm, copy.dcm|copy.dcm, IM00004.dcm)"):
         load_volume(series[0].parent)
 
 
 def test_inconsistent_spacing(series):
     edit_slices(series[5:], lambda ds, n: setattr(ds, "ImagePositionPatient", [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 0.7]))
-    with pytest.raises(VolumeError, match="inconsistent slice spacing"):
+    with pytest.raises(VolumeError, match="series: inconsistent slice spacing"):
         load_volume(series[0].parent)
 
 
@@ -215,7 +216,7 @@ def test_repeated_acquisition_is_4d_and_needs_a_frame(tmp_path):
 
 def test_structured_report_only(tmp_path):
     write_sr(tmp_path / "sr" / "report.dcm")
-    with pytest.raises(VolumeError, match=r"no image series, only non-image DICOM objects \(SR x1\)"):
+    with pytest.raises(VolumeError, match=r"sr: no image series, only non-image DICOM objects \(SR x1\)"):
         load_volume(tmp_path / "sr")
 
 
@@ -227,7 +228,7 @@ def test_real_segmentation_object_is_not_an_image(tmp_path):
 
 
 def test_single_2d_image(series):
-    with pytest.raises(VolumeError, match="single 2D image"):
+    with pytest.raises(VolumeError, match="IM00001.dcm: holds a single 2D image; a 3D volume needs a series of slices"):
         load_volume(series[0])
 
 
@@ -240,26 +241,26 @@ def test_truncated_file(series):
 
 def test_corrupt_header(series):
     series[2].write_bytes(series[2].read_bytes()[:170])  # cut inside the file meta header
-    with pytest.raises(VolumeError, match="IM00003.dcm"):
+    with pytest.raises(VolumeError, match="IM00003.dcm: truncated DICOM file: nothing after the file meta header"):
         load_volume(series[0].parent)
 
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(VolumeError, match="empty: folder is empty"):
+    with pytest.raises(VolumeError, match="empty: folder is empty: no DICOM files found"):
         load_volume(tmp_path / "empty")
 
 
 def test_folder_without_dicom(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "notes.txt").write_text("hello")
-    with pytest.raises(VolumeError, match=r"no DICOM files found \(1 other files ignored\)"):
+    with pytest.raises(VolumeError, match=r"docs: no DICOM files found \(1 other files ignored\)"):
         load_volume(tmp_path / "docs")
 
 
 def test_stray_non_dicom_files_are_ignored_with_a_warning(series):
     (series[0].parent / "README.txt").write_text("exported by PACS")
-    with pytest.warns(HarnessWarning, match="ignored 1 files that are not DICOM"):
+    with pytest.warns(HarnessWarning, match=r"series: ignored 1 files that are not DICOM \(e.g. README.txt\)"):
         assert load_volume(series[0].parent).shape == (16, 20, 10)
 
 
@@ -272,7 +273,7 @@ def test_localizer_without_position(series):
 def test_unsupported_modality_can_be_overridden(tmp_path):
     paths = write_dicom_series(make_head(shape=(16, 16, 6)), tmp_path / "pt")
     edit_slices(paths, lambda ds, n: setattr(ds, "Modality", "PT"))
-    with pytest.raises(VolumeError, match="modality PT is not supported"):
+    with pytest.raises(VolumeError, match=r"pt: modality PT is not supported \(CT or MR\)"):
         load_volume(tmp_path / "pt")
     assert load_volume(tmp_path / "pt", modality="MR").modality == "MR"
 
@@ -607,3 +608,87 @@ def test_4d_enhanced_frames_follow_the_temporal_position_index(tmp_path):
         load_volume(tmp_path / "dyn.dcm")
     np.testing.assert_array_equal(load_volume(tmp_path / "dyn.dcm", frame=0).data, np.round(first.data))
     np.testing.assert_array_equal(load_volume(tmp_path / "dyn.dcm", frame=1).data, np.round(second.data))
+
+
+# ---- smallest volumes, tilt on anisotropic pixels, and what the folder scan skips ----------------------------------
+
+
+def test_two_slices_are_a_volume(tmp_path):
+    head = make_head(shape=(12, 14, 2), modality="CT")
+    write_dicom_series(head, tmp_path / "s")
+    np.testing.assert_array_equal(load_volume(tmp_path / "s").data, np.round(head.data))
+
+
+def test_4d_with_one_position_is_a_single_image_per_frame(tmp_path):
+    a = make_head(shape=(12, 14, 1), modality="CT")
+    uid = pydicom.uid.generate_uid()
+    write_dicom_series(a, tmp_path / "dyn" / "t0", series_uid=uid, extra={"AcquisitionNumber": 1})
+    write_dicom_series(a, tmp_path / "dyn" / "t1", series_uid=uid, extra={"AcquisitionNumber": 2})
+    with pytest.raises(VolumeError, match="dyn: holds a single 2D image per frame; a 3D volume needs a series of slices"):
+        load_volume(tmp_path / "dyn", frame=0)
+
+
+def test_gantry_tilt_on_anisotropic_pixels(tmp_path):
+    head = make_head(modality="CT", shape=(40, 30, 20), spacing=(0.8, 1.6, 2.5))
+    paths = write_dicom_series(head, tmp_path / "tilted")
+    tilt_series(paths, shift_mm_per_slice=0.6)
+    with pytest.warns(HarnessWarning, match="gantry tilt"):
+        v = load_volume(tmp_path / "tilted")
+    ijk = np.stack(np.meshgrid(*(np.arange(n) for n in v.shape), indexing="ij"), -1).reshape(-1, 3)
+    truth = _tilted_truth(sorted(paths), v.voxel_to_world(ijk))
+    inside = (truth > -2000) & (v.data.reshape(-1) > -1000)
+    assert inside.sum() > 5000
+    np.testing.assert_allclose(v.data.reshape(-1)[inside], truth[inside], atol=1e-3)
+
+
+def test_series_without_modality_needs_an_override(tmp_path):
+    paths = write_dicom_series(make_head(shape=(12, 12, 4)), tmp_path / "s")
+    edit_slices(paths, lambda ds, n: delattr(ds, "Modality"))
+    with pytest.raises(VolumeError, match=r"s: modality unknown is not supported \(CT or MR\); override with --modality"):
+        load_volume(tmp_path / "s")
+    assert load_volume(tmp_path / "s", modality="MR").shape == (12, 12, 4)
+
+
+def test_a_clean_single_series_loads_without_warnings(series):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_volume(series[0].parent).shape == (16, 20, 10)
+
+
+def test_largest_series_counts_the_frames_of_enhanced_files(tmp_path):
+    enhanced_head = make_head(shape=(12, 12, 9), modality="CT")
+    write_enhanced(enhanced_head, tmp_path / "study" / "enh.dcm")
+    shutil.rmtree(tmp_path / "study" / "enh_frames")
+    write_dicom_series(make_head(shape=(12, 12, 4), modality="CT", seed=2), tmp_path / "study" / "classic")
+    with pytest.warns(HarnessWarning, match=r"\(9 images\), .* \(4 images\)$"):
+        v = load_volume(tmp_path / "study")
+    np.testing.assert_array_equal(v.data, np.round(enhanced_head.data))
+
+
+def test_hidden_files_and_dicomdir_are_not_read(series):
+    (series[0].parent / ".DS_Store").write_bytes(b"\0\1\2 finder junk")
+    (series[0].parent / "DICOMDIR").write_bytes(b"not even a real DICOMDIR")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing was read, so nothing to ignore
+        assert load_volume(series[0].parent).shape == (16, 20, 10)
+
+
+def test_a_stray_file_before_the_slices_does_not_hide_them(series):
+    (series[0].parent / "0_export_log.txt").write_text("exported by PACS")
+    with pytest.warns(HarnessWarning, match=r"ignored 1 files that are not DICOM \(e.g. 0_export_log.txt\)"):
+        assert load_volume(series[0].parent).shape == (16, 20, 10)
+
+
+def test_header_that_cannot_be_parsed_names_the_file(series):
+    blob = series[1].read_bytes()
+    i = blob.find(b"\x02\x00\x10\x00UI")  # the transfer syntax element of the file meta header
+    series[1].write_bytes(blob[: i + 4] + b"ZZ" + blob[i + 6 :])  # an impossible value representation
+    with pytest.raises(VolumeError, match=r"IM00002.dcm: corrupt or truncated DICOM file \(NotImplementedError: "):
+        load_volume(series[0].parent)
+
+
+def test_non_image_object_without_a_modality(tmp_path):
+    write_sr(tmp_path / "x" / "obj.dcm")
+    edit_slices([tmp_path / "x" / "obj.dcm"], lambda ds, n: delattr(ds, "Modality"))
+    with pytest.raises(VolumeError, match=r"x: no image series, only non-image DICOM objects \(\? x1\)"):
+        load_volume(tmp_path / "x")

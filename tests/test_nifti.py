@@ -85,7 +85,7 @@ def test_missing_sform_and_qform_warns(tmp_path):
 def test_modality_override(tmp_path, small_head):
     path = save_nifti(small_head, tmp_path / "head.nii.gz")
     assert load_volume(path, modality="CT").modality == "CT"
-    with pytest.raises(VolumeError, match="modality must be MR or CT"):
+    with pytest.raises(VolumeError, match="head.nii.gz: modality must be MR or CT, got 'PET'"):
         load_volume(path, modality="PET")
 
 
@@ -171,7 +171,7 @@ def test_garbage_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(VolumeError, match="no such file or folder"):
+    with pytest.raises(VolumeError, match="nothing.nii.gz: no such file or folder"):
         load_volume(tmp_path / "nothing.nii.gz")
 
 
