@@ -1,6 +1,7 @@
 """NIfTI loading and saving: geometry, scaling, canonical orientation, dtype safety and every bad input."""
 
 import gzip
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -84,7 +85,7 @@ def test_missing_sform_and_qform_warns(tmp_path):
 def test_modality_override(tmp_path, small_head):
     path = save_nifti(small_head, tmp_path / "head.nii.gz")
     assert load_volume(path, modality="CT").modality == "CT"
-    with pytest.raises(VolumeError, match="modality must be MR or CT"):
+    with pytest.raises(VolumeError, match="head.nii.gz: modality must be MR or CT, got 'PET'"):
         load_volume(path, modality="PET")
 
 
@@ -170,7 +171,7 @@ def test_garbage_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(VolumeError, match="no such file or folder"):
+    with pytest.raises(VolumeError, match="nothing.nii.gz: no such file or folder"):
         load_volume(tmp_path / "nothing.nii.gz")
 
 
@@ -191,3 +192,115 @@ def test_volume_is_immutable_and_hash_depends_on_content(small_head):
     assert make_head().content_hash == small_head.content_hash
     with pytest.raises(ValueError, match="allow-list"):
         Volume(small_head.data, small_head.affine, "MR", {"patient_name": "Doe^Jane"})
+
+
+# ---- edges of what is accepted, and what a saved file holds for other tools ------------------------------------------
+
+
+def test_errors_name_the_file(tmp_path):
+    five = _save(np.ones((5, 6, 7, 2, 3), np.float32), np.eye(4), tmp_path / "five.nii")
+    with pytest.raises(VolumeError, match=r"five.nii: has 5 dimensions \(shape \(5, 6, 7, 2, 3\)\)"):
+        load_volume(five)
+    bold = _save(np.ones((5, 6, 7, 3), np.float32), np.eye(4), tmp_path / "bold.nii")
+    with pytest.raises(VolumeError, match=r"bold.nii: is 4D with 3 frames"):
+        load_volume(bold)
+    with pytest.raises(VolumeError, match=r"bold.nii: frame -1 does not exist; the volume has frames 0..2$"):
+        load_volume(bold, frame=-1)
+
+
+def test_first_frame_and_two_frame_4d(tmp_path):
+    data = np.stack([np.full((5, 6, 7), t + 10, np.int16) for t in range(2)], axis=-1)
+    path = _save(data, np.eye(4), tmp_path / "two.nii.gz")
+    first, second = load_volume(path, frame=0), load_volume(path, frame=1)
+    assert float(first.data.max()) == 10.0 and float(second.data.max()) == 11.0
+    assert first.data.dtype == np.float32 and first.meta["frame"] == 0
+
+
+def test_a_3d_volume_ignores_frame_and_does_not_record_one(tmp_path):
+    path = _save(np.ones((5, 6, 7), np.float32), np.eye(4), tmp_path / "three.nii")
+    v = load_volume(path, frame=0)
+    assert v.shape == (5, 6, 7) and "frame" not in v.meta and v.meta["source_format"] == "nifti"
+
+
+def test_two_slices_are_still_a_volume(tmp_path):
+    assert load_volume(_save(np.ones((5, 6, 2), np.float32), np.eye(4), tmp_path / "thin.nii")).shape == (5, 6, 2)
+
+
+def test_ct_guess_needs_values_below_minus_500(tmp_path):
+    data = np.zeros((4, 4, 4), np.float32)
+    data[0, 0, 0] = -500.0
+    assert load_volume(_save(data, np.eye(4), tmp_path / "a.nii")).modality == "MR"
+    data[0, 0, 0] = -501.0
+    assert load_volume(_save(data, np.eye(4), tmp_path / "b.nii")).modality == "CT"
+
+
+def test_qform_only_loads_without_a_warning(tmp_path):
+    img = nib.Nifti1Image(np.ones((5, 6, 7), np.float32), None)
+    img.set_qform(np.diag([1.0, 2.0, 3.0, 1.0]), code=1)
+    img.set_sform(None, code=0)
+    nib.save(img, str(tmp_path / "q.nii"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HarnessWarning)
+        assert load_volume(tmp_path / "q.nii").spacing == (1.0, 2.0, 3.0)
+
+
+def test_singular_scanner_sform_is_refused_naming_the_sform(tmp_path):
+    img = nib.Nifti1Image(np.ones((5, 6, 7), np.float32), None)
+    img.set_sform(np.diag([1.0, 0.0, 1.0, 1.0]), code=1)  # scanner coordinates, one axis collapsed
+    img.set_qform(np.eye(4), code=1)
+    nib.save(img, str(tmp_path / "s.nii"))
+    with pytest.raises(VolumeError, match="s.nii: header sform is singular or not finite"):
+        load_volume(tmp_path / "s.nii")
+
+
+def test_non_finite_qform_is_refused_naming_the_file(tmp_path):
+    img = nib.Nifti1Image(np.ones((5, 6, 7), np.float32), None)
+    img.set_sform(None, code=0)
+    img.set_qform(np.eye(4), code=1)
+    nib.save(img, str(tmp_path / "q0.nii"))
+    blob = bytearray((tmp_path / "q0.nii").read_bytes())
+    blob[268:272] = np.array([np.nan], "<f4").tobytes()  # qoffset_x := NaN: the origin is unknown
+    (tmp_path / "q0.nii").write_bytes(bytes(blob))
+    with pytest.raises(VolumeError, match="q0.nii: header affine is singular or not finite"):
+        load_volume(tmp_path / "q0.nii")
+
+
+def test_saved_file_carries_geometry_in_sform_and_qform_with_units(tmp_path):
+    t = np.radians(10.0)
+    affine = np.array([[1.0, 0, 0, -10], [0, 2 * np.cos(t), -3 * np.sin(t), -20], [0, 2 * np.sin(t), 3 * np.cos(t), -30], [0, 0, 0, 1]])
+    v = Volume(np.arange(60, dtype=np.float32).reshape(3, 4, 5), affine, "MR")
+    for name in ("plain.nii", "packed.nii.gz"):
+        path = save_nifti(v, tmp_path / name)
+        img = nib.load(str(path))
+        sform, scode = img.header.get_sform(coded=True)
+        qform, qcode = img.header.get_qform(coded=True)
+        assert (int(scode), int(qcode)) == (1, 1)  # scanner coordinates, readable by tools that look at either
+        np.testing.assert_allclose(sform, affine, atol=1e-5)
+        np.testing.assert_allclose(qform, affine, atol=1e-5)
+        assert img.header.get_xyzt_units() == ("mm", "sec")
+        np.testing.assert_array_equal(load_volume(path).data, v.data)
+    assert (tmp_path / "packed.nii.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzip
+    assert (tmp_path / "plain.nii").read_bytes()[344:348] == b"n+1\x00"  # an uncompressed single-file NIfTI-1
+
+
+def test_explicit_dtype_clips_instead_of_wrapping(tmp_path):
+    data = np.zeros((3, 3, 3), np.float32)
+    data.flat[:3] = [-5.0, 300.0, 7.6]
+    path = save_nifti(Volume(data, np.eye(4), "MR"), tmp_path / "mask.nii.gz", dtype=np.uint8)
+    assert nib.load(str(path)).get_data_dtype() == np.uint8
+    assert list(load_volume(path).data.flat[:3]) == [0.0, 255.0, 8.0]
+
+
+@pytest.mark.parametrize("values, dtype", [([0, 255], np.uint8), ([0, 256], np.int16), ([-32768, 32767], np.int16),
+                                           ([-32769, 0], np.int32), ([0, 32768], np.int32)])
+def test_storage_dtype_at_the_edges_of_each_integer_range(tmp_path, values, dtype):
+    data = np.zeros((3, 3, 3), np.float32)
+    data.flat[:2] = values
+    path = save_nifti(Volume(data, np.eye(4), "MR"), tmp_path / "edge.nii")
+    assert nib.load(str(path)).get_data_dtype() == np.dtype(dtype)
+    np.testing.assert_array_equal(load_volume(path).data, data)
+
+
+def test_save_refusal_names_the_file(tmp_path, small_head):
+    with pytest.raises(VolumeError, match=r"out.img: output name must end in \.nii or \.nii\.gz"):
+        save_nifti(small_head, tmp_path / "out.img")

@@ -147,7 +147,7 @@ def _slices_of_file(f: Path, ds: pydicom.Dataset) -> list[SliceRef]:
             out.append(
                 SliceRef(f, k, _float_list(pos.ImagePositionPatient, 3, "ImagePositionPatient", f),
                          _float_list(ori.ImageOrientationPatient, 6, "ImageOrientationPatient", f),
-                         (ps[0], ps[1]), rows, cols, slope, intercept, (temporal, k))
+                         (float(ps[0]), float(ps[1])), rows, cols, slope, intercept, (temporal, k))
             )
         return out
     for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
@@ -158,7 +158,7 @@ def _slices_of_file(f: Path, ds: pydicom.Dataset) -> list[SliceRef]:
     return [
         SliceRef(f, None, _float_list(ds.ImagePositionPatient, 3, "ImagePositionPatient", f),
                  _float_list(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", f),
-                 (ps[0], ps[1]), rows, cols, float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0), order)
+                 (float(ps[0]), float(ps[1])), rows, cols, float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0), order)
     ]
 
 
