@@ -325,7 +325,7 @@ def test_constant_fractional_volume_round_trips(tmp_path):
 
 
 def test_allow_listed_metadata_is_kept_with_its_type(tmp_path):
-    paths = write_dicom_series(make_head(shape=(12, 12, 4)), tmp_path / "s", extra={
+    write_dicom_series(make_head(shape=(12, 12, 4)), tmp_path / "s", extra={
         "BodyPartExamined": "HEAD", "KVP": 120, "ConvolutionKernel": ["FC21", "AXIAL"], "Manufacturer": "ACME",
         "ManufacturerModelName": "Scan 9000", "MagneticFieldStrength": 3, "RepetitionTime": 2300, "EchoTime": 2.98,
         "PatientName": "Doe^Jane", "PatientID": "MRN1", "StudyDate": "20250102", "AccessionNumber": "ACC9"})
