@@ -1044,3 +1044,54 @@ def test_a_samples_file_that_becomes_unreadable_while_streaming_is_named(run, mo
     with pytest.raises(RunStoreError, match="permission denied while reading samples") as info:
         list(iter_samples(run))
     assert str(info.value).startswith(f"{run / 'samples.jsonl'}: ")
+
+
+# --- finding runs: what `harness eval` continues and what `leaderboard build` / `runs list` take -------------------
+
+def _run(directory: Path, **manifest) -> Path:
+    with RunStore.open(directory, {"tasks": {"t": {}}, **manifest}) as store:
+        store.finish()
+    return directory
+
+
+def test_a_folder_of_runs_expands_to_its_run_directories_in_name_order(tmp_path):
+    from harness.store.run_store import expand_run_dirs
+
+    b, a = _run(tmp_path / "runs" / "20260102-b"), _run(tmp_path / "runs" / "20260101-a")
+    (tmp_path / "runs" / "notes").mkdir()
+    assert expand_run_dirs([tmp_path / "runs"]) == [a, b]
+    assert expand_run_dirs([b, tmp_path / "runs"]) == [b, a]  # a run named twice is taken once, where first named
+    with pytest.raises(RunStoreError, match=r"notes: neither a run directory \(no manifest.json\) nor a folder of run"):
+        expand_run_dirs([tmp_path / "runs" / "notes"])
+    with pytest.raises(RunStoreError, match="nowhere: no such folder"):
+        expand_run_dirs([tmp_path / "nowhere"])
+
+
+def test_the_newest_run_with_the_same_key_is_found(tmp_path):
+    from harness.store.run_store import find_run
+
+    out = tmp_path / "runs"
+    assert find_run(out, "k1") is None  # no folder yet
+    old = _run(out / "20260101-000000-t", run_key="k1")
+    new = _run(out / "20260102-000000-t", run_key="k1")
+    _run(out / "20260103-000000-t", run_key="k2")
+    (out / "20260104-broken").mkdir()
+    (out / "20260104-broken" / "manifest.json").write_text("{not json")
+    assert find_run(out, "k1") == new != old
+    assert find_run(out, "k2").name == "20260103-000000-t" and find_run(out, "k3") is None
+    assert RunStore.open(new).manifest["run_key"] == "k1"  # the key survives redaction (it is not a secret)
+
+
+def test_rejected_rows_round_trip_and_bad_lines_are_skipped(tmp_path):
+    from harness.store.run_store import REJECTED, read_rejected, read_run
+
+    run_dir = tmp_path / "run"
+    with RunStore.open(run_dir, {"tasks": {}}) as store:
+        store.record_rejected([{"task": "t", "case_id": "row 3", "reason": "missing id", "extra": 1},
+                               {"task": "t", "case_id": "c9", "reason": "t1: file not found: /x"}])
+        store.record_rejected([{"task": "t", "case_id": "c9", "reason": "t1: file not found: /x"}])  # rewritten whole
+    assert read_rejected(run_dir) == [{"task": "t", "case_id": "c9", "reason": "t1: file not found: /x"}]
+    with open(run_dir / REJECTED, "a") as fh:
+        fh.write('not json\n{"task": "t", "case_id": 5, "reason": "x"}\n')
+    assert read_run(run_dir).rejected == read_rejected(run_dir) and len(read_rejected(run_dir)) == 1
+    assert read_rejected(tmp_path / "no-run") == []
