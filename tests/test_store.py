@@ -1086,12 +1086,20 @@ def test_rejected_rows_round_trip_and_bad_lines_are_skipped(tmp_path):
     from harness.store.run_store import REJECTED, read_rejected, read_run
 
     run_dir = tmp_path / "run"
+    two = [{"task": "t", "case_id": "row 3", "reason": "missing id"}, {"task": "t", "case_id": "c9", "reason": "Größe: file not found"}]
     with RunStore.open(run_dir, {"tasks": {}}) as store:
-        store.record_rejected([{"task": "t", "case_id": "row 3", "reason": "missing id", "extra": 1},
-                               {"task": "t", "case_id": "c9", "reason": "t1: file not found: /x"}])
-        store.record_rejected([{"task": "t", "case_id": "c9", "reason": "t1: file not found: /x"}])  # rewritten whole
-    assert read_rejected(run_dir) == [{"task": "t", "case_id": "c9", "reason": "t1: file not found: /x"}]
+        store.record_rejected([{**two[0], "extra": 1}, two[1]])
+        assert read_rejected(run_dir) == two
+        assert "Größe" in (run_dir / REJECTED).read_text(encoding="utf-8")  # readable as written, not \u-escaped
+        store.record_rejected(two[1:])  # rewritten whole
+    assert read_rejected(run_dir) == two[1:]
     with open(run_dir / REJECTED, "a") as fh:
-        fh.write('not json\n{"task": "t", "case_id": 5, "reason": "x"}\n')
-    assert read_run(run_dir).rejected == read_rejected(run_dir) and len(read_rejected(run_dir)) == 1
+        fh.write('not json\n{"task": "t", "case_id": 5, "reason": "x"}\n{"task": "t", "case_id": "c10", "reason": "y"}\n')
+    assert read_run(run_dir).rejected == read_rejected(run_dir) == [two[1], {"task": "t", "case_id": "c10", "reason": "y"}]
     assert read_rejected(tmp_path / "no-run") == []
+    (run_dir / REJECTED).unlink()
+    (run_dir / REJECTED).mkdir()  # unreadable, unwritable: errors name the file and what was being done
+    with pytest.raises(RunStoreError, match=r"rejected_rows\.jsonl.*reading the rejected rows"):
+        read_rejected(run_dir)
+    with RunStore.open(run_dir) as store, pytest.raises(RunStoreError, match=r"rejected_rows\.jsonl.*writing the rejected rows"):
+        store.record_rejected(two)
