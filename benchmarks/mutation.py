@@ -1,7 +1,7 @@
 """Mutation testing of the modules where a silent bug would corrupt results: how many planted bugs the tests catch.
 
     pip install -e ".[mutation]"
-    python benchmarks/mutation.py                     # every group (about 15 minutes on 2 cores)
+    python benchmarks/mutation.py                     # every group (about 25 minutes on 2 cores)
     python benchmarks/mutation.py stats parsing       # some groups
     python benchmarks/mutation.py --list              # the groups, their modules and tests
 
