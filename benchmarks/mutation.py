@@ -51,7 +51,8 @@ GROUPS = {
                    ("tests/test_store.py", "tests/test_grid.py"),
                    "the run store and sample ids: a resumed run must neither lose nor mix samples"),
     "orientation": Group(("harness/imaging/io/*",),
-                         ("tests/test_dicom.py", "tests/test_nifti.py", "tests/test_hostile_volumes.py"),
+                         ("tests/test_dicom.py", "tests/test_dicom_edges.py", "tests/test_nifti.py",
+                          "tests/test_hostile_volumes.py"),
                          "DICOM/NIfTI reading: a flipped axis or a missed rescale changes every image"),
     # tests/test_defacers.py registers Colin27 for every surviving mutant (~75 s each on 2 cores): the figures are
     # checked against hand computation on small synthetic volumes instead (test_defacer_qc_figures.py, < 1 s)
