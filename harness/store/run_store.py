@@ -396,15 +396,15 @@ def _open_append(path: Path) -> int:
 
 # ---- reading a run ---------------------------------------------------------------------------------------------
 
-def read_qc(run_dir, *, warn: bool = True) -> list[dict]:
-    """The defacer QC lines of a run; a torn last line (a killed run) or a malformed line is skipped."""
-    path = Path(run_dir) / QC_DIR / QC_LOG
+def _json_records(path: Path, what: str, *, warn: bool) -> list[dict]:
+    """The JSON objects of a JSON-lines file of the run (none when it does not exist); a torn last line (a killed
+    run) or a malformed line is skipped, with a warning when `warn`."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise RunStoreError(path, os_problem(exc, "reading the QC log")) from exc
+        raise RunStoreError(path, os_problem(exc, f"reading {what}")) from exc
     out = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -413,11 +413,16 @@ def read_qc(run_dir, *, warn: bool = True) -> list[dict]:
             record = json.loads(line)
         except ValueError:
             if warn:
-                warnings.warn(f"{path}: line {number} is not JSON; ignored", HarnessWarning, stacklevel=2)
+                warnings.warn(f"{path}: line {number} is not JSON; ignored", HarnessWarning, stacklevel=3)
             continue
         if isinstance(record, dict):
             out.append(record)
     return out
+
+
+def read_qc(run_dir, *, warn: bool = True) -> list[dict]:
+    """The defacer QC lines of a run; a torn last line (a killed run) or a malformed line is skipped."""
+    return _json_records(Path(run_dir) / QC_DIR / QC_LOG, "the QC log", warn=warn)
 
 
 @dataclass
@@ -440,19 +445,5 @@ def read_run(run_dir) -> RunData:
 
 def read_rejected(run_dir) -> list[dict]:
     """The cohort rows a run rejected ({task, case_id, reason}); malformed lines are skipped."""
-    path = Path(run_dir) / REJECTED
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise RunStoreError(path, os_problem(exc, "reading the rejected rows")) from exc
-    out = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("task", "case_id", "reason")):
-            out.append(row)
-    return out
+    return [row for row in _json_records(Path(run_dir) / REJECTED, "the rejected rows", warn=False)
+            if all(isinstance(row.get(k), str) for k in ("task", "case_id", "reason"))]
