@@ -205,11 +205,7 @@ class Runner:
 
     def _cohort_progress(self, task_name: str):
         def report(i: int, n: int, row) -> None:
-            message = f"generating the built-in {task_name} sample cohort (first use only): case {i}/{n}"
-            if self.console is not None:
-                self.console.print(message, highlight=False)
-            else:
-                print(message, file=sys.stderr, flush=True)
+            self._say(f"generating the built-in {task_name} sample cohort (first use only): case {i}/{n}")
 
         return report
 
