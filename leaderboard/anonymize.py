@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.core.config import default_cache_dir
 from harness.core.errors import HarnessError
 from harness.core.redact import KEY_PATTERNS, redact
+from leaderboard.built_files import files_of
 
 # Files a leaderboard folder may hold; anything else (volumes, renders of original data, pickles) is never copied.
 PUBLISHABLE = {".html", ".css", ".js", ".png", ".svg", ".csv", ".json", ".md", ".parquet", ".txt"}
@@ -78,12 +79,13 @@ def hash_case(case_id: str, salt: bytes) -> str:
 
 
 def scan(folder: Path, forbidden=()) -> list[str]:
-    """Findings ("file: what") for every forbidden string (case ids, local paths, secrets), API-key-looking text
-    and file type that is not publishable under `folder`. Empty = clean."""
+    """Findings ("file: what") for every forbidden string (case ids, local paths, secrets), API-key-looking text,
+    file type that is not publishable and link under `folder`. Empty = clean."""
     folder = Path(folder)
     needles = sorted({str(f) for f in forbidden if f and len(str(f)) >= MIN_SCANNED_ID}, key=len, reverse=True)
-    findings = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    files, links = files_of(folder)  # a link is never followed: what it points to is not the leaderboard's to publish
+    findings = [f"{p.relative_to(folder)}: is a link; links are never published" for p in links]
+    for path in files:
         rel = path.relative_to(folder)
         if path.suffix.lower() not in PUBLISHABLE:
             findings.append(f"{rel}: file type {path.suffix or '(none)'} is not publishable")
