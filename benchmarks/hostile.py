@@ -32,6 +32,13 @@ sys.path.insert(0, str(ROOT))
 
 from harness.core.volume import Volume  # noqa: E402
 from harness.imaging.io import save_nifti  # noqa: E402
+from tests.test_hostile_volumes import huge_header as _huge_header  # noqa: E402
+
+HUGE = (32767,) * 3  # int16: 70 TB declared by a header of a few KB
+
+
+def huge_header(path: Path) -> Path:
+    return _huge_header(path, HUGE)
 
 
 @dataclass
@@ -63,15 +70,6 @@ def judge_refusal(proc, must_name: str) -> tuple[str, str]:
     if must_name not in text:
         return "bad", f"refused without naming {must_name!r}: {last[:150]}"
     return "clear error", last[:150]
-
-
-def huge_header(path: Path) -> Path:
-    header = nib.Nifti1Header()
-    header.set_data_dtype(np.int16)
-    header.set_data_shape((32767,) * 3)
-    header.set_data_offset(352)
-    path.write_bytes(header.binaryblock + b"\0" * 4 + b"\1" * 4096)
-    return path
 
 
 def head(path: Path) -> Path:
