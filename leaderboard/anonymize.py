@@ -120,8 +120,9 @@ def _text_of(path: Path) -> str:
     return data.decode("latin-1") if path.suffix.lower() == ".png" else data.decode("utf-8", errors="replace")
 
 
-def check_clean(folder: Path, forbidden=()) -> None:
-    findings = scan(folder, forbidden)
+def check_clean(folder: Path, forbidden=(), also=()) -> None:
+    """LeakError listing the scan's findings and `also` (findings of other checks on the same folder), if any."""
+    findings = [*also, *scan(folder, forbidden)]
     if findings:
         shown = "\n  ".join(findings[:20])
         raise LeakError(f"{folder}: refusing to publish, {len(findings)} finding(s):\n  {shown}")
