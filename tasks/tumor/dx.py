@@ -101,16 +101,29 @@ def findings_match(answer: dict, reference: dict) -> float | None:
     return float(np.mean([_finding_equal(k, answer[k], reference[k]) for k in keys]))
 
 
-def macro_f1(predicted: Sequence[str], truth: Sequence[str], labels: Sequence[str] = DIAGNOSES) -> float:
-    """Unweighted mean of the per-class F1 over the classes present in the truth or the predictions."""
-    f1s = []
-    for c in labels:
-        tp = sum(p == c and t == c for p, t in zip(predicted, truth))
-        fp = sum(p == c and t != c for p, t in zip(predicted, truth))
-        fn = sum(p != c and t == c for p, t in zip(predicted, truth))
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(f1s)) if f1s else float("nan")
+MACRO_F1_KEYS = tuple(f"macro_f1:{c}:{k}" for c in DIAGNOSES for k in ("tp", "fp", "fn"))
+
+
+def one_vs_rest(predicted: str, actual: str) -> dict[str, float]:
+    """One sample's share of the macro-F1 counts: per class, 1.0 for a true positive, false positive or false
+    negative (MACRO_F1_KEYS), else 0.0."""
+    return {f"macro_f1:{c}:{k}": float(v) for c in DIAGNOSES
+            for k, v in (("tp", predicted == c == actual), ("fp", predicted == c != actual), ("fn", actual == c != predicted))}
+
+
+def macro_f1_of_counts(counts) -> float:
+    """Macro-F1 from a (samples x MACRO_F1_KEYS) array of one-vs-rest counts: the unweighted mean of the per-class
+    F1 over the classes present in the truth or the predictions."""
+    tp, fp, fn = np.asarray(counts, dtype=float).reshape(len(counts), len(DIAGNOSES), 3).sum(axis=0).T
+    present = (tp + fp + fn) > 0
+    if not present.any():
+        return float("nan")
+    return float(np.mean(2 * tp[present] / (2 * tp[present] + fp[present] + fn[present])))
+
+
+def macro_f1(predicted: Sequence[str], truth: Sequence[str]) -> float:
+    """Macro-F1 of the predicted diagnoses against the true ones."""
+    return macro_f1_of_counts([[c[k] for k in MACRO_F1_KEYS] for c in map(one_vs_rest, predicted, truth)])
 
 
 @register_task
@@ -179,24 +192,14 @@ class TumorDxTask(Task):
 
     def score(self, answer: dict, truth: dict) -> dict:
         predicted, actual = answer["diagnosis"], truth["diagnosis"]
-        counts = {f"macro_f1:{c}:{k}": float(v) for c in DIAGNOSES
-                  for k, v in (("tp", predicted == c == actual), ("fp", predicted == c != actual), ("fn", actual == c != predicted))}
         return {"correct": float(predicted == actual), "diagnosis": predicted,
-                "findings_match": findings_match(answer.get("findings") or {}, truth.get("findings") or {}), **counts}
+                "findings_match": findings_match(answer.get("findings") or {}, truth.get("findings") or {}),
+                **one_vs_rest(predicted, actual)}
 
     def set_statistic(self, metric: str):
         if metric != "macro_f1":
             return super().set_statistic(metric)
-        keys = tuple(f"macro_f1:{c}:{k}" for c in DIAGNOSES for k in ("tp", "fp", "fn"))
-
-        def macro_f1_of(counts) -> float:
-            tp, fp, fn = np.asarray(counts, dtype=float).reshape(len(counts), len(DIAGNOSES), 3).sum(axis=0).T
-            present = (tp + fp + fn) > 0  # classes absent from both truth and predictions do not count
-            if not present.any():
-                return float("nan")
-            return float(np.mean(2 * tp[present] / (2 * tp[present] + fp[present] + fn[present])))
-
-        return keys, macro_f1_of
+        return MACRO_F1_KEYS, macro_f1_of_counts
 
     def compare(self, original: dict, defaced: dict) -> dict:
         fo, fd = original.get("findings") or {}, defaced.get("findings") or {}
