@@ -127,11 +127,8 @@ def write_sample_cohort(task, n: int, seed: int, out, *, resolution_scale: float
         rows.extend(write_case(task, seed, i, out, gen.atlas_for(i, atlases), resolution_scale=resolution_scale))
         if progress:
             progress(i + 1, n, rows[-1])
-    atomic_write_text(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    info = {"task": task if isinstance(task, str) else task.name, "phantoms": gen.name, "phantoms_version": gen.version, "tasks": list(gen.tasks), "n": n, "seed": seed,
-            "generator_version": WRITER_VERSION, "anatomy": [a.source for a in atlases],
-            "anatomy_hash": [a.content_hash for a in atlases], "resolution_scale": resolution_scale, "phantom": True}
-    atomic_write_text(out / "cohort.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "manifest.jsonl", _jsonl(rows))
+    _write_info(out, gen, atlases, seed, resolution_scale, task=task if isinstance(task, str) else task.name, n=n)
     return out / "manifest.jsonl"
 
 
@@ -160,11 +157,21 @@ def sample_cohort_manifest(task, cache_dir=None, *, n: int | None = None, seed: 
             progress(done, len(missing), rows[-1])
     text = "".join((folder / "rows" / f"{i:05d}.jsonl").read_text() for i in range(n))
     atomic_write_text(manifest, text)
+    _write_info(folder, gen, atlases, seed, resolution_scale)
+    return manifest
+
+
+def _jsonl(rows) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+
+
+def _write_info(folder: Path, gen, atlases, seed: int, resolution_scale: float, **extra) -> None:
+    """cohort.json: what made the cases (generator, anatomy, seed, scale)."""
     info = {"phantoms": gen.name, "phantoms_version": gen.version, "tasks": list(gen.tasks), "seed": seed,
             "generator_version": WRITER_VERSION, "anatomy": [a.source for a in atlases],
-            "anatomy_hash": [a.content_hash for a in atlases], "resolution_scale": resolution_scale, "phantom": True}
+            "anatomy_hash": [a.content_hash for a in atlases], "resolution_scale": resolution_scale, "phantom": True,
+            **extra}
     atomic_write_text(folder / "cohort.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
-    return manifest
 
 
 def _generate_case(task, seed: int, index: int, folder: Path, atlas, resolution_scale: float) -> list[dict]:
@@ -180,7 +187,7 @@ def _generate_case(task, seed: int, index: int, folder: Path, atlas, resolution_
             except OSError:
                 if not (folder / "cases" / made.name).is_dir():
                     raise
-        atomic_write_text(folder / "rows" / f"{index:05d}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        atomic_write_text(folder / "rows" / f"{index:05d}.jsonl", _jsonl(rows))
         return rows
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
