@@ -16,18 +16,45 @@ from harness.core.errors import HarnessError
 from harness.core.files import atomic_write_text
 from harness.core.hashing import content_key
 from harness.imaging.io import load_nifti, save_nifti
+from harness.imaging.io.lazy import remembered_volume
 from harness.core.volume import Volume
 
 CACHE_LAYOUT = 1
 
 
-def cache_key(defacer: Defacer, volume: Volume) -> str:
-    return content_key(kind="defaced", layout=CACHE_LAYOUT, volume=volume.content_hash, defacer=defacer.identity)
+def cache_key(defacer: Defacer, volume_hash: str) -> str:
+    return content_key(kind="defaced", layout=CACHE_LAYOUT, volume=volume_hash, defacer=defacer.identity)
+
+
+def cache_folder(defacer: Defacer, volume_hash: str, cache_dir) -> Path:
+    return Path(cache_dir) / "defaced" / cache_key(defacer, volume_hash)
+
+
+def cached_record(defacer: Defacer, volume_hash: str, cache_dir) -> dict | None:
+    """The QC record of a finished entry for this input, without reading any volume; None when there is none."""
+    try:
+        record = json.loads((cache_folder(defacer, volume_hash, cache_dir) / "qc.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("volume") == volume_hash and "qc" in record else None
+
+
+def defaced_volume(defacer: Defacer, volume, cache_dir):
+    """The defaced volume as a sample sees it: lazy when it is cached and its hash is remembered, else read or made."""
+    folder = cache_folder(defacer, volume.content_hash, cache_dir)
+    if cached_record(defacer, volume.content_hash, cache_dir) is None:
+        return deface_cached(defacer, volume, cache_dir).volume
+
+    def load() -> Volume:
+        hit = _load(folder, volume)
+        return hit.volume if hit is not None else deface_cached(defacer, volume, cache_dir).volume
+
+    return remembered_volume(folder / "defaced.nii.gz", load, cache_dir, defaced_from=volume.content_hash)
 
 
 def deface_cached(defacer: Defacer, volume: Volume, cache_dir) -> DefacedVolume:
     """`defacer.deface(volume)`, read back from cache_dir when the same volume was defaced the same way before."""
-    folder = Path(cache_dir) / "defaced" / cache_key(defacer, volume)
+    folder = cache_folder(defacer, volume.content_hash, cache_dir)
     qc_path = folder / "qc.json"
     if qc_path.is_file():
         hit = _load(folder, volume)

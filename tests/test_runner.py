@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+import defacers.cache
+import harness.engine.deface_stage
+import harness.imaging.io
 from harness.results.compare import compare_runs
 from harness.data.sample_cohort import write_sample_cohort
 from defacers import parse_defacer_spec as parse_defacer_arg
@@ -52,7 +56,7 @@ def lines(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
 
 
-def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path):
+def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first = run(cohort, tmp_path / "runs", cache, workers=1)  # defacing in a real worker process
     assert first.counts == {"ok": 6, "unparsable": 0, "failed": 0} or Counter(first.counts)["ok"] == 6
@@ -87,9 +91,23 @@ def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path):
     forced = run(cohort, tmp_path / "runs", cache, new_run=True)
     assert forced.run_dir not in (first.run_dir, other.run_dir) and forced.skipped_done == 0 and forced.model_calls == 0
 
-    fresh_dir = run(cohort, tmp_path / "other-runs", cache)  # new run directory, same caches
-    assert (fresh_dir.model_calls, fresh_dir.defacer_runs, fresh_dir.counts["ok"]) == (0, 0, 6)
+    # a new run directory on the same caches reads no voxels and starts no worker: volume hashes are remembered by
+    # file identity, defacings found by them, images come from the render cache
+    reads = []
+    real_volume, real_nifti = harness.imaging.io.load_volume, defacers.cache.load_nifti
+    monkeypatch.setattr(harness.imaging.io, "load_volume", lambda *a, **k: reads.append(a) or real_volume(*a, **k))
+    monkeypatch.setattr(defacers.cache, "load_nifti", lambda *a, **k: reads.append(a) or real_nifti(*a, **k))
+    monkeypatch.setattr(harness.engine.deface_stage, "worker_pool", None)  # calling it would fail the run
+    fresh_dir = run(cohort, tmp_path / "other-runs", cache, workers=1)
+    assert (fresh_dir.model_calls, fresh_dir.defacer_runs, fresh_dir.counts["ok"], reads) == (0, 0, 6, [])
     assert fresh_dir.wall_seconds < first.wall_seconds
+    assert [q["qc"] for q in read_qc(fresh_dir.run_dir)] == [q["qc"] for q in qc]
+
+    def shown(run_dir):  # what each sample showed: volume hashes, render specs, image hashes; and its answer
+        images = lambda t: re.findall(r'"image_sha256": "([0-9a-f]{64})"', json.dumps(t))  # noqa: E731
+        return {(r["case_id"], r["condition"]): (r["cache_keys"], images(r["transcript"]), r["answer"]) for r in lines(run_dir)}
+
+    assert shown(fresh_dir.run_dir) == shown(first.run_dir) and all(v[1] for v in shown(first.run_dir).values())
 
     rows = compare_runs(first.run_dir, fresh_dir.run_dir)  # same model, same answers: paired differences are 0
     assert {(r.condition, r.metric) for r in rows} == {(c, m) for c in ("original", "reface") for m in ("abs_error", "close")}

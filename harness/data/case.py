@@ -39,7 +39,18 @@ class Case:
         """The volume of this role, as a canonical-RAS Volume (CT roles in HU)."""
         from harness.imaging.io import load_volume
 
+        path, modality = self.source(role)
+        return load_volume(path, modality=modality)
+
+    def load_remembered(self, role: str, cache_dir):
+        """As load(), but lazy when the file's content hash is remembered under cache_dir (see imaging.io.lazy)."""
+        from harness.imaging.io.lazy import remembered_volume
+
+        path, modality = self.source(role)
+        return remembered_volume(path, lambda: self.load(role), cache_dir, modality=modality)
+
+    def source(self, role: str) -> tuple[Path, str]:
+        """(file or DICOM folder, modality) of a role."""
         if role not in self.volumes:
             raise CaseError(f"case {self.id} has no {role!r} volume; it has {', '.join(self.volumes) or 'none'}")
-        modality = "CT" if role in CT_ROLES else "MR"
-        return load_volume(self.volumes[role], modality=modality)
+        return Path(self.volumes[role]), ("CT" if role in CT_ROLES else "MR")

@@ -142,13 +142,13 @@ def sample_cohort_manifest(task, cache_dir=None, *, n: int | None = None, seed: 
     if n < 1:
         raise HarnessError(f"a sample cohort needs at least one case, not {n}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    atlases = anatomy.load_atlases(cache)
-    key = content_key(generator=WRITER_VERSION, phantoms=gen.version, anatomy=[a.content_hash for a in atlases],
+    key = content_key(generator=WRITER_VERSION, phantoms=gen.version, anatomy=anatomy.atlas_keys(),
                       group=gen.name, seed=seed, scale=resolution_scale)
     folder = cache / "cohorts" / f"{gen.name}-{key[:16]}"
     manifest = folder / f"manifest-{n}.jsonl"
     if manifest.exists():
         return manifest
+    atlases = anatomy.load_atlases(cache)  # only to generate: reading the atlas costs more than the rest of this
     (folder / "rows").mkdir(parents=True, exist_ok=True)
     missing = [i for i in range(n) if not (folder / "rows" / f"{i:05d}.jsonl").exists()]
     for done, i in enumerate(missing, 1):

@@ -19,9 +19,10 @@ from harness.engine.grid import WorkItem
 from harness.engine.workers import worker_pool
 
 
-def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict:
+def deface_job(volume_path: str, modality: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict:
     """Worker: load one case volume and deface it through the on-disk cache. Never raises."""
     from harness.imaging.io import load_volume
+    from harness.imaging.io.lazy import remembered_volume
 
     t0 = time.perf_counter()
 
@@ -31,7 +32,8 @@ def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_
                 "error": {"kind": kind, "message": message} if kind else None}
 
     try:
-        volume = load_volume(volume_path)
+        # remembered: the next run finds this job done from the file's identity alone (see cached_job)
+        volume = remembered_volume(volume_path, lambda: load_volume(volume_path, modality=modality), cache_dir, modality=modality)
     except HarnessError as exc:
         return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     try:
@@ -41,6 +43,23 @@ def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_
     except Exception as exc:  # a defacer bug: recorded, the run goes on
         return outcome("failed", FailureKind.DEFACER_ERROR, f"{type(exc).__name__}: {exc}")
     return outcome("ok", result=result)
+
+
+def cached_job(volume_path: str, modality: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict | None:
+    """A job finished by an earlier run, found without reading the volume (None: it goes to a worker)."""
+    from harness.imaging.io.lazy import HashMemo
+
+    t0 = time.perf_counter()
+    memo = HashMemo(cache_dir)
+    try:
+        volume_hash = memo.content_hash(memo.key(volume_path, modality=modality))
+    except OSError:
+        return None
+    record = volume_hash and defacers.cached_record(defacers.get(defacer_name, **defacer_params), volume_hash, cache_dir)
+    if not record:
+        return None
+    return {"status": "ok", "qc": record["qc"], "timings": record.get("timings", {}), "computed": False,
+            "seconds": time.perf_counter() - t0, "error": None}
 
 
 class DefaceStage:
@@ -71,20 +90,29 @@ class DefaceStage:
         results: dict[tuple, dict] = {}
         if not jobs:
             return results
-        args = {job: (job[0], *self.ctx.defacer_specs[job[1]], str(self.ctx.cache_dir)) for job in jobs}
+        args = {job: (job[0], self._modality(jobs[job][0]), *self.ctx.defacer_specs[job[1]], str(self.ctx.cache_dir))
+                for job in jobs}
         recorded = store.qc_keys()
         t0 = time.perf_counter()
-        workers = min(self.ctx.cfg.workers, len(jobs))
         try:
-            if workers <= 0:
-                self._collect(((job, deface_job(*a)) for job, a in args.items()), jobs, results, store, recorded, progress)
-            else:
+            # jobs an earlier run finished are answered here: starting worker processes costs seconds
+            done = {job: cached_job(*a) for job, a in args.items()}
+            self._collect(((job, res) for job, res in done.items() if res is not None), jobs, results, store, recorded, progress)
+            todo = {job: a for job, a in args.items() if done[job] is None}
+            workers = min(self.ctx.cfg.workers, len(todo))
+            if todo and workers <= 0:
+                self._collect(((job, deface_job(*a)) for job, a in todo.items()), jobs, results, store, recorded, progress)
+            elif todo:
                 with worker_pool(workers) as pool:
-                    futures = {job: pool.submit(deface_job, *a) for job, a in args.items()}
+                    futures = {job: pool.submit(deface_job, *a) for job, a in todo.items()}
                     self._collect(((job, f.result()) for job, f in futures.items()), jobs, results, store, recorded, progress)
         finally:
             self.seconds += time.perf_counter() - t0
         return results
+
+    def _modality(self, key: tuple) -> str:
+        task, case_id, role, _ = key
+        return self.ctx.case(task, case_id).source(role)[1]
 
     def _collect(self, done: Iterable[tuple], jobs: dict, results: dict, store, recorded: set, progress) -> None:
         for job, res in done:

@@ -34,6 +34,7 @@ from harness.models import Sampling, backend_of, resolve_model_spec, serve_model
 from harness.store.manifest import build_manifest
 from harness.core.hashing import content_key
 from harness.scoring.cache import use_cache_dir as use_score_cache_dir
+from harness.imaging.render_cache import use_render_cache
 from harness.store.run_store import RunStore, find_run, new_run_dir
 from harness.data import load_cohort
 from tasks import get_task
@@ -102,6 +103,7 @@ class Runner:
         self.console = console
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         use_score_cache_dir(self.cache_dir)  # text-metric values (BERTScore) live with the other caches
+        use_render_cache(self.cache_dir)  # shared by every model, condition and run that shows the same volume
         self.tasks = {name: get_task(name) for name in dict.fromkeys(cfg.tasks)}
         self.defacer_specs = {REFERENCE: (REFERENCE, {})}
         for text in dict.fromkeys(cfg.defacers):

@@ -36,26 +36,34 @@ class SampleStage:
         self._volumes_lock = threading.Lock()
 
     def volumes_for(self, item: WorkItem) -> dict:
-        """role -> Volume as the condition shows it (defaced volumes come from the defacer cache)."""
+        """role -> Volume as the condition shows it (defaced volumes come from the defacer cache). Volumes whose
+        content hash is remembered are lazy: a sample whose images are all in the render cache reads no voxels."""
         task = self.ctx.tasks[item.task]
         case = self.ctx.case(item.task, item.case_id)
         out = {}
         for role in task.roles:
-            key = (item.task, item.case_id, role, item.condition)
-            with self._volumes_lock:
-                if key in self._volumes:
-                    self._volumes.move_to_end(key)
-                    out[role] = self._volumes[key]
-                    continue
-            volume = case.load(role)
-            if not item.is_reference:
-                volume = defacers.deface_cached(self.ctx.defacers[item.condition], volume, self.ctx.cache_dir).volume
-            with self._volumes_lock:
-                self._volumes[key] = volume
-                while len(self._volumes) > VOLUME_CACHE_SIZE:
-                    self._volumes.popitem(last=False)
-            out[role] = volume
+            # the case's own volume is shared by every condition of the case (the defacer cache is keyed by its hash)
+            original = self._kept((item.task, item.case_id, role, None), lambda: case.load_remembered(role, self.ctx.cache_dir))
+            if item.is_reference:
+                out[role] = original
+            else:
+                defacer = self.ctx.defacers[item.condition]
+                out[role] = self._kept((item.task, item.case_id, role, item.condition),
+                                       lambda: defacers.defaced_volume(defacer, original, self.ctx.cache_dir))
         return out
+
+    def _kept(self, key: tuple, make):
+        """make(), remembered under key among the last VOLUME_CACHE_SIZE volumes."""
+        with self._volumes_lock:
+            if key in self._volumes:
+                self._volumes.move_to_end(key)
+                return self._volumes[key]
+        volume = make()
+        with self._volumes_lock:
+            self._volumes[key] = volume
+            while len(self._volumes) > VOLUME_CACHE_SIZE:
+                self._volumes.popitem(last=False)
+        return volume
 
     def _timed(self, timings: dict, stage: str, since: float) -> None:
         timings[stage] = time.perf_counter() - since

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from harness.core.files import atomic_write_bytes
 from harness.core.errors import HarnessError
 from harness.core.volume import Volume
+from harness.imaging import render_cache
 
 PLANES = ("axial", "coronal", "sagittal")
 PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -310,11 +311,33 @@ def montage_grid(n: int, montage: tuple[int, int]) -> tuple[int, int]:
 
 
 def render(volume: Volume, spec: RenderSpec) -> list[RenderedImage]:
-    """Render the spec's slices: one image per slice, or one montage image when spec.montage is set."""
+    """Render the spec's slices: one image per slice, or one montage image when spec.montage is set.
+
+    Read from the render cache when it is on and holds this (volume content, spec); only a miss touches the voxels."""
+    stored = render_cache.load(volume.content_hash, spec.key)
+    if stored is not None:
+        return [_from_facts(png, facts, spec.key) for png, facts in stored]
+    images = _render(volume, spec)
+    render_cache.save(volume.content_hash, spec.key, [(img.png, _facts(img)) for img in images])
+    return images
+
+
+def _facts(img: RenderedImage) -> dict:
+    return {"plane": img.plane, "slices": list(img.slices), "positions_mm": list(img.positions_mm),
+            "window": list(img.window), "width": img.width, "height": img.height}
+
+
+def _from_facts(png: bytes, facts: dict, spec_key: str) -> RenderedImage:
+    return RenderedImage(png, facts["plane"], tuple(int(i) for i in facts["slices"]),
+                         tuple(float(p) for p in facts["positions_mm"]), tuple(float(w) for w in facts["window"]),
+                         int(facts["width"]), int(facts["height"]), spec_key)
+
+
+def _render(volume: Volume, spec: RenderSpec) -> list[RenderedImage]:
     indices = spec.slices.resolve(volume, spec.plane)
     if not indices:
         raise RenderError("the slice selection is empty")
-    window = resolve_window(volume, spec.window)
+    window = tuple(float(w) for w in resolve_window(volume, spec.window))  # plain floats, as the cache returns them
     positions = slice_positions_mm(volume, spec.plane)
     tiles = [_tile(volume, spec, i, window, float(positions[i])) for i in indices]
     if spec.montage is None:

@@ -224,9 +224,14 @@ def colin27_files() -> tuple[Path, Path] | None:
     return (head, brain) if head.exists() and brain.exists() else None
 
 
-def _cached_atlas(name: str, sources: list[Path], derive, cache_dir) -> Atlas:
+def atlas_key(name: str, sources: list[Path]) -> str:
+    """An atlas's content hash, from its template files alone (no need to derive or read the atlas)."""
     digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
-    key = content_key(anatomy=ANATOMY_VERSION, name=name, template=digest, grid_mm=GRID_MM)
+    return content_key(anatomy=ANATOMY_VERSION, name=name, template=digest, grid_mm=GRID_MM)
+
+
+def _cached_atlas(name: str, sources: list[Path], derive, cache_dir) -> Atlas:
+    key = atlas_key(name, sources)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache / "anatomy" / f"{name}-{key[:16]}.npz"
     if target.exists():
@@ -253,7 +258,10 @@ def load_atlas(cache_dir=None) -> Atlas:
         t1 = np.asarray(img.get_fdata(dtype=np.float32))
         return t1, derive_labels(t1, img.header.get_zooms()[:3]), np.asarray(img.affine, float)
 
-    return _cached_atlas("pydeface-mean", [path], derive, cache_dir)
+    return _cached_atlas(PYDEFACE_ATLAS, [path], derive, cache_dir)
+
+
+PYDEFACE_ATLAS, COLIN27_ATLAS = "pydeface-mean", "colin27"
 
 
 def load_colin27(cache_dir=None) -> Atlas | None:
@@ -268,7 +276,7 @@ def load_colin27(cache_dir=None) -> Atlas | None:
         brain = np.asarray(nib.load(str(files[1])).dataobj) > 0
         return t1, derive_colin_labels(t1, brain, img.header.get_zooms()[:3]), np.asarray(img.affine, float)
 
-    return _cached_atlas("colin27", list(files), derive, cache_dir)
+    return _cached_atlas(COLIN27_ATLAS, list(files), derive, cache_dir)
 
 
 def load_atlases(cache_dir=None, *, include_colin27: bool = False) -> list[Atlas]:
@@ -280,3 +288,9 @@ def load_atlases(cache_dir=None, *, include_colin27: bool = False) -> list[Atlas
     """
     colin = load_colin27(cache_dir) if include_colin27 else None
     return [load_atlas(cache_dir)] + ([colin] if colin is not None else [])
+
+
+def atlas_keys(*, include_colin27: bool = False) -> list[str]:
+    """The content hashes of load_atlases(...)'s atlases, in its order, without deriving or reading them."""
+    colin = colin27_files() if include_colin27 else None
+    return [atlas_key(PYDEFACE_ATLAS, [pydeface_template()])] + ([atlas_key(COLIN27_ATLAS, list(colin))] if colin else [])

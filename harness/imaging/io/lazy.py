@@ -1,0 +1,142 @@
+"""Volumes whose content hash is known before their voxels are read.
+
+Every cache (defaced volumes, renders, model replies, sample ids) is keyed by a volume's content hash, and reading a
+DICOM series or a .nii.gz only to learn that hash costs far more than the cached work it unlocks (a 98-slice CT
+series: about 0.35 s). So the hash is remembered per file identity - the absolute path, size, modification time and
+inode of the file, or of every file in a DICOM folder - plus the loader's version; a file changed in any of those
+ways is read again. A volume found in this memo is a LazyVolume: it reads its voxels on first use, which a fully
+cached sample never makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.core.files import atomic_write_text
+from harness.core.hashing import content_key
+from harness.core.volume import Volume
+
+# Bump when a loader's output changes for the same file (orientation, rescaling, DICOM sorting): old hashes lapse.
+LOADER_VERSION = 1
+
+
+def file_identity(path) -> dict:
+    """What must stay the same for a file (or a folder's files) to hold the same bytes as when it was hashed."""
+    path = Path(path).resolve()
+    if path.is_dir():
+        files = []
+        for root, _, names in os.walk(path):
+            for name in names:
+                st = os.stat(os.path.join(root, name))
+                files.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns, st.st_ino))
+        return {"folder": str(path), "files": sorted(files)}
+    st = path.stat()
+    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+
+class HashMemo:
+    """identity key -> the volume's content hash and header facts (modality, shape, affine), one small JSON file
+    each under cache_dir/volume-ids (safe across processes)."""
+
+    def __init__(self, cache_dir):
+        self.folder = Path(cache_dir) / "volume-ids"
+
+    @staticmethod
+    def key(path, **facts) -> str:
+        return content_key(kind="volume-id", loader=LOADER_VERSION, identity=file_identity(path), **facts)
+
+    def get(self, key: str) -> dict | None:
+        try:
+            record = json.loads((self.folder / f"{key}.json").read_text())
+            header = {"modality": str(record["modality"]), "shape": tuple(int(n) for n in record["shape"]),
+                      "affine": np.array(record["affine"], dtype=np.float64).reshape(4, 4)}
+            content_hash = record["content_hash"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not (isinstance(content_hash, str) and len(content_hash) == 64 and len(header["shape"]) == 3):
+            return None
+        return {"content_hash": content_hash, **header}
+
+    def put(self, key: str, volume: Volume) -> None:
+        record = {"content_hash": volume.content_hash, "modality": volume.modality, "shape": list(volume.shape),
+                  "affine": np.asarray(volume.affine).tolist()}
+        try:
+            atomic_write_text(self.folder / f"{key}.json", json.dumps(record), durable=False)
+        except OSError:  # a read-only or full cache only costs the next run a read
+            pass
+
+    def content_hash(self, key: str) -> str | None:
+        record = self.get(key)
+        return record["content_hash"] if record else None
+
+
+class LazyVolume:
+    """Stands in for a Volume: its content hash and header (modality, shape, affine, spacing, orientation, the
+    voxel/world maps) come from the memo; anything else (data, meta, with_data, ...) reads the voxels once."""
+
+    def __init__(self, load: Callable[[], Volume], record: dict, on_mismatch: Callable[[Volume], None] | None = None):
+        self._load = load
+        self._record = record
+        self._on_mismatch = on_mismatch
+        self._volume: Volume | None = None
+        self._lock = threading.Lock()
+
+    content_hash = property(lambda self: self._record["content_hash"])
+    modality = property(lambda self: self._record["modality"])
+    shape = property(lambda self: self._record["shape"])
+    affine = property(lambda self: self._record["affine"])
+    # the header-only members of Volume, computed from the memo's affine exactly as Volume computes them
+    spacing = property(Volume.spacing.fget)
+    orientation = property(Volume.orientation.fget)
+    world_to_voxel = Volume.world_to_voxel
+    voxel_to_world = Volume.voxel_to_world
+
+    @property
+    def volume(self) -> Volume:
+        with self._lock:
+            if self._volume is None:
+                volume = self._load()
+                if volume.content_hash != self.content_hash:
+                    # the file was replaced without changing size, mtime or inode (or a loader changed without a
+                    # version bump): trust the voxels from now on and correct the memo
+                    warnings.warn(f"volume content changed behind an unchanged file identity (hash "
+                                  f"{self.content_hash[:12]} -> {volume.content_hash[:12]}); using what was read")
+                    self._record = {"content_hash": volume.content_hash, "modality": volume.modality,
+                                    "shape": volume.shape, "affine": volume.affine}
+                    if self._on_mismatch:
+                        self._on_mismatch(volume)
+                self._volume = volume
+            return self._volume
+
+    @property
+    def loaded(self) -> bool:
+        return self._volume is not None
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.volume, name)
+
+
+def remembered_volume(path, load: Callable[[], Volume], cache_dir, **facts) -> Volume | LazyVolume:
+    """The volume at `path` as `load()` reads it: lazy when its hash is remembered, else read now and remembered.
+
+    facts: whatever else decides what load() returns (modality, the input a defaced file belongs to, ...)."""
+    memo = HashMemo(cache_dir)
+    try:
+        key = memo.key(path, **facts)
+    except OSError:  # missing or unreadable: the loader says what is wrong with it
+        return load()
+    record = memo.get(key)
+    if record is not None:
+        return LazyVolume(load, record, on_mismatch=lambda v: memo.put(key, v))
+    volume = load()
+    memo.put(key, volume)
+    return volume
