@@ -90,16 +90,16 @@ def main() -> None:
 
 def stub_figures(tmp: Path, cache: Path, base: dict, url: str, repeats: int) -> None:
     """Part 3. Defaced volumes are cached (part 1 made them); each repeat is a new run directory, and the response
-    cache is bypassed by a per-repeat seed so every sample really goes over HTTP. Cold: the render cache and the
-    remembered volume hashes are wiped before each repeat, so every volume is read and every image rendered."""
+    cache is bypassed by a per-repeat seed so every sample really goes over HTTP. Cold: the render cache is wiped before
+    each repeat, so every volume is read (a DICOM series parsed) and every image rendered; the defacer cache and the
+    remembered volume hashes stay (part 1 made them: defacing is not what this part measures)."""
     from harness.models import Sampling
 
     for label, cold in (("cold render cache", True), ("warm render cache", False)):
         samples = wall = cpu = 0.0
         for r in range(repeats):
             if cold:
-                for folder in ("renders", "volume-ids"):
-                    shutil.rmtree(cache / folder, ignore_errors=True)
+                shutil.rmtree(cache / "renders", ignore_errors=True)
             cfg = EvalConfig(out=tmp / "stub-runs", models=["openai-compatible:stub"], base_url=url, concurrency=64,
                              mode="single", sampling=Sampling(seed=1000 + r + 100_000 * cold, temperature=0.7), **base)
             c0 = time.process_time()

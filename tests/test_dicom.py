@@ -357,6 +357,25 @@ def test_empty_or_unreadable_metadata_values_are_left_out(tmp_path):
     assert meta["echo_time_ms"] == 4.5  # the fields after an unreadable one are still read
 
 
+def test_pixels_read_from_the_buffer_equal_pydicom_decoding(series, tmp_path):
+    """The loader decodes uncompressed pixels itself (fast path): it must give exactly what pydicom gives, for
+    signed CT values below zero, for unsigned 8-bit, and for MONOCHROME1."""
+    from harness.imaging.io.dicom import _native_pixels
+
+    def unsigned8(ds, n):
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = (np.arange(ds.Rows * ds.Columns) % 251).astype(np.uint8).tobytes()
+
+    for path in series:
+        ds = pydicom.dcmread(path)
+        assert ds.pixel_array.min() < 0 and np.array_equal(_native_pixels(ds), ds.pixel_array)
+    edit_slices(series, unsigned8)
+    ds = pydicom.dcmread(series[0])
+    assert np.array_equal(_native_pixels(ds), ds.pixel_array) and _native_pixels(ds).dtype == np.uint8
+    rle = write_dicom_series(make_head(shape=(8, 8, 4), modality="CT"), tmp_path / "rle", transfer_syntax=RLELossless)
+    assert _native_pixels(pydicom.dcmread(rle[0])) is None  # compressed: left to pydicom
+
+
 # ---- pixel data the loader cannot use ---------------------------------------------------------------------------
 
 
