@@ -14,7 +14,6 @@ from harness.imaging import render_cache
 from harness.imaging.io import load_volume, save_nifti
 from harness.imaging.io.lazy import LazyVolume, remembered_volume
 from harness.imaging.render import RenderSpec, Slices, render
-from tests.conftest import make_head
 
 
 @pytest.fixture
