@@ -254,3 +254,25 @@ def test_copies_of_a_manifest_stay_inside_the_harness_cache(tmp_path, suffix):
     if suffix == ".csv":  # JSON lines are read directly: no copy at all
         assert holding(cache), "expected the Arrow copy under the harness cache"
     assert not hf_home.exists() or not holding(hf_home)
+
+
+def test_file_digests_are_remembered_by_identity_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
+    import hashlib
+
+    from harness.data import cohort as cohort_module
+
+    monkeypatch.setattr(cohort_module, "_fingerprints", {})
+    cohort_module.use_digest_cache(tmp_path / "cache")
+    try:
+        f = tmp_path / "t1.nii.gz"
+        f.write_bytes(b"voxels" * 1000)
+        assert cohort_module.fingerprint(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+        [entry] = (tmp_path / "cache" / "file-digests").iterdir()
+        entry.write_text('{"sha256": "' + "f" * 64 + '"}')  # what a later process finds: it does not read the file
+        cohort_module._fingerprints.clear()
+        assert cohort_module.fingerprint(f) == "f" * 64
+        f.write_bytes(b"other voxels" * 1000)
+        cohort_module._fingerprints.clear()
+        assert cohort_module.fingerprint(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+    finally:
+        cohort_module.use_digest_cache(None)

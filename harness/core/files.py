@@ -1,4 +1,5 @@
-"""Atomic file writes: readers (a resumed run, another process, a crash) never see a partial file."""
+"""Atomic file writes (readers - a resumed run, another process, a crash - never see a partial file), and the
+identity of a file on disk (what must not change for a digest computed earlier to still hold)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ def atomic_write_bytes(path, data: bytes, *, durable: bool = True) -> Path:
 
 def atomic_write_text(path, text: str, *, durable: bool = True) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+
+
+def file_identity(path) -> dict:
+    """What must stay the same for a file (or a folder's files) to hold the same bytes as when it was hashed."""
+    path = Path(path).resolve()
+    if path.is_dir():
+        files = []
+        for root, _, names in os.walk(path):
+            for name in names:
+                st = os.stat(os.path.join(root, name))
+                files.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns, st.st_ino))
+        return {"folder": str(path), "files": sorted(files)}
+    st = path.stat()
+    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}

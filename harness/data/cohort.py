@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from harness.core.hashing import canonical_json
+from harness.core.files import atomic_write_text, file_identity
+from harness.core.hashing import canonical_json, content_key
 from harness.data.case import Case
 from harness.core.errors import HarnessError
 
@@ -86,12 +87,40 @@ def fingerprint(path) -> str:
         return "not-a-regular-file"
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _fingerprints:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _fingerprints[key] = h.hexdigest()
+        _fingerprints[key] = _remembered_digest(p)
     return _fingerprints[key]
+
+
+_digest_folder: Path | None = None
+
+
+def use_digest_cache(cache_dir) -> None:
+    """Remember file digests under cache_dir/file-digests by file identity (path, size, mtime, inode): a run's start
+    then stats a large cohort instead of reading every byte of it again. None: digests live for the process only."""
+    global _digest_folder
+    _digest_folder = None if cache_dir is None else Path(cache_dir) / "file-digests"
+
+
+def _remembered_digest(p: Path) -> str:
+    entry = None
+    if _digest_folder is not None:
+        entry = _digest_folder / f"{content_key(kind='file-sha256', identity=file_identity(p))}.json"
+        try:
+            digest = json.loads(entry.read_text())["sha256"]
+            if isinstance(digest, str) and len(digest) == 64:
+                return digest
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    if entry is not None:
+        try:
+            atomic_write_text(entry, json.dumps({"sha256": h.hexdigest()}), durable=False)
+        except OSError:
+            pass
+    return h.hexdigest()
 
 
 PREFIXES = ("manifest", "bids", "upenn", "dicom", "hf")

@@ -35,6 +35,7 @@ from harness.store.manifest import build_manifest
 from harness.core.hashing import content_key
 from harness.scoring.cache import use_cache_dir as use_score_cache_dir
 from harness.imaging.render_cache import use_render_cache
+from harness.data.cohort import use_digest_cache
 from harness.store.run_store import RunStore, find_run, new_run_dir
 from harness.data import load_cohort
 from tasks import get_task
@@ -104,6 +105,7 @@ class Runner:
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         use_score_cache_dir(self.cache_dir)  # text-metric values (BERTScore) live with the other caches
         use_render_cache(self.cache_dir)  # shared by every model, condition and run that shows the same volume
+        use_digest_cache(self.cache_dir)  # the cohort's content hash without reading every file again
         self.tasks = {name: get_task(name) for name in dict.fromkeys(cfg.tasks)}
         self.defacer_specs = {REFERENCE: (REFERENCE, {})}
         for text in dict.fromkeys(cfg.defacers):

@@ -11,7 +11,6 @@ cached sample never makes.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import warnings
 from pathlib import Path
@@ -19,26 +18,12 @@ from typing import Callable
 
 import numpy as np
 
-from harness.core.files import atomic_write_text
+from harness.core.files import atomic_write_text, file_identity
 from harness.core.hashing import content_key
 from harness.core.volume import Volume
 
 # Bump when a loader's output changes for the same file (orientation, rescaling, DICOM sorting): old hashes lapse.
 LOADER_VERSION = 1
-
-
-def file_identity(path) -> dict:
-    """What must stay the same for a file (or a folder's files) to hold the same bytes as when it was hashed."""
-    path = Path(path).resolve()
-    if path.is_dir():
-        files = []
-        for root, _, names in os.walk(path):
-            for name in names:
-                st = os.stat(os.path.join(root, name))
-                files.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns, st.st_ino))
-        return {"folder": str(path), "files": sorted(files)}
-    st = path.stat()
-    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
 
 class HashMemo:
