@@ -106,3 +106,17 @@ def test_a_dicom_folder_is_identified_by_every_file(tmp_path, small_ct):
     victim = sorted(folder.iterdir())[3]
     victim.write_bytes(victim.read_bytes() + b"\0\0")
     assert file_identity(folder) != before
+
+
+def test_values_that_choose_what_to_render_are_kept_by_content_name_and_version(cache, small_head):
+    calls = []
+
+    def top(volume):
+        calls.append(1)
+        return int(volume.data.argmax())
+
+    assert render_cache.remembered(small_head, "top", 1, top) == int(small_head.data.argmax()) and len(calls) == 1
+    assert render_cache.remembered(small_head, "top", 1, top) == int(small_head.data.argmax()) and len(calls) == 1
+    render_cache.remembered(small_head, "top", 2, top)  # a new version of the rule is computed again
+    render_cache.remembered(small_head.with_data(small_head.data + 1), "top", 1, top)  # so is another volume
+    assert len(calls) == 3

@@ -6,7 +6,8 @@ condition and run that shows the same volume the same way (the original of a cas
 `harness view` turn it on under their --cache-dir; library calls and tests render fresh unless they ask.
 
 Layout: cache_dir/renders/<key[:2]>/<key>/ with 0.png, 1.png, ... and meta.json written last, so a folder with
-meta.json is complete. An entry whose PNG bytes no longer match the sha256 in meta.json is ignored and rewritten.
+meta.json is complete; cache_dir/renders/derived/ keeps the values a task derives from the voxels to choose what to
+render (`remembered`). An entry whose PNG bytes no longer match the sha256 in meta.json is ignored and rewritten.
 """
 
 from __future__ import annotations
@@ -36,6 +37,24 @@ def use_render_cache(cache_dir) -> None:
 
 def render_cache_folder() -> Path | None:
     return _folder
+
+
+def remembered(volume, name: str, version: int, compute):
+    """compute(volume) - a JSON value derived from the voxels that decides what to render (e.g. which slices) - kept
+    with the renders by (content hash, name, version), so a cached sample needs neither it nor the voxels."""
+    if _folder is None:
+        return compute(volume)
+    path = _folder / "derived" / f"{content_key(kind='derived', name=name, version=version, volume=volume.content_hash)}.json"
+    try:
+        return json.loads(path.read_text())["value"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = compute(volume)
+    try:
+        atomic_write_text(path, json.dumps({"value": value}), durable=False)
+    except OSError:
+        pass
+    return value
 
 
 def entry_key(volume_hash: str, spec_key: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from harness.imaging import render_cache
 from harness.imaging.brainmask import head_mask
 from harness.models.scripted import call, register_scripted, step_number
 from harness.models.types import Message
@@ -41,6 +42,7 @@ from tasks.nph_evans.analysis import NPH_THRESHOLD, encode_mask, head_region, ma
 ICC_FORM = "ICC(2,1)"  # absolute agreement: a systematic shift introduced by defacing lowers it
 MONTAGE_BELOW_VERTEX_MM = (75.0, 105.0)  # where the frontal horns lie in adult heads (measured from the scalp vertex)
 MONTAGE_TILES = 9
+MONTAGE_VERSION = 1  # bump when the montage's slice choice changes (it is cached by volume content)
 MONTAGE_TILE_PX = 320
 WIDE_SKULL_FRACTION = 0.85
 
@@ -175,7 +177,11 @@ class NphEvansTask(Task):
 
 def montage_slices(volume) -> list[int]:
     """MONTAGE_TILES axial slices spread over 75-105 mm below the top of the head (from the head mask, i.e. the
-    volume's geometry - never from ground truth), clipped to the volume."""
+    volume's geometry - never from ground truth), clipped to the volume. Kept with the render cache."""
+    return render_cache.remembered(volume, "nph-evans-montage-slices", MONTAGE_VERSION, _montage_slices)
+
+
+def _montage_slices(volume) -> list[int]:
     head = head_mask(volume)
     zs = np.nonzero(head.any(axis=(0, 1)))[0]
     nz = volume.shape[2]

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
+from harness.imaging import render_cache
 from harness.models.types import Message
 from harness.imaging.render import RenderSpec, Slices, slice_positions_mm
 from harness.core.volume import Volume
@@ -49,7 +50,15 @@ class Montage:
 
 
 def head_top(volume: Volume) -> int:
-    """Highest axial slice that still holds head (voxels above 10% of a robust maximum)."""
+    """Highest axial slice that still holds head (voxels above 10% of a robust maximum). Kept with the render cache,
+    so a sample whose montage is cached reads no voxels."""
+    return render_cache.remembered(volume, "tumor-head-top", HEAD_TOP_VERSION, _head_top)
+
+
+HEAD_TOP_VERSION = 1  # bump when _head_top changes: its value is cached by volume content
+
+
+def _head_top(volume: Volume) -> int:
     data = volume.data
     hi = float(np.percentile(data[::2, ::2, ::2], 99.5))
     bright = (data > 0.1 * hi).sum(axis=(0, 1))
