@@ -89,7 +89,7 @@ def budgets(sample: Sample, manifest: dict) -> list[tuple[str, str, str]]:
 
 def raw_answer(sample: Sample) -> str:
     """What the model gave as its answer: the arguments of the call that submitted (agent), else the last reply's
-    text (single turn)."""
+    text (single turn) or, when it has none, its tool calls (an agent whose submissions were all refused)."""
     records = [e for e in sample.transcript if isinstance(e, dict)]
     submitted = {e.get("call_id") for e in records if e.get("type") == "tool_result" and e.get("submitted")}
     replies = [e for e in records if e.get("type") == "reply"]
@@ -97,7 +97,11 @@ def raw_answer(sample: Sample) -> str:
         for call in entry.get("tool_calls") or []:
             if isinstance(call, dict) and call.get("id") in submitted:
                 return str(call.get("raw_arguments") or json.dumps(call.get("arguments")))
-    return str(replies[-1].get("text") or "") if replies else ""
+    if not replies:
+        return ""
+    last = replies[-1]  # no accepted submission: what the model said last, its text or else its calls
+    calls = [c for c in last.get("tool_calls") or [] if isinstance(c, dict)]
+    return str(last.get("text") or "") or "\n".join(f"{c.get('name')}({c.get('raw_arguments', '')})" for c in calls)
 
 
 def _call(call: dict) -> dict:
