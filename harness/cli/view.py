@@ -12,7 +12,7 @@ def view_cmd(
     runs: list[Path] = typer.Argument(..., help="Run directories, or folders of them (the --out folder of harness eval)."),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 (default: a free one, printed)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a static copy of the selected samples to this "
-                                                                  "new folder instead of serving."),
+                                                                  "new folder instead of serving them."),
     task: Optional[str] = typer.Option(None, "--task", help="Only samples of this task."),
     defacer: Optional[str] = typer.Option(None, "--defacer", help="Only samples of this condition (a defacer as given "
                                                                   "to harness eval, or original); pairs bring their original."),
@@ -45,9 +45,6 @@ def view_cmd(
         typer.echo(f"{written} files in {out} (contains patient images: keep it on this machine)")
         typer.echo(f"open {out / 'index.html'}")
         return
-    if selection != Selection():
-        raise HarnessError("--task, --defacer, --model, --mode, --status and --changed select what --out writes; "
-                           "the served pages filter in the page")
     from harness.view.server import make_server
 
     server = make_server(view, port)

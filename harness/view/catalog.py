@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.core.errors import HarnessError
-from harness.core.sample import REFERENCE, Sample
+from harness.core.sample import REFERENCE, STATUSES, Sample
 from harness.results.aggregate import AggregateError, final_samples, group_cells
 from harness.results.failures import FailureGroup, failure_groups
 from harness.store.manifest import names_of
 from harness.store.run_store import read_run
 
-STATUSES = ("ok", "unparsable", "failed")
+__all__ = ["STATUSES", "GridRow", "Pair", "Selection", "ViewRun", "load_runs"]
 
 
 @dataclass
@@ -91,6 +91,10 @@ class ViewRun:
             return [(n, "") for n in names_of(entry)]
         return [(str(k), ", ".join(f"{a}={b}" for a, b in v.items() if b not in (None, "", {})) if isinstance(v, dict) else str(v))
                 for k, v in entry.items()]
+
+    def changed_samples(self) -> set[str]:
+        """Ids of both samples of every pair whose answer changed after defacing."""
+        return {s.sample_id for p in self.pairs.values() if p.changed for s in (p.original, p.defaced) if s is not None}
 
     def metrics(self, kind: str) -> list[str]:
         """Names of the accuracy ("accuracy") or fidelity ("fidelity") metrics the samples and pairs carry."""
@@ -189,7 +193,7 @@ class Selection:
     changed: bool = False  # only samples of pairs whose answer changed after defacing
 
     def samples(self, run: ViewRun) -> list[Sample]:
-        changed = {sid for p in run.pairs.values() if p.changed for sid in (p.pair_id, p.original and p.original.sample_id)}
+        changed = run.changed_samples() if self.changed else set()
         return [s for s in run.samples.values()
                 if all(want is None or want == have for want, have in
                        ((self.task, s.task), (self.defacer, s.condition), (self.model, s.model), (self.mode, s.mode),

@@ -112,7 +112,7 @@ class View:
 
     def _samples_list(self, run: ViewRun, root: str) -> bytes:
         metrics = run.metrics("accuracy")
-        changed = {sid for p in run.pairs.values() if p.changed for sid in (p.pair_id, p.original and p.original.sample_id)}
+        changed = run.changed_samples()
         samples = sorted(self._samples[run.rid].values(), key=lambda s: (s.task, s.case_id, s.model, s.mode, s.condition))
         rows = [{"sample": s, "link": self.sample_link(run, s), "changed": s.sample_id in changed,
                  "scores": [s.scores.get(m) for m in metrics]} for s in samples]
