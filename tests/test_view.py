@@ -155,8 +155,8 @@ def test_static_copy_of_a_selection_has_the_marker_and_publish_refuses_it(made, 
                                           "--defacer", DEFACER, "--cache-dir", str(cache)])
     assert result.exit_code == 0, result.output
     assert (out / VIEW_MARKER).is_file()
-    single = next(p for p in (out / "runs").iterdir() if p.name.startswith(runs[0].name[:15]) and (p / "pair").is_dir()
-                  and any((p / "pair").iterdir()))
+    single, agent = (out / "runs" / run.rid for run in load_runs(runs))  # two runs may start in the same second
+    assert agent.is_dir() and not (agent / "sample").exists()  # every sample of the agent run failed
     # the two ok defaced samples, and the originals their pairs bring; the failed sample is not copied
     assert len(list((single / "sample").iterdir())) == 4 and len(list((single / "pair").iterdir())) == 2
     assert not any("timeout" in p.read_text() for p in (single / "sample").iterdir())
@@ -182,7 +182,8 @@ def test_cli_serves_on_a_free_local_port(made):
         line = proc.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert match and int(match.group(1)) > 0, line + proc.stderr.read() if proc.poll() is not None else line
-        assert "budget_exceeded" in get(f"http://127.0.0.1:{match.group(1)}/runs/{runs[1].name}/index.html")
+        [run] = load_runs([runs[1]])
+        assert "budget_exceeded" in get(f"http://127.0.0.1:{match.group(1)}/runs/{run.rid}/index.html")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
