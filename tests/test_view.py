@@ -77,8 +77,9 @@ def test_overview_shows_grid_coverage_failures_and_manifest(served):
     grid = re.findall(r"<tr><td>nph-evans</td><td>scripted:nph-evans</td><td>single</td><td>([^<]+)</td>"
                       r"<td class=\"n\">(\d+)</td>\s*<td class=\"n ok\">(\d+)</td><td class=\"n unparsable\">(\d+)</td>"
                       r"<td class=\"n failed\">(\d+)</td>\s*<td class=\"n\">(\d+)%</td>", page)
-    # three planned cases (two answered, one timed out in the original condition), two of them defaced
-    assert sorted(grid) == [("original", "3", "2", "0", "1", "67"), (DEFACER, "3", "2", "0", "0", "67")]
+    # three planned cases (two answered, one timed out in the original condition), two of them defaced: the
+    # defacer blanks so much that one defaced answer cannot be read
+    assert sorted(grid) == [("original", "3", "2", "0", "1", "67"), (DEFACER, "3", "1", "1", "0", "33")]
     assert re.search(r'<td class="failed">timeout</td><td class="n">1</td>', page)
     assert f"name={DEFACER}, version=1" in page and "revision=code-" in page
     agent_page = get(f"{base}/runs/{agent}/index.html")
@@ -157,10 +158,10 @@ def test_static_copy_of_a_selection_has_the_marker_and_publish_refuses_it(made, 
     assert (out / VIEW_MARKER).is_file()
     single, agent = (out / "runs" / run.rid for run in load_runs(runs))  # two runs may start in the same second
     assert agent.is_dir() and not (agent / "sample").exists()  # every sample of the agent run failed
-    # the two ok defaced samples, and the originals their pairs bring; the failed sample is not copied
-    assert len(list((single / "sample").iterdir())) == 4 and len(list((single / "pair").iterdir())) == 2
-    assert not any("timeout" in p.read_text() for p in (single / "sample").iterdir())
-    assert len(list((single / "image").iterdir())) == 4
+    # the ok defaced sample and the original its pair brings; the unparsable and the failed samples are not copied
+    assert len(list((single / "sample").iterdir())) == 2 and len(list((single / "pair").iterdir())) == 1
+    assert all('<tr><th>status</th><td class="ok">ok</td></tr>' in p.read_text() for p in (single / "sample").iterdir())
+    assert len(list((single / "image").iterdir())) == 2
     with pytest.raises(PublishError, match="harness view"):
         publish(out, str(tmp_path / "published"))
     lb = tmp_path / "site"  # a view copied into a leaderboard folder is refused too
@@ -202,14 +203,21 @@ def test_browser_overview_and_a_filter_click_narrows_the_list(served, browser):
     browser.evaluate("(() => { const s = document.querySelector('select[data-filter=status]'); s.value = 'failed';"
                      " s.dispatchEvent(new Event('change')); })()")
     assert browser.evaluate(visible) == 1 and browser.evaluate("location.search") == "?status=failed"
-    browser.evaluate("document.querySelector('input[data-filter=changed]').click()")  # the failed sample changed nothing
+    browser.evaluate("document.querySelector('input[data-filter=changed]').click()")  # the failed sample has no pair
     assert browser.evaluate(visible) == 0
-    browser.open(f"{base}/runs/{single}/pairs.html")
+    browser.evaluate("(() => { const s = document.querySelector('select[data-filter=status]'); s.value = '';"
+                     " s.dispatchEvent(new Event('change')); })()")
+    changed = view.runs[single].changed_samples()
+    assert len(changed) == 4 and browser.evaluate(visible) == len(changed)  # both pairs changed their answer
+    assert browser.evaluate("location.search") == "?changed=1"
     column = """(() => { const t = document.getElementById('list'); const h = Array.from(t.tHead.rows[0].cells)
-        .findIndex(c => c.textContent === 'er_abs_diff'); t.tHead.rows[0].cells[h].click();
+        .findIndex(c => c.textContent === 'er_abs_error'); t.tHead.rows[0].cells[h].click();
         return Array.from(t.tBodies[0].rows).map(r => r.cells[h].getAttribute('data-v')); })()"""
-    values = [float(v) for v in browser.evaluate(column)]
-    assert len(values) == 2 and values == sorted(values)
+    up = browser.evaluate(column)
+    numbers = [float(v) for v in up if v]
+    assert len(numbers) == 3 and len(set(numbers)) > 1 and numbers == sorted(numbers) and up[-2:] == ["", ""]
+    down = browser.evaluate(column)  # the second click sorts descending; blanks stay last
+    assert [float(v) for v in down if v] == sorted(numbers, reverse=True) and down[-2:] == ["", ""]
     assert browser.problems() == []
     assert all(u.startswith(base + "/") for u in browser.requested_urls()), browser.requested_urls()
 
@@ -225,7 +233,7 @@ def test_browser_sample_and_pair_pages_show_images_and_transcript(served, browse
     assert browser.evaluate("document.querySelectorAll('#transcript .entry').length") == len(sample.transcript)
     calls = sum(len(e.get("tool_calls") or []) for e in sample.transcript if e["type"] == "reply")
     assert calls == 17 and browser.evaluate("document.querySelectorAll('#transcript .tool-call').length") == calls
-    pair = next(iter(view.runs[single].pairs.values()))
+    pair = next(p for p in view.runs[single].pairs.values() if p.fidelity)
     browser.open(f"{base}/runs/{single}/pair/{slug(pair.pair_id)}.html")
     sides = browser.evaluate("Array.from(document.querySelectorAll('section.side')).map(s => "
                              "[s.id, Array.from(s.querySelectorAll('img')).map(i => i.naturalWidth > 0)])")

@@ -2,8 +2,8 @@
 - single mode, the nph-evans scripted baseline (ok samples with scores; original/defaced pairs with fidelity values);
 - agent mode, `scripted:inspect-then-submit` (real tool calls and a montage through the agent loop; its "unknown"
   answer is unparsable for nph-evans).
-The defacer is a fast one (the front quarter of the head becomes air) so that the fixture takes seconds; every other
-stage is the real one. One failed sample is added through the store's writer, as a run that met a timeout has it.
+The defacer is a fast and crude one (the front 45 % of the head becomes air, frontal horns included, so answers change
+after defacing) so that the fixture takes seconds; every other stage is the real one. One failed sample is added through the store's writer, as a run that met a timeout has it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class FrontBlank(Defacer):
 
     def _deface(self, volume):
         face = np.zeros(volume.shape, bool)
-        face[:, int(0.8 * volume.shape[1]):, :] = True
+        face[:, int(0.55 * volume.shape[1]):, :] = True
         return DefacerOutput(data=np.where(face, air_value(volume), volume.data), face=face)
 
 
