@@ -235,9 +235,10 @@ def test_browser_sample_and_pair_pages_show_images_and_transcript(served, browse
     assert calls == 17 and browser.evaluate("document.querySelectorAll('#transcript .tool-call').length") == calls
     pair = next(p for p in view.runs[single].pairs.values() if p.fidelity)
     browser.open(f"{base}/runs/{single}/pair/{slug(pair.pair_id)}.html")
-    sides = browser.evaluate("Array.from(document.querySelectorAll('section.side')).map(s => "
-                             "[s.id, Array.from(s.querySelectorAll('img')).map(i => i.naturalWidth > 0)])")
-    assert sides == [["original", [True]], ["defaced", [True]]]
+    assert browser.evaluate("Array.from(document.querySelectorAll('section.side')).map(s => s.id)") == ["original", "defaced"]
+    sides = browser.evaluate("Array.from(document.querySelectorAll('#pair-images td')).map(c => "
+                             "[c.className, Array.from(c.querySelectorAll('img')).map(i => i.naturalWidth > 0)])")
+    assert sides == [["original", [True]], ["defaced", [True]]]  # one montage each, side by side
     assert browser.evaluate("document.querySelectorAll('#fidelity tr').length") == 3  # er_abs_diff, nph_agree, dice
     assert browser.problems() == []
     assert all(u.startswith(base + "/") for u in browser.requested_urls())

@@ -145,13 +145,13 @@ class View:
     def _pair_page(self, run: ViewRun, pair: Pair, root: str) -> bytes:
         sides = [self._side(run, s) if s is not None else None for s in (pair.original, pair.defaced)]
         metrics = sorted({m for s in (pair.original, pair.defaced) if s is not None for m in s.scores})
+        viewed = [[i.label for i in shown_images(s)] if s else [] for s in (pair.original, pair.defaced)]
+        # for agents, what one side looked at and the other did not is often why the answers differ
+        only = [set(viewed[0]) - set(viewed[1]), set(viewed[1]) - set(viewed[0])]
+        rows = [[side["images"][k] if side and k < len(side["images"]) else None for side in sides]
+                for k in range(max((len(side["images"]) for side in sides if side), default=0))]
         return self._page("pair.html", root, run=run, pair=pair, sides=sides, metrics=metrics,
-                          deltas=pair.score_deltas(), viewed=[_viewed(s) if s else [] for s in (pair.original, pair.defaced)])
-
-
-def _viewed(sample: Sample) -> list[str]:
-    """The labels of the images the sample's model looked at, in order (for agents: the slices it chose)."""
-    return [i.label for i in shown_images(sample)]
+                          deltas=pair.score_deltas(), viewed=viewed, only=only, rows=rows)
 
 
 def _choices(samples, fields) -> dict[str, list[str]]:
