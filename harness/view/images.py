@@ -3,7 +3,8 @@
 A transcript image reference holds the image's sha256 and, since `harness view` exists, how it was made: the case
 volume (role), the render spec and the image's index among the spec's images. The volume is the run's cohort case,
 defaced through the defacer cache when the sample's condition is a defacer (nothing is defaced here: a volume
-missing from the cache is reported, not computed). A re-rendered image whose sha256 differs from the stored one is
+missing from the cache is reported, not computed). Renders come from the render cache when it holds them (content-
+addressed by volume and spec, so a hit is the same bytes a render gives), which spares reading the voxels. A re-rendered image whose sha256 differs from the stored one is
 shown with a mismatch, never in silence; an image that cannot be made again says why.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from harness.core.errors import HarnessError
 from harness.core.sample import REFERENCE, Sample
 from harness.imaging.render import RenderSpec, render
+from harness.imaging.render_cache import use_render_cache
 
 MATCH, MISMATCH, UNAVAILABLE = "match", "mismatch", "unavailable"
 
@@ -85,10 +87,12 @@ class _LRU(OrderedDict):
 
 
 class ImageSource:
-    """Re-renders transcript images of the runs' samples; volumes and renders are kept in memory (LRU)."""
+    """Re-renders transcript images of the runs' samples; volumes and renders are kept in memory (LRU), and renders
+    come from the on-disk render cache under `cache_dir` where it holds them (turned on here, as the runner does)."""
 
     def __init__(self, cache_dir: Path, volumes: int = 8, renders: int = 1024):
         self.cache_dir = Path(cache_dir)
+        use_render_cache(self.cache_dir)
         self._cohorts: dict[tuple, object] = {}
         self._volumes = _LRU(volumes)
         self._renders = _LRU(renders)
