@@ -262,13 +262,16 @@ def test_a_hostile_transcript_is_shown_not_fatal(made, tmp_path):
     record = json.loads(lines[0])
     record["transcript"] = [42, {"type": "reply", "tool_calls": "not a list", "usage": [], "text": "<script>x</script>"},
                             {"type": "tool_result", "images": [{"image_sha256": "ab", "role": "t1", "render_spec": {"plane": "evil", "slices": {"kind": "mid"}, "size": 64}},
-                                                               {"image_sha256": "cd", "role": "t1", "render_spec": None}]},
+                                                               {"image_sha256": "cd", "role": "t1", "render_spec": None},
+                                                               {"image_sha256": "ef", "role": "t1", "image": "first",
+                                                                "render_spec": RenderSpec().to_dict()}]},
                             {"type": "made-up", "content": "?"}]
     (copy / "samples.jsonl").write_text("\n".join([json.dumps(record)] + lines[1:]) + "\n")
     view = View(load_runs([copy]), ImageSource(cache))
     run = next(iter(view.runs.values()))
     page = view.get(f"runs/{run.rid}/sample/{slug(record['sample_id'])}.html")[1].decode()
-    assert page.count('data-status="unavailable"') == 2 and "plane must be one of" in page and "not a render spec" in page
+    assert page.count('data-status="unavailable"') == 3 and "plane must be one of" in page and "not a render spec" in page
+    assert "cannot re-render: ValueError" in page
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "unreadable entry" in page and "made-up" in page
     assert view.get(f"runs/{run.rid}/image/{slug(record['sample_id'])}-0.png") is None
