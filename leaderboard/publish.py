@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.view.marker import VIEW_MARKER, view_markers
 from leaderboard.anonymize import check_clean
 from leaderboard.built_files import BUILD_FILE, case_ids_of, check_built, files_of, read_build
 
@@ -38,6 +39,14 @@ def _read_index(site_dir: Path) -> dict:
     return doc
 
 
+def refuse_view(site_dir: Path) -> None:
+    """A folder written by `harness view --out` (or holding one) shows patient images: never published."""
+    markers = view_markers(site_dir)
+    if markers:
+        raise PublishError(f"{markers[0].parent}: a `harness view` folder (it holds {VIEW_MARKER}): it shows patient "
+                           "images and is for the local machine only; refusing to publish it")
+
+
 def check_publishable(site_dir: Path, salt_dir: Path | None = None) -> None:
     """LeakError listing every finding: files the build did not make as they are (built_files), and the scan for case
     ids (those of the runs it was built from, when this machine built it), local paths and secrets."""
@@ -49,6 +58,7 @@ def publish(site_dir, to: str, *, staging=None, dry_run: bool = False, salt_dir:
     is written to `staging` (a temporary folder by default) and uploaded unless `dry_run`. Returns the folder
     written (the published copy, or the staged upload folder)."""
     site_dir = Path(site_dir)
+    refuse_view(site_dir)
     _read_index(site_dir)
     check_publishable(site_dir, salt_dir)
     if str(to).startswith(HF_PREFIX):

@@ -15,12 +15,14 @@ from harness.imaging.render import RenderSpec, render
 from harness.core.volume import Volume
 
 
-def render_parts(volume: Volume, spec: RenderSpec, label: str) -> list[ImagePart]:
-    """The spec's images as message parts, labelled for transcripts (labels are never sent instead of images)."""
+def render_parts(volume: Volume, spec: RenderSpec, label: str, role: str) -> list[ImagePart]:
+    """The spec's images of the case volume `role` as message parts, labelled for transcripts (labels are never sent
+    instead of images)."""
     images = render(volume, spec)
     if len(images) == 1:
-        return [ImagePart.from_rendered(images[0], label=label)]
-    return [ImagePart.from_rendered(img, label=f"{label} slice {img.slices[0]}") for img in images]
+        return [ImagePart.from_rendered(images[0], label=label, role=role, spec=spec)]
+    return [ImagePart.from_rendered(img, label=f"{label} slice {img.slices[0]}", role=role, spec=spec, index=i)
+            for i, img in enumerate(images)]
 
 
 def render_views(volumes: Mapping[str, Volume], views: Sequence[tuple[str, RenderSpec, str]]) -> tuple[list[ImagePart], list[str]]:
@@ -28,7 +30,7 @@ def render_views(volumes: Mapping[str, Volume], views: Sequence[tuple[str, Rende
     parts: list[ImagePart] = []
     keys: list[str] = []
     for role, spec, label in views:
-        parts.extend(render_parts(volumes[role], spec, label))
+        parts.extend(render_parts(volumes[role], spec, label, role))
         keys.append(spec.key)
     return parts, keys
 

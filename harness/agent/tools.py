@@ -338,7 +338,7 @@ class Toolbox:
         px = row_sp * arr.shape[0] / img.height
         text = (f"{label} ({'xyz'[PLANE_AXIS[plane]]}={img.positions_mm[0]:+.1f} mm), window {img.window[0]:g}/{img.window[1]:g}, "
                 f"{img.width}x{img.height} pixels, {px:.3g} mm per pixel")
-        return ToolResult(text, (ImagePart.from_rendered(img, label),))
+        return ToolResult(text, (ImagePart.from_rendered(img, label, role=role, spec=spec),))
 
     def view_montage(self, plane: Plane, start: int | None = None, stop: int | None = None, step: int | None = None,
                      window: str = "auto", volume: str | None = None) -> ToolResult:
@@ -371,7 +371,7 @@ class Toolbox:
         img = render(v, spec)[0]
         label = f"{role} {plane} montage {indices[0]}..{indices[-1]} step {step}"
         text = f"{label}: {len(indices)} slices ({', '.join(map(str, indices))}), {img.width}x{img.height} pixels"
-        return ToolResult(text, (ImagePart.from_rendered(img, label),))
+        return ToolResult(text, (ImagePart.from_rendered(img, label, role=role, spec=spec),))
 
     def measure(self, plane: Plane, index: int, points: list[list[float]], volume: str | None = None) -> ToolResult:
         """Distance in mm between two points picked on a view_slice image of this plane and slice.

@@ -36,7 +36,7 @@ def _root(
 
 
 def _register() -> None:
-    from harness.cli import data, deface, defacers, eval, leaderboard, models, runs, volumes
+    from harness.cli import data, deface, defacers, eval, leaderboard, models, runs, view, volumes
 
     eval.register(app)
     volumes.register(app)
@@ -46,6 +46,7 @@ def _register() -> None:
     runs.register(app)
     models.register(app)
     leaderboard.register(app)
+    view.register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -16,6 +16,7 @@ from harness.store.run_store import (MANIFEST, SUMMARY, RunStoreError, lock_hold
                                       scan_samples)
 from harness.store.summary import Summary
 from harness.engine.rejected import rejected_summary
+from harness.results.failures import failure_groups
 from harness.results.tables import summary_tables
 
 runs_app = typer.Typer(help="List and inspect evaluation runs.", no_args_is_help=True)
@@ -152,14 +153,13 @@ def show_cmd(
             table.add_row(t, m, c, *(str(cells[(t, m, c, st)]) for st in ("ok", "unparsable", "failed")))
         console.print(table)
 
-    failed = [s for s in samples if s.status == "failed"]
-    if failed and failures > 0:
-        kinds = Counter((s.error or {}).get("kind", "unknown") for s in failed)
+    groups = failure_groups(samples)
+    if groups and failures > 0:
         typer.echo("failures:")
-        for kind, n in kinds.most_common(failures):
-            example = next(s for s in failed if (s.error or {}).get("kind", "unknown") == kind)
+        for group in groups[:failures]:
+            example = group.example
             message = str((example.error or {}).get("message", ""))[:200]
-            typer.echo(f"  {kind}: {n} (e.g. {example.task}/{example.case_id}/{example.condition}: {message})")
+            typer.echo(f"  {group.kind}: {group.count} (e.g. {example.task}/{example.case_id}/{example.condition}: {message})")
     rejected = read_rejected(run_dir)
     if rejected:
         typer.echo(rejected_summary(rejected, run_dir))

@@ -48,6 +48,9 @@ class RenderError(HarnessError):
     pass
 
 
+_SLICE_KINDS = ("mid", "all", "index", "fraction", "mm", "every", "every_mm")
+
+
 @dataclass(frozen=True)
 class Slices:
     """Which slices to take along the plane's axis.
@@ -160,6 +163,23 @@ class RenderSpec:
         d["window"] = self.window if isinstance(self.window, str) else list(self.window)
         d["montage"] = list(self.montage) if self.montage else None
         return d
+
+    @classmethod
+    def from_dict(cls, data) -> "RenderSpec":
+        """The spec `to_dict()` wrote (read back from a stored transcript: any malformed field is a RenderError)."""
+        try:
+            slices = data["slices"]
+            kind, values = slices["kind"], slices.get("values") or ()
+            if kind not in _SLICE_KINDS:
+                raise ValueError(f"unknown slice kind {kind!r}")
+            window = data.get("window", "auto")
+            montage = data.get("montage")
+            number = float if kind in ("fraction", "mm", "every_mm") else int
+            return cls(plane=data["plane"], slices=Slices(kind, tuple(number(v) for v in values)),
+                       window=window if isinstance(window, str) else tuple(window), size=int(data["size"]),
+                       montage=tuple(montage) if montage is not None else None, labels=bool(data.get("labels", False)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RenderError(f"not a render spec ({type(exc).__name__}: {exc})") from None
 
     @property
     def key(self) -> str:

@@ -49,6 +49,9 @@ class ImagePart:
     height: int
     spec_key: str | None = None
     label: str | None = None  # e.g. "axial slice 90" - for transcripts, never sent instead of the image
+    # How to make the image again: {"role", "render_spec" (RenderSpec.to_dict()), "image" (its index among the spec's
+    # images)}. Transcripts keep it so `harness view` can re-render what the model saw; cache keys do not need it.
+    source: dict | None = None
 
     @classmethod
     def from_png(cls, png: bytes, *, spec_key: str | None = None, label: str | None = None) -> "ImagePart":
@@ -60,9 +63,12 @@ class ImagePart:
         return cls(png, hashlib.sha256(png).hexdigest(), width, height, spec_key, label)
 
     @classmethod
-    def from_rendered(cls, image, label: str | None = None) -> "ImagePart":
-        """From a harness.imaging.render.RenderedImage."""
-        return cls(image.png, image.sha256, image.width, image.height, image.spec_key, label)
+    def from_rendered(cls, image, label: str | None = None, *, role: str | None = None, spec=None,
+                      index: int = 0) -> "ImagePart":
+        """From a harness.imaging.render.RenderedImage; `role` (the case volume) and `spec` (the RenderSpec, of which
+        this is image number `index`) let a transcript reader render it again."""
+        source = None if role is None or spec is None else {"role": role, "render_spec": spec.to_dict(), "image": index}
+        return cls(image.png, image.sha256, image.width, image.height, image.spec_key, label, source)
 
     @property
     def data_url(self) -> str:
@@ -81,6 +87,8 @@ class ImagePart:
         d = {"image_sha256": self.sha256, "spec_key": self.spec_key, "width": self.width, "height": self.height}
         if label:
             d["label"] = self.label
+            if self.source is not None:
+                d.update(self.source)
         return d
 
 
