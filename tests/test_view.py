@@ -271,7 +271,7 @@ def test_a_hostile_transcript_is_shown_not_fatal(made, tmp_path):
     run = next(iter(view.runs.values()))
     page = view.get(f"runs/{run.rid}/sample/{slug(record['sample_id'])}.html")[1].decode()
     assert page.count('data-status="unavailable"') == 3 and "plane must be one of" in page and "not a render spec" in page
-    assert "cannot re-render: ValueError" in page
+    assert "image number &#39;first&#39; is not a whole number" in page
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "unreadable entry" in page and "made-up" in page
     assert view.get(f"runs/{run.rid}/image/{slug(record['sample_id'])}-0.png") is None

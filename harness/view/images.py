@@ -114,13 +114,17 @@ class ImageSource:
                                                  "(a run made before harness view recorded render specs)")
         try:
             spec = RenderSpec.from_dict(ref["render_spec"])
-            index = int(ref.get("image", 0))
+            index = ref.get("image", 0)
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise HarnessError(f"the transcript's image number {index!r} is not a whole number")
             volume, note = self._volume(manifest, sample, str(ref["role"]))
             images = self._render(volume, spec)
             if not 0 <= index < len(images):
                 raise HarnessError(f"the render spec makes {len(images)} image(s), the transcript names number {index}")
         except HarnessError as exc:
             return ImageCheck(UNAVAILABLE, None, str(exc))
+        except Exception as exc:  # a transcript is untrusted input: whatever it holds, the page is still shown
+            return ImageCheck(UNAVAILABLE, None, f"cannot re-render: {type(exc).__name__}: {exc}")
         png = images[index].png
         made = hashlib.sha256(png).hexdigest()
         if made == image.sha256:
