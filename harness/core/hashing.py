@@ -28,3 +28,30 @@ def _json_default(obj):
 def content_key(**ingredients) -> str:
     """sha256 hex of the named ingredients (order-independent, type-stable)."""
     return hashlib.sha256(canonical_json(ingredients).encode()).hexdigest()
+
+
+_fingerprints: dict[tuple, str] = {}
+
+
+def fingerprint(path) -> str:
+    """sha256 of a file's bytes, or of a folder's sorted (relative name, file sha256) list; cached per mtime."""
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(f.relative_to(p).as_posix().encode() + b"\0" + fingerprint(f).encode())
+        return h.hexdigest()
+    try:
+        st = p.stat()
+    except OSError:
+        return "missing"
+    if not p.is_file():  # a device (/dev/zero) never ends; check_volume rejects its row
+        return "not-a-regular-file"
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _fingerprints:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _fingerprints[key] = h.hexdigest()
+    return _fingerprints[key]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from harness.core.hashing import canonical_json
+from harness.core.hashing import canonical_json, fingerprint
 from harness.data.case import Case
 from harness.core.errors import HarnessError
 
@@ -63,35 +63,10 @@ class Cohort:
             if isinstance(truth.get("masks"), dict):
                 truth["masks"] = {k: fingerprint(v) for k, v in truth["masks"].items()}
             doc = {"id": case.id, "volumes": {r: fingerprint(p) for r, p in sorted(case.volumes.items())}, "truth": truth, "meta": case.meta}
+            if case.defaced:  # only then: cohorts without precomputed volumes keep the hashes they always had
+                doc["defaced"] = {name: {r: fingerprint(p) for r, p in sorted(roles.items())} for name, roles in sorted(case.defaced.items())}
             h.update(canonical_json(doc).encode())
         return h.hexdigest()
-
-
-_fingerprints: dict[tuple, str] = {}
-
-
-def fingerprint(path) -> str:
-    """sha256 of a file's bytes, or of a folder's sorted (relative name, file sha256) list; cached per mtime."""
-    p = Path(path)
-    if p.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(x for x in p.rglob("*") if x.is_file()):
-            h.update(f.relative_to(p).as_posix().encode() + b"\0" + fingerprint(f).encode())
-        return h.hexdigest()
-    try:
-        st = p.stat()
-    except OSError:
-        return "missing"
-    if not p.is_file():  # a device (/dev/zero) never ends; check_volume rejects its row
-        return "not-a-regular-file"
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _fingerprints:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _fingerprints[key] = h.hexdigest()
-    return _fingerprints[key]
 
 
 PREFIXES = ("manifest", "bids", "upenn", "dicom", "hf")

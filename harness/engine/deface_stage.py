@@ -8,12 +8,14 @@ failed job with its reason; the samples that need it fail with that reason and t
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Iterable
 
 import defacers
 from harness.core.errors import HarnessError
 from harness.core.failures import FailureKind
+from harness.core.hashing import canonical_json
 from harness.engine.errors import FailFast
 from harness.engine.grid import WorkItem
 from harness.engine.workers import worker_pool
@@ -36,6 +38,8 @@ def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_
         return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     try:
         result = defacers.deface_cached(defacers.get(defacer_name, **defacer_params), volume, cache_dir)
+    except defacers.DefacerInputError as exc:  # a precomputed file missing or unreadable: bad input, not a refusal
+        return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     except HarnessError as exc:  # refusal: flipped, skull-stripped or non-head input, failed registration, missing tool
         return outcome("refused", FailureKind.DEFACER_REFUSED, str(exc))
     except Exception as exc:  # a defacer bug: recorded, the run goes on
@@ -52,7 +56,8 @@ class DefaceStage:
         self.seconds = 0.0
 
     def jobs(self, todo: Iterable[WorkItem]) -> dict[tuple, list[tuple]]:
-        """(volume file, condition) -> the (task, case, role, condition) keys it serves."""
+        """(volume file, condition, its parameters for this volume as JSON) -> the (task, case, role, condition) keys
+        it serves. The parameters tell two precomputed files for one original apart (two manifests, one volume)."""
         jobs: dict[tuple, list[tuple]] = {}
         for item in todo:
             if item.is_reference:
@@ -60,7 +65,8 @@ class DefaceStage:
             case = self.ctx.case(item.task, item.case_id)
             for role in self.ctx.tasks[item.task].roles:
                 key = (item.task, item.case_id, role, item.condition)
-                users = jobs.setdefault((str(case.volumes[role]), item.condition), [])
+                _, params = self.ctx.case_defacer_spec(item.condition, case, role)
+                users = jobs.setdefault((str(case.volumes[role]), item.condition, canonical_json(params)), [])
                 if key not in users:
                     users.append(key)
         return jobs
@@ -71,7 +77,7 @@ class DefaceStage:
         results: dict[tuple, dict] = {}
         if not jobs:
             return results
-        args = {job: (job[0], *self.ctx.defacer_specs[job[1]], str(self.ctx.cache_dir)) for job in jobs}
+        args = {job: (job[0], self.ctx.defacer_specs[job[1]][0], json.loads(job[2]), str(self.ctx.cache_dir)) for job in jobs}
         recorded = store.qc_keys()
         t0 = time.perf_counter()
         workers = min(self.ctx.cfg.workers, len(jobs))
@@ -93,8 +99,9 @@ class DefaceStage:
                 results[key] = res
                 task, case_id, role, condition = key
                 if key not in recorded:
+                    defacer = self.ctx.case_defacer(condition, self.ctx.case(task, case_id), role)
                     store.append_qc({"task": task, "case_id": case_id, "role": role, "condition": condition,
-                                     "defacer": self.ctx.defacers[condition].identity, "status": res["status"],
+                                     "defacer": defacer.identity, "status": res["status"],
                                      "error": res["error"], "seconds": round(res["seconds"], 3), "qc": res["qc"]})
                     recorded.add(key)
             progress.advance("deface", failed=res["status"] != "ok")

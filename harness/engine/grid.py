@@ -21,6 +21,8 @@ class Condition:
 
     name: str
     identity: Mapping = field(default_factory=dict, compare=False, hash=False)
+    # case id -> the identity for that case when it differs (precomputed:NAME carries each case's file hash)
+    per_case: Mapping[str, Mapping] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def plan_grid(
                 model_identity = model_ids.get(model) or {"name": model}
                 for mode in modes:
                     for cond in ordered:
-                        defacer = dict(cond.identity) or {"name": cond.name}
+                        defacer = dict(cond.per_case.get(str(case_id)) or cond.identity) or {"name": cond.name}
                         sid = sample_id(task_identity, case_id, defacer, model_identity, mode)
                         if sid in seen:
                             duplicates += 1

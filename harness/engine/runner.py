@@ -159,15 +159,32 @@ class Runner:
     def model_identities(self) -> dict[str, dict]:
         return {s: self.model_identity(s) for specs in self.models_by_task.values() for s in specs}
 
+    # a condition as one case volume sees it (precomputed:NAME: that case's file)
+    def case_defacer_spec(self, condition: str, case, role: str) -> tuple[str, dict]:
+        name, params = self.defacer_specs[condition]
+        return name, {**params, **self.defacers[condition].case_params(case.defaced, role)}
+
+    def case_defacer(self, condition: str, case, role: str) -> defacers.Defacer:
+        name, params = self.case_defacer_spec(condition, case, role)
+        return self.defacers[condition] if params == self.defacer_specs[condition][1] else defacers.get(name, **params)
+
+    def case_identity(self, condition: str, case, roles) -> dict:
+        """The condition's identity for one case: the shared one, plus the identity of each role whose defacer is
+        specific to the case (a precomputed file's content hash), so a changed file gets new sample ids."""
+        shared = self.defacers[condition].identity
+        own = {role: identity for role in roles if (identity := self.case_defacer(condition, case, role).identity) != shared}
+        return {**shared, "case_volumes": own} if own else shared
+
     def plan(self) -> list[WorkItem]:
         items: list[WorkItem] = []
-        conditions = [Condition(name, d.identity) for name, d in self.defacers.items()]
         for task_name, task in self.tasks.items():
             cohort = load_cohort(self.cfg.cohort, task, limit=self.cfg.limit, cache_dir=self.cache_dir,
                                  progress=self._cohort_progress(task_name))
             self.cohorts[task_name] = cohort
             if not cohort.cases:
                 raise EvalError(f"cohort {cohort.name} has no usable cases for task {task_name}" + (f" ({len(cohort.problems)} problems, first: {cohort.problems[0][1]})" if cohort.problems else ""))
+            conditions = [Condition(name, d.identity, per_case={c.id: self.case_identity(name, c, task.roles) for c in cohort.cases})
+                          for name, d in self.defacers.items()]
             specs = self.models_by_task[task_name]
             grid = plan_grid({task_name: [c.id for c in cohort.cases]}, conditions, specs, (self.modes_by_task[task_name],),
                              task_identities={task_name: task.identity()},

@@ -49,7 +49,8 @@ class SampleStage:
                     continue
             volume = case.load(role)
             if not item.is_reference:
-                volume = defacers.deface_cached(self.ctx.defacers[item.condition], volume, self.ctx.cache_dir).volume
+                defacer = self.ctx.case_defacer(item.condition, case, role)
+                volume = defacers.deface_cached(defacer, volume, self.ctx.cache_dir).volume
             with self._volumes_lock:
                 self._volumes[key] = volume
                 while len(self._volumes) > VOLUME_CACHE_SIZE:
