@@ -80,8 +80,7 @@ class Precomputed(TemplateDefacer):
         data = given.data
         if given.shape != volume.shape or not (abs(given.affine - volume.affine) <= GRID_ATOL_MM).all():
             data = resample_onto(given.data, given.affine, volume, linear=True, outside=air_value(volume))
-            qc["resampled_from"] = {"shape": list(given.shape), "spacing_mm": [round(s, 3) for s in given.spacing],
-                                    "orientation": given.orientation}
+            qc["resampled_from"] = {"shape": list(given.shape), "spacing_mm": [round(s, 3) for s in given.spacing]}
         timings = {"load": time.perf_counter() - start}
         try:
             fit = fit_template(volume)
