@@ -38,7 +38,6 @@ COHORTS = {"nph-evans": ("MR sample", "built-in nph-evans sample cohort (T1 phan
            "ct-report": ("CT sample", "built-in ct-report sample cohort (head CT phantoms)")}
 MEASURED = ROOT / "defacers" / "measured.json"
 README = ROOT / "README.md"
-TABLE_START, TABLE_END = "<!-- defacer-table: benchmarks/defacers.py --write -->", "<!-- /defacer-table -->"
 
 
 def one(head: str, name: str) -> dict:
@@ -165,38 +164,20 @@ def measure(repeat: int) -> dict:
         "machine": machine(),
         "command": "python benchmarks/defacers.py --write" + (f" --repeat {repeat}" if repeat > 1 else ""),
         "heads": {key: {"label": label, "about": about} for key, (_, label, about) in HEADS.items()},
-        "cohorts": {key: {"label": label, "about": about} for key, (label, about) in COHORTS.items()},
+        "cohorts": {key: {"label": label, "about": f"{about}, {_volumes(figures, key)} volumes"} for key, (label, about) in COHORTS.items()},
         "defacers": figures,
     }
 
 
-def readme_block(figures: dict) -> str:
-    """The README's defacer table: the same rows `harness defacers` prints, with the date and machine."""
-    from defacers.catalog import catalog, markdown_table, not_measured, table
-    from defacers.registry import names
-
-    order = {n: i for i, n in enumerate(names())}
-    rows = table(sorted(catalog(), key=lambda info: order.get(info.name, len(order))), figures)
-    notes = "; ".join(f"`{name}`: {why}" for name, why in not_measured(figures).items())
-    return "\n".join([
-        TABLE_START,
-        markdown_table(rows),
-        "",
-        f"Measured {figures.get('measured_on', '?')} on {figures.get('machine', '?')} by `{figures.get('command', '?')}`: "
-        "seconds per scan = one whole call (registration, defacing, QC) in a fresh process, fastest run; QC = brain "
-        "voxels changed (worst volume) and share of the face region changed (mean) over every volume of the sample "
-        "cohort. Not measured here: " + (notes or "none") + ".",
-        TABLE_END,
-    ])
-
-
 def write_readme(figures: dict) -> None:
+    from defacers.catalog import TABLE_END, TABLE_START, readme_table
+
     text = README.read_text(encoding="utf-8")
     if TABLE_START not in text or TABLE_END not in text:
         sys.exit(f"{README}: no {TABLE_START} ... {TABLE_END} block to rewrite")
     before, rest = text.split(TABLE_START, 1)
     after = rest.split(TABLE_END, 1)[1]
-    README.write_text(before + readme_block(figures) + after, encoding="utf-8")
+    README.write_text(before + readme_table(figures) + after, encoding="utf-8")
     print(f"rewrote the defacer table in {README}")
 
 
@@ -222,6 +203,10 @@ def main() -> None:
         MEASURED.write_text(json.dumps(figures, indent=1, sort_keys=False) + "\n", encoding="utf-8")
         print(f"wrote {MEASURED}")
         write_readme(figures)
+
+
+def _volumes(figures: dict, cohort: str) -> int:
+    return max((f["sample_qc"][cohort]["volumes"] for f in figures.values() if cohort in f.get("sample_qc", {})), default=0)
 
 
 def _baseline() -> int:

@@ -128,3 +128,27 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(f"`{v}`" if k == "defacer" else v for k, v in row.items()) + " |" for row in rows]
     return "\n".join(lines)
+
+
+TABLE_START, TABLE_END = "<!-- defacer-table: benchmarks/defacers.py --write -->", "<!-- /defacer-table -->"
+
+
+def readme_table(figures: dict | None = None) -> str:
+    """The README's defacer table, between its markers: the rows `harness defacers` prints, with the date and machine."""
+    from defacers.registry import names
+
+    figures = measured() if figures is None else figures
+    order = {n: i for i, n in enumerate(names())}
+    rows = table(sorted(catalog(), key=lambda info: order.get(info.name, len(order))), figures)
+    notes = "; ".join(f"`{name}` ({why.split(';')[0]})" for name, why in not_measured(figures).items())
+    return "\n".join([
+        TABLE_START,
+        markdown_table(rows),
+        "",
+        f"Measured {figures.get('measured_on', '?')} on {figures.get('machine', '?')} by `{figures.get('command', '?')}`: "
+        "seconds per scan = one whole call (registration, defacing, QC) in a fresh process, fastest run; QC = brain "
+        "voxels changed (worst volume) and share of the face region changed (mean) over every volume of "
+        + "; ".join(f"the {c['label']}: {c['about']}" for c in figures.get("cohorts", {}).values())
+        + ". Not measured here: " + (notes or "none") + ".",
+        TABLE_END,
+    ])

@@ -52,7 +52,7 @@ def get(name: str, **params) -> Defacer:
     """The defacer called `name`, configured by `params` (they become part of its identity and cache key)."""
     prefix, colon, member = name.partition(":")
     family = prefix + FAMILY_SUFFIX
-    if colon and member and name not in defacer_registry and family in defacer_registry:
+    if colon and member and family in defacer_registry:
         defacer = defacer_registry.get(family)(member, **params)
     else:
         try:
