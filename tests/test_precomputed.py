@@ -54,15 +54,16 @@ def with_defaced(manifest: Path, out: Path, files: dict[str, str] | None = None)
     return out
 
 
-def evaluate(manifest: Path, tmp_path: Path, defacer_names: list[str]):
+def evaluate(manifest: Path, cohort: Path, tmp_path: Path, defacer_names: list[str]):
+    """A run on `manifest`, sharing the cohort's defacer cache (reface's outputs there are reused, not recomputed)."""
     cfg = EvalConfig(tasks=["nph-evans"], defacers=defacer_names, cohort=str(manifest), out=tmp_path / "runs",
-                     cache_dir=tmp_path / "cache", workers=0, quiet=True)
+                     cache_dir=cohort.parent / "cache", workers=0, quiet=True)
     with runner_fixtures.install():
         return Runner(cfg, argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
 
 
 def test_reface_outputs_as_precomputed_give_the_same_answers_and_qc_as_reface(cohort, tmp_path):
-    outcome = evaluate(with_defaced(cohort, tmp_path / "m.jsonl"), tmp_path, ["reface", "precomputed:ext"])
+    outcome = evaluate(with_defaced(cohort, tmp_path / "m.jsonl"), cohort, tmp_path, ["reface", "precomputed:ext"])
     assert outcome.counts["ok"] == 6 and outcome.failed == 0
     answers = {(s.case_id, s.condition): s.answer["evans_ratio"] for s in read_samples(outcome.run_dir)}
     cases = sorted({case for case, _ in answers})
@@ -107,7 +108,7 @@ def test_a_missing_or_unreadable_file_fails_only_its_samples_with_the_reason(coh
     garbage = tmp_path / "garbage.nii.gz"
     garbage.write_bytes(b"this is not a NIfTI file")
     files = {ids[0]: str(tmp_path / "nowhere.nii.gz"), ids[1]: str(garbage)}
-    outcome = evaluate(with_defaced(cohort, tmp_path / "m.jsonl", files), tmp_path, ["precomputed:ext"])
+    outcome = evaluate(with_defaced(cohort, tmp_path / "m.jsonl", files), cohort, tmp_path, ["precomputed:ext"])
     samples = {(s.case_id, s.condition): s for s in read_samples(outcome.run_dir)}
     assert all(samples[(c, "original")].status == "ok" for c in ids)
     for case, path in files.items():
@@ -139,3 +140,13 @@ def test_a_copy_of_the_original_is_flagged_nothing_changed(cohort, tmp_path):
     assert "resampled_from" not in result.qc
     with pytest.raises(defacers.DefacerInputError, match="gives no 'ext' volume"):
         defacers.get("precomputed:ext").deface(load_volume(original_path))
+
+
+def test_the_run_says_which_defaced_volumes_need_a_look():
+    from harness.engine.deface_stage import qc_warnings
+
+    lines = qc_warnings([("precomputed:a", {"nothing_changed": True}), ("precomputed:a", {"nothing_changed": True}),
+                         ("precomputed:b", {"nothing_changed": False, "resampled_from": {"shape": [9, 9, 9]}}),
+                         ("reface", {"nothing_changed": False})])
+    assert lines == ["precomputed:a: 2 volumes identical to the original (nothing changed); see qc/defacer_qc.jsonl",
+                     "precomputed:b: 1 volume on another grid than the original (resampled onto it); see qc/defacer_qc.jsonl"]

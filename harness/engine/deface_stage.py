@@ -47,6 +47,22 @@ def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_
     return outcome("ok", result=result)
 
 
+QC_FLAGS = (("nothing_changed", "identical to the original (nothing changed)"),
+            ("resampled_from", "on another grid than the original (resampled onto it)"),
+            ("face_measures", "without face measures (the template could not be placed)"))
+
+
+def qc_warnings(done: Iterable[tuple[str, dict]]) -> list[str]:
+    """One line per (condition, flag) for defaced volumes whose QC needs a look: (condition, qc) pairs in."""
+    counts: dict[tuple[str, str], int] = {}
+    for condition, qc in done:
+        for key, what in QC_FLAGS:
+            if qc.get(key):
+                counts[(condition, what)] = counts.get((condition, what), 0) + 1
+    return [f"{condition}: {n} volume{'s' if n > 1 else ''} {what}; see qc/defacer_qc.jsonl"
+            for (condition, what), n in sorted(counts.items())]
+
+
 class DefaceStage:
     """jobs(todo) plans, run(todo, store, progress) executes; `runs` counts defacings computed (cache misses)."""
 
@@ -90,6 +106,8 @@ class DefaceStage:
                     self._collect(((job, f.result()) for job, f in futures.items()), jobs, results, store, recorded, progress)
         finally:
             self.seconds += time.perf_counter() - t0
+        for line in qc_warnings((condition, results[users[0]]["qc"]) for (_, condition, _), users in jobs.items() if users[0] in results):
+            progress.log(line)
         return results
 
     def _collect(self, done: Iterable[tuple], jobs: dict, results: dict, store, recorded: set, progress) -> None:
