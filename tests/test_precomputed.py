@@ -20,7 +20,7 @@ import defacers
 from harness.cli.deface import deface_cmd
 from harness.core.failures import FailureKind
 from harness.data.sample_cohort import write_sample_cohort
-from harness.engine.runner import EvalConfig, Runner
+from harness.engine.runner import EvalConfig, EvalError, Runner
 from harness.imaging.io import load_volume
 from harness.results.run_summary import summarize_run
 from harness.store.run_store import read_qc, read_samples
@@ -101,6 +101,12 @@ def test_sample_ids_and_cohort_hash_follow_the_file_content(cohort, tmp_path):
     changed = {key for key in before if before[key] != after[key]}
     assert changed == {(first_case, "precomputed:ext")}
     assert hash_before != hash_after  # so a run started with the old file is not continued with the new one
+
+
+def test_a_name_the_cohort_does_not_give_is_an_error_before_anything_runs(cohort, tmp_path):
+    with pytest.raises(EvalError, match=r"gives no volumes for precomputed:extt .*it gives: precomputed:ext"):
+        evaluate(with_defaced(cohort, tmp_path / "m.jsonl"), cohort, tmp_path, ["precomputed:extt"])
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_missing_or_unreadable_file_fails_only_its_samples_with_the_reason(cohort, tmp_path):

@@ -1,7 +1,8 @@
 """Grid planning: task x case x condition x model x mode -> work items, each with a stable sample id.
 
 A sample id is a content key of everything that decides a sample's outcome: task identity, case id, the
-condition's defacer identity (name, version, params), model identity and mode. The same item planned again (a
+condition's defacer identity (name, version, params; for precomputed:NAME also the sha256 of that case's files),
+model identity and mode. The same item planned again (a
 re-run, a resumed run, the same defacer asked for twice) gets the same id, so it is deduplicated and skipped
 when finished; a changed defacer version or model revision gets a new id and is run again.
 """

@@ -175,6 +175,15 @@ class Runner:
         own = {role: identity for role in roles if (identity := self.case_defacer(condition, case, role).identity) != shared}
         return {**shared, "case_volumes": own} if own else shared
 
+    def _check_precomputed(self, task, cohort) -> None:
+        """A precomputed condition the cohort gives no file for (a typo in NAME) is an error before anything runs;
+        a file missing for some cases only fails those cases' samples."""
+        for name, d in self.defacers.items():
+            if d.runs == "precomputed" and not any(d.case_params(c.defaced, r) for c in cohort.cases for r in task.roles):
+                given = sorted({f"precomputed:{n}" for c in cohort.cases for n in c.defaced})
+                raise EvalError(f"cohort {cohort.name} gives no volumes for {name} (task {task.name}); it gives: "
+                                f"{', '.join(given) or 'none'} (a manifest's \"defaced\" field, ROLE@NAME columns, or BIDS derivatives/NAME/)")
+
     def plan(self) -> list[WorkItem]:
         items: list[WorkItem] = []
         for task_name, task in self.tasks.items():
@@ -183,6 +192,7 @@ class Runner:
             self.cohorts[task_name] = cohort
             if not cohort.cases:
                 raise EvalError(f"cohort {cohort.name} has no usable cases for task {task_name}" + (f" ({len(cohort.problems)} problems, first: {cohort.problems[0][1]})" if cohort.problems else ""))
+            self._check_precomputed(task, cohort)
             conditions = [Condition(name, d.identity, per_case={c.id: self.case_identity(name, c, task.roles) for c in cohort.cases})
                           for name, d in self.defacers.items()]
             specs = self.models_by_task[task_name]

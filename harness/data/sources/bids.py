@@ -2,7 +2,7 @@
 
 Roles from BIDS suffixes: T1w -> t1 (or t1c when the file has a ce-<agent> entity), T2w -> t2, FLAIR -> flair,
 CT -> ct (BIDS has no official CT suffix; *_ct / *_CT files are accepted). When several runs match a role, the
-first in name order is used and the choice is recorded in the case meta. Ground truth comes from the columns of
+first in name order is used (the case's volumes name the chosen files). Ground truth comes from the columns of
 participants.tsv named by the task's truth fields (evans_ratio, best_slice, diagnosis, report, ...); "n/a" is empty.
 A session is one case (id sub-X_ses-Y); without sessions the subject is the case (id sub-X).
 
