@@ -122,6 +122,7 @@ def measure(repeat: int) -> dict:
     order = {n: i for i, n in enumerate(names())}
     infos = sorted(catalog(), key=lambda info: order.get(info.name, len(order)))
     figures: dict = {}
+    load_before = os.getloadavg()[0]
     print(f"{'head':<14} {'defacer':<24} {'seconds':>7} {'peak MB':>8}  {'brain chg':>9} {'face frac':>9} {'surf mm':>7}  breakdown (s)")
     for info in infos:
         reason = why_not_measured(info)
@@ -162,6 +163,8 @@ def measure(repeat: int) -> dict:
     return {
         "measured_on": datetime.date.today().isoformat(),
         "machine": machine(),
+        # other work on the machine slows every figure down: the 1-minute load average before and after, for reading them
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "command": "python benchmarks/defacers.py --write" + (f" --repeat {repeat}" if repeat > 1 else ""),
         "heads": {key: {"label": label, "about": about} for key, (_, label, about) in HEADS.items()},
         "cohorts": {key: {"label": label, "about": f"{about}, {_volumes(figures, key)} volumes"} for key, (label, about) in COHORTS.items()},

@@ -145,7 +145,9 @@ def readme_table(figures: dict | None = None) -> str:
         TABLE_START,
         markdown_table(rows),
         "",
-        f"Measured {figures.get('measured_on', '?')} on {figures.get('machine', '?')} by `{figures.get('command', '?')}`: "
+        f"Measured {figures.get('measured_on', '?')} on {figures.get('machine', '?')}"
+        + (f" (load average {' -> '.join(map(str, figures['load_average']))})" if figures.get("load_average") else "")
+        + f" by `{figures.get('command', '?')}`: "
         "seconds per scan = one whole call (registration, defacing, QC) in a fresh process, fastest run; QC = brain "
         "voxels changed (worst volume) and share of the face region changed (mean) over every volume of "
         + "; ".join(f"the {c['label']}: {c['about']}" for c in figures.get("cohorts", {}).values())
