@@ -12,7 +12,8 @@ from __future__ import annotations
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -25,8 +26,17 @@ if TYPE_CHECKING:
     from defacers.registration import Registration
 
 
+# A defacer's family (how it hides the face) and where it runs, as `harness defacers` and the README table show them.
+FAMILIES = ("identity", "shear", "mask", "replace", "network", "precomputed", "any")
+RUNS_WHERE = ("native", "external tool", "published weights", "precomputed")
+
+
 class DefacerError(HarnessError):
     """A defacer could not run or refused its input."""
+
+
+class DefacerInputError(DefacerError):
+    """A file the defacer reads besides the volume (a precomputed defaced volume) is missing or unreadable."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +78,10 @@ class Defacer:
     name: str = ""
     version: str = ""
     accepts: tuple[str, ...] | None = ()  # parameter names this defacer takes (None: any, e.g. external tools)
+    # What `harness defacers` and the README table show (FAMILIES, RUNS_WHERE); "" when a plug-in does not say.
+    family: str = ""
+    modalities: tuple[str, ...] = ()  # "MR", "CT": what it is meant for
+    runs: str = ""
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(self.accepts)) if self.accepts is not None else []
@@ -87,6 +101,11 @@ class Defacer:
             return None
         signature = inspect.signature(cls.__init__).parameters
         return {name: signature[name].default if name in signature else inspect.Parameter.empty for name in cls.accepts}
+
+    def case_params(self, defaced: Mapping[str, Mapping[str, Path]], role: str) -> dict:
+        """Parameters that make this defacer specific to one case volume, from the case's volumes defaced elsewhere
+        ({defacer name: {role: path}}). Only `precomputed:NAME` has any: the path of its file."""
+        return {}
 
     def deface(self, volume: Volume) -> DefacedVolume:
         start = time.perf_counter()

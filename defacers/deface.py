@@ -22,6 +22,7 @@ from harness.imaging.brainmask import BRAINMASK_VERSION
 class Deface(TemplateDefacer):
     name = "deface"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
+    family, modalities, runs = "mask", ("MR", "CT"), "native"
 
     def _deface(self, volume: Volume) -> DefacerOutput:
         fit = fit_template(volume)

@@ -12,7 +12,6 @@ the tool must write), {outdir} (an empty folder the tool may fill; `output_glob`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import shlex
 import shutil
@@ -29,6 +28,7 @@ from defacers.registration import REG_VERSION
 from defacers.registry import register_defacer
 from defacers.template import TemplateDefacer, fit_template
 from harness.core.errors import HarnessError
+from harness.core.hashing import fingerprint
 from harness.core.volume import Volume
 from harness.imaging.brainmask import BRAINMASK_VERSION, brain_mask
 from harness.imaging.io import load_nifti, save_nifti
@@ -48,6 +48,9 @@ class ExternalTool:
     output_glob: str | None = None  # when the tool names its own output inside {outdir}
     also_needs: tuple[tuple[str, str], ...] = ()  # (executable, why/how to install)
     defaults: tuple[tuple[str, object], ...] = ()
+    family: str = "any"  # how it hides the face (defacers.base.FAMILIES); external:cmd runs whatever it is given
+    modalities: tuple[str, ...] = ("MR",)
+    runs = "external tool"
 
     def __call__(self, **params) -> "ExternalDefacer":
         return ExternalDefacer(self, **params)
@@ -93,6 +96,7 @@ EXTERNAL_TOOLS = (
         ("pydeface", "{input}", "--outfile", "{output}", "--force"),
         "pip install pydeface (it also needs FSL's flirt: https://fsl.fmrib.ox.ac.uk/fsl/fslwiki/FslInstallation)",
         also_needs=(("flirt", "pydeface registers with FSL's flirt; install FSL and put $FSLDIR/bin on PATH"),),
+        family="mask",
     ),
     ExternalTool(
         "external:mri_reface",
@@ -101,6 +105,7 @@ EXTERNAL_TOOLS = (
         "download mri_reface from https://www.nitrc.org/projects/mri_reface and put it on PATH",
         output_glob="*deFaced*.nii*",
         defaults=(("im_type", "T1"),),
+        family="replace",
     ),
     ExternalTool(
         "external:afni_refacer",
@@ -108,6 +113,7 @@ EXTERNAL_TOOLS = (
         ("@afni_refacer_run", "-input", "{input}", "-mode_{mode}", "-prefix", "{output}", "-overwrite"),
         "install AFNI (https://afni.nimh.nih.gov/pub/dist/doc/htmldoc/background_install/main_toc.html)",
         defaults=(("mode", "reface"),),
+        family="replace",  # -mode_deface (mode=deface) masks instead
     ),
     ExternalTool(
         "external:quickshear-cli",
@@ -115,24 +121,18 @@ EXTERNAL_TOOLS = (
         ("quickshear", "{input}", "{mask}", "{output}", "{buffer}"),
         "pip install quickshear",
         defaults=(("buffer", 10.0),),
+        family="shear",
     ),
-    ExternalTool("external:cmd", "", (), "give command='tool {input} {output}' naming an installed program"),
+    ExternalTool("external:cmd", "", (), "give command='tool {input} {output}' naming an installed program", modalities=("MR", "CT")),
 )
 for _tool in EXTERNAL_TOOLS:
     register_defacer(_tool)
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ExternalDefacer(TemplateDefacer):
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
     accepts = None
+    runs = ExternalTool.runs
 
     def __init__(self, tool: ExternalTool, **params):
         params = {**dict(tool.defaults), **params}
@@ -141,6 +141,7 @@ class ExternalDefacer(TemplateDefacer):
             tool = tool.for_command(params.get(COMMAND_PARAM), params.get("output_glob"))
         super().__init__(**params)
         self.name = tool.name
+        self.family, self.modalities = tool.family, tool.modalities
         self.tool = tool
         self.timeout = timeout
 
@@ -150,7 +151,7 @@ class ExternalDefacer(TemplateDefacer):
         a different defacer. (For launcher scripts this covers the launcher only; pin tool versions by params.)"""
         identity = super().identity
         exe = shutil.which(self.tool.executable)
-        identity["executable_sha256"] = _file_sha256(exe) if exe else None
+        identity["executable_sha256"] = fingerprint(exe) if exe else None
         return identity
 
     def _deface(self, volume: Volume) -> DefacerOutput:

@@ -15,6 +15,7 @@ from harness.core.volume import Volume
 class Original(Defacer):
     name = "original"
     version = "1"
+    family, modalities, runs = "identity", ("MR", "CT"), "native"
 
     def deface(self, volume: Volume) -> DefacedVolume:
         # The one defacer that skips the shared QC: nothing changes, so there is nothing to measure and no brain

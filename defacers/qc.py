@@ -10,6 +10,8 @@ Measures (all on the input's grid):
   of the field of view to the first head voxel of each right-left/superior-inferior column) compared between
   original and defaced, mean absolute difference over the columns that hold face-region head voxels. A column
   left with no head at all counts as the full field-of-view depth.
+- nothing_changed: no voxel differs from the original (a defacer that did nothing, or a "defaced" file that is a
+  copy of the original).
 - registration: final mutual information, its refusal threshold, rotation, scales, seconds.
 """
 
@@ -44,6 +46,7 @@ def measure(original: Volume, defaced: Volume, changed: np.ndarray, *, face: np.
         "voxels_changed": int(changed.sum()),
         "brain_voxels": int(brain.sum()),
         "brain_voxels_changed": int((changed & brain).sum()),
+        "nothing_changed": not bool(changed.any()),
     }
     if face is not None:
         face_head = face & head_before

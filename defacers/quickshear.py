@@ -50,6 +50,7 @@ def shear_region(brain: np.ndarray, spacing, buffer_mm: float) -> np.ndarray:
 class Quickshear(TemplateDefacer):
     name = "quickshear"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
+    family, modalities, runs = "shear", ("MR", "CT"), "native"
     accepts = ("buffer_mm",)
 
     def __init__(self, buffer_mm: float = 10.0):

@@ -89,6 +89,7 @@ def intensity_map(volume: Volume, warped_template: np.ndarray, template_threshol
 class Reface(TemplateDefacer):
     name = "reface"
     version = f"1+{REG_VERSION}+{BRAINMASK_VERSION}"  # the registration and brain mask decide the output and its QC
+    family, modalities, runs = "replace", ("MR", "CT"), "native"
 
     def _deface(self, volume: Volume) -> DefacerOutput:
         fit = fit_template(volume)

@@ -104,14 +104,22 @@ class Registration:
 
     def warp(self, data: np.ndarray, affine: np.ndarray, subject: Volume, *, linear: bool, outside: float) -> np.ndarray:
         """Resample a template-space array onto the subject grid (voxels outside the template get `outside`)."""
-        reference = sitk.Image(list(subject.shape), sitk.sitkUInt8)
-        ref = to_sitk(np.zeros((1, 1, 1), np.float32), subject.affine)
-        reference.SetSpacing(ref.GetSpacing())
-        reference.SetDirection(ref.GetDirection())
-        reference.SetOrigin(ref.GetOrigin())
-        interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
-        out = sitk.Resample(to_sitk(data, affine), reference, self.transform, interp, float(outside), sitk.sitkFloat32)
-        return from_sitk(out)
+        return resample_onto(data, affine, subject, self.transform, linear=linear, outside=outside)
+
+
+def resample_onto(data: np.ndarray, affine: np.ndarray, subject: Volume, transform: sitk.Transform | None = None,
+                  *, linear: bool, outside: float) -> np.ndarray:
+    """`data` (on the grid of `affine`) resampled onto the subject's grid; `transform` maps subject LPS points to
+    the data's (None: the identity, both grids already in one physical space)."""
+    reference = sitk.Image(list(subject.shape), sitk.sitkUInt8)
+    ref = to_sitk(np.zeros((1, 1, 1), np.float32), subject.affine)
+    reference.SetSpacing(ref.GetSpacing())
+    reference.SetDirection(ref.GetDirection())
+    reference.SetOrigin(ref.GetOrigin())
+    interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
+    transform = transform if transform is not None else sitk.Transform()
+    out = sitk.Resample(to_sitk(data, affine), reference, transform, interp, float(outside), sitk.sitkFloat32)
+    return from_sitk(out)
 
 
 def _shrunk(volume_data: np.ndarray, affine: np.ndarray) -> sitk.Image:

@@ -9,6 +9,9 @@ A registered object is a Defacer subclass or a factory `(**params) -> Defacer`, 
     # a lab's package, pyproject.toml
     [project.entry-points."harness.defacers"]
     my-defacer = "my_lab.defacing:MyDefacer"
+
+A name ending in `:NAME` registers a family of names: `precomputed:NAME` makes `precomputed:mri_reface` by calling
+its maker with the part after the colon first, `make("mri_reface", **params)`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from defacers.base import Defacer, DefacerError
 from harness.core.registry import Registry, UnknownNameError
 
 ENTRY_POINT_GROUP = "harness.defacers"
+FAMILY_SUFFIX = ":NAME"
 
 
 def _is_defacer_maker(obj: Any) -> bool:
@@ -46,11 +50,16 @@ def register_defacer(target=None):
 
 def get(name: str, **params) -> Defacer:
     """The defacer called `name`, configured by `params` (they become part of its identity and cache key)."""
-    try:
-        make = defacer_registry.get(name)
-    except UnknownNameError:
-        raise UnknownDefacerError(f"unknown defacer {name!r}; available: {', '.join(names())}") from None
-    defacer = make(**params)
+    prefix, colon, member = name.partition(":")
+    family = prefix + FAMILY_SUFFIX
+    if colon and member and family in defacer_registry:
+        defacer = defacer_registry.get(family)(member, **params)
+    else:
+        try:
+            make = defacer_registry.get(name)
+        except UnknownNameError:
+            raise UnknownDefacerError(f"unknown defacer {name!r}; available: {', '.join(names())}") from None
+        defacer = make(**params)
     if not isinstance(defacer, Defacer):
         raise DefacerError(f"defacer {name!r} made {type(defacer).__name__}, not a Defacer; a bug in the plug-in that registered it")
     return defacer

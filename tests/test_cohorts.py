@@ -136,6 +136,46 @@ def test_bids_tree_with_sessions_and_participants(tmp_path):
     assert "no t1" in bad["sub-04"]
 
 
+def test_manifest_rows_give_volumes_defaced_elsewhere_as_objects_or_role_at_name_columns(tmp_path):
+    nifti(tmp_path / "a" / "t1.nii.gz")
+    nifti(tmp_path / "b" / "t1.nii.gz", seed=1)
+    rows = [
+        {"id": "a", "volumes": {"t1": "a/t1.nii.gz"}, "truth": {"evans_ratio": 0.3},
+         "defaced": {"mri_reface": {"t1": "a/t1_reface.nii.gz"}, "pydeface": {"t1": "/abs/a_pydeface.nii.gz"}}},
+        {"id": "b", "volumes": {"t1": "b/t1.nii.gz"}, "truth": {"evans_ratio": 0.3}},
+        {"id": "no-such-role", "volumes": {"t1": "a/t1.nii.gz"}, "truth": {"evans_ratio": 0.3}, "defaced": {"x": {"flair": "f.nii"}}},
+        {"id": "bad-name", "volumes": {"t1": "a/t1.nii.gz"}, "truth": {"evans_ratio": 0.3}, "defaced": {"a b(c)": {"t1": "f.nii"}}},
+        {"id": "not-an-object", "volumes": {"t1": "a/t1.nii.gz"}, "truth": {"evans_ratio": 0.3}, "defaced": {"x": "f.nii"}},
+    ]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cohort = load_cohort(tmp_path / "m.jsonl", "nph-evans")
+    a, b = cohort.cases  # a defaced file is checked when used, so a missing one does not reject its row
+    assert a.defaced == {"mri_reface": {"t1": tmp_path / "a" / "t1_reface.nii.gz"}, "pydeface": {"t1": Path("/abs/a_pydeface.nii.gz")}}
+    assert b.defaced == {}
+    bad = problems_by_row(cohort)
+    assert "'flair'" in bad["no-such-role"] and "letters, digits" in bad["bad-name"] and "object" in bad["not-an-object"]
+    (tmp_path / "m.csv").write_text("id,t1,evans_ratio,t1@mri_reface\na,a/t1.nii.gz,0.3,a/t1_reface.nii.gz\nb,b/t1.nii.gz,0.3,\n")
+    a, b = load_cohort(tmp_path / "m.csv", "nph-evans").cases
+    assert a.defaced == {"mri_reface": {"t1": tmp_path / "a" / "t1_reface.nii.gz"}} and b.defaced == {}
+
+
+def test_bids_derivatives_give_volumes_defaced_elsewhere(tmp_path):
+    root = tmp_path / "bids"
+    nifti(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    nifti(root / "sub-02" / "ses-a" / "anat" / "sub-02_ses-a_T1w.nii.gz")
+    (root / "participants.tsv").write_text("participant_id\tevans_ratio\nsub-01\t0.34\nsub-02\t0.28\n")
+    derived = root / "derivatives" / "pydeface"
+    nifti(derived / "sub-01" / "anat" / "sub-01_desc-defaced_T1w.nii.gz")
+    nifti(derived / "sub-01" / "anat" / "sub-01_acq-iso_space-MNI152_desc-defaced_T1w.nii.gz")  # first by name, but in another space
+    nifti(derived / "sub-01" / "anat" / "sub-01_desc-defaced_T2w.nii.gz")  # no raw T2w: ignored, the case stays
+    nifti(derived / "sub-02" / "ses-a" / "anat" / "sub-02_ses-a_desc-defaced_T1w.nii.gz")
+    nifti(root / "derivatives" / "mri_reface" / "sub-02" / "ses-a" / "anat" / "sub-02_ses-a_T1w.nii.gz")
+    one, two = load_cohort(root, "nph-evans").cases
+    assert one.defaced == {"pydeface": {"t1": derived / "sub-01" / "anat" / "sub-01_desc-defaced_T1w.nii.gz"}}
+    assert two.defaced == {"mri_reface": {"t1": root / "derivatives/mri_reface/sub-02/ses-a/anat/sub-02_ses-a_T1w.nii.gz"},
+                           "pydeface": {"t1": derived / "sub-02/ses-a/anat/sub-02_ses-a_desc-defaced_T1w.nii.gz"}}
+
+
 def test_dicom_studies_with_reports_csv(tmp_path):
     root = tmp_path / "ct"
     data = np.full((16, 16, 6), 30.0, np.float32)
@@ -259,7 +299,7 @@ def test_copies_of_a_manifest_stay_inside_the_harness_cache(tmp_path, suffix):
 def test_file_digests_are_remembered_by_identity_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
     import hashlib
 
-    from harness.data import cohort as cohort_module
+    from harness.core import hashing as cohort_module
 
     monkeypatch.setattr(cohort_module, "_fingerprints", {})
     cohort_module.use_digest_cache(tmp_path / "cache")

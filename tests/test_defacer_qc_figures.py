@@ -62,6 +62,7 @@ def test_measure_equals_hand_computation():
         "voxels_changed": 1 + 2 + 6 + 1 + 1 + 1,
         "brain_voxels": 16,
         "brain_voxels_changed": 2 + 1,  # (2, 2..3, 0) and (2, 2, 3)
+        "nothing_changed": False,
         "face_region_voxels": 40,
         "face_head_voxels": 16,
         # face-region head voxels changed: (0, 6, 0), (1..2, 5..6, 0); the new nose was air, not head, before
@@ -91,7 +92,9 @@ def test_without_a_face_region_or_registration_only_the_counts_are_reported():
     brain = np.zeros(v.shape, bool)
     brain[1, 3, 1] = True
     result = qc.measure(v, v.with_data(new), new != v.data, face=None, brain=brain)
-    assert result == {"voxels_changed": 1, "brain_voxels": 1, "brain_voxels_changed": 1}
+    assert result == {"voxels_changed": 1, "brain_voxels": 1, "brain_voxels_changed": 1, "nothing_changed": False}
+    unchanged = qc.measure(v, v, np.zeros(v.shape, bool), face=None, brain=brain)
+    assert unchanged["nothing_changed"] is True and unchanged["voxels_changed"] == 0
 
 
 def test_registration_summary_is_taken_for_the_original_modality():

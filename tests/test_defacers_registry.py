@@ -12,6 +12,8 @@ import pytest
 
 import defacers
 from defacers import DefacerError, defacer_registry, register_defacer
+from defacers.base import FAMILIES, RUNS_WHERE
+from defacers.catalog import catalog, measured, readme_table
 from defacers.original import Original
 from harness.core.registry import RegistryError
 
@@ -26,6 +28,7 @@ BUILT_IN = {
     "external:afni_refacer": "defacers.external",
     "external:quickshear-cli": "defacers.external",
     "external:cmd": "defacers.external",
+    "precomputed:NAME": "defacers.precomputed",
 }
 
 
@@ -117,3 +120,29 @@ def test_harness_defacers_lists_versions_parameters_origins_and_tools():
     assert "parameters: buffer_mm=10.0" in proc.stdout
     assert "runs: quickshear (installed)" in proc.stdout or "runs: quickshear - cannot run here" in proc.stdout
     assert "mri_reface (installed)" in proc.stdout or "nitrc.org" in proc.stdout  # the install hint when missing
+    # the defacer table: one row per defacer with the figures benchmarks/defacers.py stored
+    figures = measured()
+    header = next(line for line in lines if line.startswith("defacer ") and "family" in line)
+    rows = {line.split()[0]: line for line in lines[lines.index(header) + 1:] if line.split()}
+    for name in BUILT_IN:
+        assert name in rows
+    reface = figures["defacers"]["reface"]
+    assert rows["reface"].split()[1:5] == ["replace", "MR,", "CT", "native"]
+    assert f"{reface['seconds_per_scan']['colin27']:.1f}" in rows["reface"]
+    assert f"brain max {reface['sample_qc']['ct-report']['brain_voxels_changed_max']:,}" in rows["reface"]
+    assert figures["measured_on"] in proc.stdout
+
+
+def test_every_built_in_declares_family_modalities_and_where_it_runs():
+    for info in catalog():
+        if info.built_in:
+            assert info.family in FAMILIES and info.runs in RUNS_WHERE, info
+            assert info.modalities and set(info.modalities) <= {"MR", "CT"}, info
+
+
+def test_the_readme_table_is_the_measured_one_for_every_built_in():
+    figures = measured()
+    assert {name for name in figures["defacers"]} == {info.name for info in catalog() if info.built_in}, (
+        "defacers/measured.json does not cover the registered defacers: run python benchmarks/defacers.py --write")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_table(figures) in readme, "README's defacer table is stale: run python benchmarks/defacers.py --table-only"

@@ -37,6 +37,17 @@ def sample(
     typer.echo(f"{manifest}  ({n} cases, {size / 1e6:.1f} MB, {time.perf_counter() - started:.1f} s)")
 
 
+def _defaced(case) -> str:
+    """The case's volumes defaced elsewhere (--defacer precomputed:NAME), with any file that is not there."""
+    if not case.defaced:
+        return ""
+    parts = []
+    for name, roles in case.defaced.items():
+        missing = [role for role, path in roles.items() if not path.exists()]
+        parts.append(f"{name}({','.join(roles)})" + (f" MISSING {','.join(missing)}" if missing else ""))
+    return "  precomputed: " + " ".join(parts)
+
+
 @data_app.command("show")
 def show(
     source: Optional[str] = typer.Argument(None, help="Manifest, BIDS/UPENN/DICOM/HF folder, or hf:ID; omit for the built-in sample cohort."),
@@ -51,7 +62,7 @@ def show(
     cohort = load_cohort(source, task, limit=limit, cache_dir=cache_dir)
     typer.echo(f"cohort {cohort.name}  task {cohort.task}  {len(cohort.cases)} cases  {len(cohort.problems)} problems  hash {cohort.content_hash[:16]}")
     for case in cohort.cases:
-        typer.echo(f"  {case.id:<28} {','.join(case.roles):<24} {_headline(case)}")
+        typer.echo(f"  {case.id:<28} {','.join(case.roles):<24} {_headline(case)}{_defaced(case)}")
     for row, message in cohort.problems:
         typer.echo(f"  SKIPPED {row}: {message}")
     if png is not None:

@@ -64,6 +64,14 @@ def deface_cmd(
         reg = qc["registration"]
         typer.echo(f"{'registration metric':<24} {reg['metric']:.3f} (refused above {reg['max_metric']})")
     typer.echo(f"{'seconds':<24} {result.timings.get('total', 0.0):.2f}")
+    if qc.get("nothing_changed"):
+        typer.echo("warning: nothing changed - the defaced volume equals the original")
+    if "resampled_from" in qc:
+        grid = qc["resampled_from"]
+        typer.echo(f"note: resampled onto the original's grid from {' x '.join(map(str, grid['shape']))} voxels of "
+                   f"{' x '.join(f'{s:g}' for s in grid['spacing_mm'])} mm (interpolation changes voxels by itself)")
+    if "face_measures" in qc:
+        typer.echo(f"note: face measures {qc['face_measures']}")
     if qc_json is not None:
         atomic_write_bytes(qc_json, json.dumps({"qc": qc, "timings": result.timings}, indent=1, default=float).encode())
     if qc_png is not None:

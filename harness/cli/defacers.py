@@ -35,8 +35,27 @@ def _origin(info: DefacerInfo) -> str:
     return f"built-in ({info.origin})" if info.built_in else info.origin
 
 
+def _print_table(infos: list[DefacerInfo]) -> None:
+    """The defacer table: family, modalities, where it runs, and what benchmarks/defacers.py measured."""
+    from defacers.catalog import measured, not_measured, table
+
+    figures = measured()
+    rows = table(infos, figures)
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    typer.echo("  ".join(f"{key:<{widths[key]}}" for key in widths).rstrip())
+    for row in rows:
+        typer.echo("  ".join(f"{value:<{widths[key]}}" for key, value in row.items()).rstrip())
+    if not figures:
+        typer.echo("(no measured figures: run python benchmarks/defacers.py --write)")
+        return
+    typer.echo(f"measured {figures.get('measured_on', '?')} on {figures.get('machine', '?')} by {figures.get('command', '?')}; "
+               "s/scan: one whole call incl. QC, fastest run; QC: brain voxels changed (worst volume), face region changed (mean)")
+    for name, why in not_measured(figures).items():
+        typer.echo(f"  {name}: not measured - {why}")
+
+
 def list_defacers():
-    """List every defacer: name, version, parameters (with defaults), where it comes from, and whether an external tool's program is installed (with the install hint when not).
+    """List every defacer: name, version, parameters (with defaults), where it comes from, and whether an external tool's program is installed (with the install hint when not); then the defacer table: family, modalities, where it runs, seconds per scan and QC on the sample cohorts, as benchmarks/defacers.py measured them.
 
     Use a name with --defacer in `harness deface` and `harness eval`; parameters go in brackets: --defacer "quickshear(buffer_mm=5)".
 
@@ -58,6 +77,9 @@ def list_defacers():
         if info.program is not None:
             typer.echo(f"{indent}runs: {_program(info)}")
     typer.echo(f"\nplug-ins register under the {ENTRY_POINT_GROUP!r} entry-point group; parameters go in brackets: NAME(key=value, ...)")
+    typer.echo("precomputed:NAME shows volumes defaced elsewhere, given per case by the cohort (a manifest's \"defaced\" field, "
+               "ROLE@NAME columns, or BIDS derivatives/NAME/)\n")
+    _print_table(infos)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,8 @@ class Case:
     volumes: Mapping[str, Path]
     truth: dict
     meta: dict = field(default_factory=dict)
+    # Volumes defaced elsewhere, {defacer name: {role: path}}: the files `--defacer precomputed:NAME` shows.
+    defaced: Mapping[str, Mapping[str, Path]] = field(default_factory=dict)
 
     @property
     def roles(self) -> tuple[str, ...]:

@@ -8,12 +8,14 @@ failed job with its reason; the samples that need it fail with that reason and t
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Iterable
 
 import defacers
 from harness.core.errors import HarnessError
 from harness.core.failures import FailureKind
+from harness.core.hashing import canonical_json
 from harness.engine.errors import FailFast
 from harness.engine.grid import WorkItem
 from harness.engine.workers import worker_pool
@@ -38,6 +40,8 @@ def deface_job(volume_path: str, modality: str, defacer_name: str, defacer_param
         return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     try:
         result = defacers.deface_cached(defacers.get(defacer_name, **defacer_params), volume, cache_dir)
+    except defacers.DefacerInputError as exc:  # a precomputed file missing or unreadable: bad input, not a refusal
+        return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     except HarnessError as exc:  # refusal: flipped, skull-stripped or non-head input, failed registration, missing tool
         return outcome("refused", FailureKind.DEFACER_REFUSED, str(exc))
     except Exception as exc:  # a defacer bug: recorded, the run goes on
@@ -62,6 +66,22 @@ def cached_job(volume_path: str, modality: str, defacer_name: str, defacer_param
             "seconds": time.perf_counter() - t0, "error": None}
 
 
+QC_FLAGS = (("nothing_changed", "identical to the original (nothing changed)"),
+            ("resampled_from", "on another grid than the original (resampled onto it)"),
+            ("face_measures", "without face measures (the template could not be placed)"))
+
+
+def qc_warnings(done: Iterable[tuple[str, dict]]) -> list[str]:
+    """One line per (condition, flag) for defaced volumes whose QC needs a look: (condition, qc) pairs in."""
+    counts: dict[tuple[str, str], int] = {}
+    for condition, qc in done:
+        for key, what in QC_FLAGS:
+            if qc.get(key):
+                counts[(condition, what)] = counts.get((condition, what), 0) + 1
+    return [f"{condition}: {n} volume{'s' if n > 1 else ''} {what}; see qc/defacer_qc.jsonl"
+            for (condition, what), n in sorted(counts.items())]
+
+
 class DefaceStage:
     """jobs(todo) plans, run(todo, store, progress) executes; `runs` counts defacings computed (cache misses)."""
 
@@ -71,7 +91,8 @@ class DefaceStage:
         self.seconds = 0.0
 
     def jobs(self, todo: Iterable[WorkItem]) -> dict[tuple, list[tuple]]:
-        """(volume file, condition) -> the (task, case, role, condition) keys it serves."""
+        """(volume file, condition, its parameters for this volume as JSON) -> the (task, case, role, condition) keys
+        it serves. The parameters tell two precomputed files for one original apart (two manifests, one volume)."""
         jobs: dict[tuple, list[tuple]] = {}
         for item in todo:
             if item.is_reference:
@@ -79,7 +100,8 @@ class DefaceStage:
             case = self.ctx.case(item.task, item.case_id)
             for role in self.ctx.tasks[item.task].roles:
                 key = (item.task, item.case_id, role, item.condition)
-                users = jobs.setdefault((str(case.volumes[role]), item.condition), [])
+                _, params = self.ctx.case_defacer_spec(item.condition, case, role)
+                users = jobs.setdefault((str(case.volumes[role]), item.condition, canonical_json(params)), [])
                 if key not in users:
                     users.append(key)
         return jobs
@@ -90,8 +112,8 @@ class DefaceStage:
         results: dict[tuple, dict] = {}
         if not jobs:
             return results
-        args = {job: (job[0], self._modality(jobs[job][0]), *self.ctx.defacer_specs[job[1]], str(self.ctx.cache_dir))
-                for job in jobs}
+        args = {job: (job[0], self._modality(jobs[job][0]), self.ctx.defacer_specs[job[1]][0], json.loads(job[2]),
+                      str(self.ctx.cache_dir)) for job in jobs}
         recorded = store.qc_keys()
         t0 = time.perf_counter()
         try:
@@ -108,6 +130,8 @@ class DefaceStage:
                     self._collect(((job, f.result()) for job, f in futures.items()), jobs, results, store, recorded, progress)
         finally:
             self.seconds += time.perf_counter() - t0
+        for line in qc_warnings((condition, results[users[0]]["qc"]) for (_, condition, _), users in jobs.items() if users[0] in results):
+            progress.log(line)
         return results
 
     def _modality(self, key: tuple) -> str:
@@ -121,8 +145,9 @@ class DefaceStage:
                 results[key] = res
                 task, case_id, role, condition = key
                 if key not in recorded:
+                    defacer = self.ctx.case_defacer(condition, self.ctx.case(task, case_id), role)
                     store.append_qc({"task": task, "case_id": case_id, "role": role, "condition": condition,
-                                     "defacer": self.ctx.defacers[condition].identity, "status": res["status"],
+                                     "defacer": defacer.identity, "status": res["status"],
                                      "error": res["error"], "seconds": round(res["seconds"], 3), "qc": res["qc"]})
                     recorded.add(key)
             progress.advance("deface", failed=res["status"] != "ok")

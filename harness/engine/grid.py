@@ -1,7 +1,8 @@
 """Grid planning: task x case x condition x model x mode -> work items, each with a stable sample id.
 
 A sample id is a content key of everything that decides a sample's outcome: task identity, case id, the
-condition's defacer identity (name, version, params), model identity and mode. The same item planned again (a
+condition's defacer identity (name, version, params; for precomputed:NAME also the sha256 of that case's files),
+model identity and mode. The same item planned again (a
 re-run, a resumed run, the same defacer asked for twice) gets the same id, so it is deduplicated and skipped
 when finished; a changed defacer version or model revision gets a new id and is run again.
 """
@@ -21,6 +22,8 @@ class Condition:
 
     name: str
     identity: Mapping = field(default_factory=dict, compare=False, hash=False)
+    # case id -> the identity for that case when it differs (precomputed:NAME carries each case's file hash)
+    per_case: Mapping[str, Mapping] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def plan_grid(
                 model_identity = model_ids.get(model) or {"name": model}
                 for mode in modes:
                     for cond in ordered:
-                        defacer = dict(cond.identity) or {"name": cond.name}
+                        defacer = dict(cond.per_case.get(str(case_id)) or cond.identity) or {"name": cond.name}
                         sid = sample_id(task_identity, case_id, defacer, model_identity, mode)
                         if sid in seen:
                             duplicates += 1

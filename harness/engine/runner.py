@@ -35,7 +35,7 @@ from harness.store.manifest import build_manifest
 from harness.core.hashing import content_key
 from harness.scoring.cache import use_cache_dir as use_score_cache_dir
 from harness.imaging.render_cache import use_render_cache
-from harness.data.cohort import use_digest_cache
+from harness.core.hashing import use_digest_cache
 from harness.store.run_store import RunStore, find_run, new_run_dir
 from harness.data import load_cohort
 from tasks import get_task
@@ -163,15 +163,42 @@ class Runner:
     def model_identities(self) -> dict[str, dict]:
         return {s: self.model_identity(s) for specs in self.models_by_task.values() for s in specs}
 
+    # a condition as one case volume sees it (precomputed:NAME: that case's file)
+    def case_defacer_spec(self, condition: str, case, role: str) -> tuple[str, dict]:
+        name, params = self.defacer_specs[condition]
+        return name, {**params, **self.defacers[condition].case_params(case.defaced, role)}
+
+    def case_defacer(self, condition: str, case, role: str) -> defacers.Defacer:
+        name, params = self.case_defacer_spec(condition, case, role)
+        return self.defacers[condition] if params == self.defacer_specs[condition][1] else defacers.get(name, **params)
+
+    def case_identity(self, condition: str, case, roles) -> dict:
+        """The condition's identity for one case: the shared one, plus the identity of each role whose defacer is
+        specific to the case (a precomputed file's content hash), so a changed file gets new sample ids."""
+        shared = self.defacers[condition].identity
+        own = {role: identity for role in roles if (identity := self.case_defacer(condition, case, role).identity) != shared}
+        return {**shared, "case_volumes": own} if own else shared
+
+    def _check_precomputed(self, task, cohort) -> None:
+        """A precomputed condition the cohort gives no file for (a typo in NAME) is an error before anything runs;
+        a file missing for some cases only fails those cases' samples."""
+        for name, d in self.defacers.items():
+            if d.runs == "precomputed" and not any(d.case_params(c.defaced, r) for c in cohort.cases for r in task.roles):
+                given = sorted({f"precomputed:{n}" for c in cohort.cases for n in c.defaced})
+                raise EvalError(f"cohort {cohort.name} gives no volumes for {name} (task {task.name}); it gives: "
+                                f"{', '.join(given) or 'none'} (a manifest's \"defaced\" field, ROLE@NAME columns, or BIDS derivatives/NAME/)")
+
     def plan(self) -> list[WorkItem]:
         items: list[WorkItem] = []
-        conditions = [Condition(name, d.identity) for name, d in self.defacers.items()]
         for task_name, task in self.tasks.items():
             cohort = load_cohort(self.cfg.cohort, task, limit=self.cfg.limit, cache_dir=self.cache_dir,
                                  progress=self._cohort_progress(task_name))
             self.cohorts[task_name] = cohort
             if not cohort.cases:
                 raise EvalError(f"cohort {cohort.name} has no usable cases for task {task_name}" + (f" ({len(cohort.problems)} problems, first: {cohort.problems[0][1]})" if cohort.problems else ""))
+            self._check_precomputed(task, cohort)
+            conditions = [Condition(name, d.identity, per_case={c.id: self.case_identity(name, c, task.roles) for c in cohort.cases})
+                          for name, d in self.defacers.items()]
             specs = self.models_by_task[task_name]
             grid = plan_grid({task_name: [c.id for c in cohort.cases]}, conditions, specs, (self.modes_by_task[task_name],),
                              task_identities={task_name: task.identity()},

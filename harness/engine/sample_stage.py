@@ -47,7 +47,7 @@ class SampleStage:
             if item.is_reference:
                 out[role] = original
             else:
-                defacer = self.ctx.defacers[item.condition]
+                defacer = self.ctx.case_defacer(item.condition, case, role)
                 out[role] = self._kept((item.task, item.case_id, role, item.condition),
                                        lambda: defacers.defaced_volume(defacer, original, self.ctx.cache_dir))
         return out

@@ -2,9 +2,14 @@
 
 Roles from BIDS suffixes: T1w -> t1 (or t1c when the file has a ce-<agent> entity), T2w -> t2, FLAIR -> flair,
 CT -> ct (BIDS has no official CT suffix; *_ct / *_CT files are accepted). When several runs match a role, the
-first in name order is used and the choice is recorded in the case meta. Ground truth comes from the columns of
+first in name order is used (the case's volumes name the chosen files). Ground truth comes from the columns of
 participants.tsv named by the task's truth fields (evans_ratio, best_slice, diagnosis, report, ...); "n/a" is empty.
 A session is one case (id sub-X_ses-Y); without sessions the subject is the case (id sub-X).
+
+Volumes defaced elsewhere come from BIDS derivatives: derivatives/<NAME>/ mirrors the raw tree
+(derivatives/<NAME>/sub-X/[ses-Y/]anat/*.nii[.gz], roles by the same suffixes; a desc-<label> entity such as
+desc-defaced is allowed), and `--defacer precomputed:NAME` shows those files (defacers/precomputed.py). Files with a
+space-<label> entity are skipped: they were resampled into another space, a defaced copy is in its source's.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import csv
 import re
 from pathlib import Path
 
-from harness.data.sources.manifest import build_case
+from harness.data.sources.manifest import DEFACED_NAME, build_case
 
 SUFFIX_ROLE = {"t1w": "t1", "t2w": "t2", "flair": "flair", "ct": "ct"}
 
@@ -41,27 +46,40 @@ def _participants(root: Path) -> dict[str, dict]:
     return out
 
 
+def _volumes(folder: Path) -> dict[str, str]:
+    """role -> the first file of that role (in name order) under folder/anat and folder/ct."""
+    volumes: dict[str, str] = {}
+    for f in sorted((folder / "anat").glob("*.nii*")) + sorted((folder / "ct").glob("*.nii*")):
+        role = _role(f.name)
+        if role and role not in volumes and "_space-" not in f.name:
+            volumes[role] = str(f)
+    return volumes
+
+
+def _derivatives(root: Path) -> list[Path]:
+    """Pipeline folders whose name can be typed as precomputed:NAME (others, e.g. "my pipeline", are ignored)."""
+    return sorted(p for p in (root / "derivatives").glob("*") if p.is_dir() and DEFACED_NAME.fullmatch(p.name))
+
+
 def read(location: str, task, *, limit=None, cache_dir=None):
     root = Path(location)
     labels = _participants(root)
+    derivatives = _derivatives(root)
     cases, problems = [], []
     for sub in sorted(p for p in root.glob("sub-*") if p.is_dir()):
         sessions = sorted(p for p in sub.glob("ses-*") if p.is_dir()) or [sub]
         for ses in sessions:
             case_id = sub.name if ses is sub else f"{sub.name}_{ses.name}"
-            volumes: dict[str, str] = {}
-            chosen = {}
-            for f in sorted((ses / "anat").glob("*.nii*")) + sorted((ses / "ct").glob("*.nii*")):
-                role = _role(f.name)
-                if role and role not in volumes:
-                    volumes[role] = str(f)
-                    chosen[role] = f.name
+            volumes = _volumes(ses)
+            within = ses.relative_to(root)
+            # only roles the raw case has: a derivative of a scan that is not used here does not reject the case
+            defaced = {d.name: {r: p for r, p in _volumes(d / within).items() if r in volumes} for d in derivatives}
             try:
                 truth = task.truth_from_columns(labels.get(sub.name, {}))
             except ValueError as exc:
                 problems.append((case_id, str(exc)))
                 continue
-            row = {"id": case_id, "volumes": volumes, "truth": truth}
+            row = {"id": case_id, "volumes": volumes, "truth": truth, "defaced": defaced}
             case, problem = build_case(row, root, task, row_name=case_id, source_meta={"source": "bids"})
             if problem:
                 problems.append((case_id, problem))

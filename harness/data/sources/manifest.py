@@ -8,19 +8,26 @@ Row schema (paths are relative to the manifest's folder unless absolute):
               (evans_ratio, best_slice, diagnosis, report, ...; `harness tasks` lists each task's fields)
     masks     {name: path} (JSON string in CSV) or flat columns mask_<name>; put into truth["masks"] as absolute paths
     meta      {key: value}, optional, must be free of patient information
+    defaced   {defacer name: {role: path}}, optional (JSON string in CSV); or flat columns ROLE@NAME (t1@mri_reface):
+              volumes defaced elsewhere, shown by `--defacer precomputed:NAME` (defacers/precomputed.py). A name is
+              letters, digits and _ . + - ; each role must be one of the row's volumes. The files are checked when
+              used, not here: a missing one fails only the samples that need it, with the reason.
 Example JSONL row:
-    {"id": "c1", "volumes": {"t1": "c1/t1.nii.gz"}, "truth": {"evans_ratio": 0.31}}
+    {"id": "c1", "volumes": {"t1": "c1/t1.nii.gz"}, "truth": {"evans_ratio": 0.31},
+     "defaced": {"mri_reface": {"t1": "c1/t1_reface.nii.gz"}}}
 Example CSV:
-    id,t1,evans_ratio
-    c1,c1/t1.nii.gz,0.31
+    id,t1,evans_ratio,t1@mri_reface
+    c1,c1/t1.nii.gz,0.31,c1/t1_reface.nii.gz
 A row is rejected (and reported) when: id missing or repeated, no volume of the task's roles, a file missing or
-its header unreadable, the required truth missing or of the wrong type. Nulls (absent keys) are dropped.
+its header unreadable, the required truth missing or of the wrong type, a defaced entry that is not a path of one of
+its roles. Nulls (absent keys) are dropped.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from harness.data.case import ROLES, Case
@@ -30,6 +37,10 @@ from harness.core.errors import HarnessError
 
 class ManifestError(HarnessError):
     pass
+
+
+DEFACED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+DEFACED_COLUMN_SEP = "@"  # flat column ROLE@NAME
 
 
 def drop_nulls(value):
@@ -111,6 +122,7 @@ def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict 
         truth = _json_field(row.get("truth"), "truth")
         masks_in = _json_field(row.get("masks"), "masks")
         meta = _json_field(row.get("meta"), "meta")
+        defaced_in = _json_field(row.get("defaced"), "defaced")
     except ValueError as exc:
         return None, str(exc)
     if not isinstance(volumes_in, dict) or not isinstance(truth, dict) or not isinstance(masks_in, dict) or not isinstance(meta, dict):
@@ -130,8 +142,7 @@ def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict 
     for role, rel in volumes_in.items():
         if not isinstance(rel, str) or not rel.strip():
             return None, f"volume {role!r} has no path"
-        path = Path(rel) if Path(rel).is_absolute() else base / rel
-        volumes[str(role)] = path
+        volumes[str(role)] = _resolve(base, rel)
     order = {r: i for i, r in enumerate(ROLES)}
     volumes = dict(sorted(volumes.items(), key=lambda item: (order.get(item[0], len(ROLES)), item[0])))
     needed = [r for r in task.roles if r in volumes]
@@ -142,10 +153,13 @@ def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict 
             problem = check_volume(path)
             if problem:
                 return None, f"{role}: {problem}"
+    defaced, problem = _defaced_paths(defaced_in, row, base, volumes)
+    if problem:
+        return None, problem
     if masks_in:
         masks = {}
         for name, rel in masks_in.items():
-            path = Path(rel) if Path(rel).is_absolute() else base / str(rel)
+            path = _resolve(base, str(rel))
             if check_files and not path.exists():
                 return None, f"mask {name!r}: file not found: {path}"
             masks[str(name)] = str(path)
@@ -158,7 +172,32 @@ def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict 
     if problems:
         return None, "; ".join(problems)
     meta = {**(source_meta or {}), **meta}
-    return Case(case_id, task.name, volumes, truth, meta), None
+    return Case(case_id, task.name, volumes, truth, meta, defaced), None
+
+
+def _resolve(base: Path, rel: str) -> Path:
+    return Path(rel) if Path(rel).is_absolute() else base / rel
+
+
+def _defaced_paths(given, row: dict, base: Path, volumes: dict) -> tuple[dict, str | None]:
+    """The row's volumes defaced elsewhere, {name: {role: path}}, from its "defaced" object and ROLE@NAME columns."""
+    if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
+        return {}, 'defaced must be an object {"DEFACER": {"ROLE": "PATH"}}'
+    entries = [(str(name), str(role), path) for name, roles in given.items() for role, path in roles.items()]
+    for key, path in row.items():
+        role, sep, name = str(key).partition(DEFACED_COLUMN_SEP)
+        if sep and path not in (None, ""):
+            entries.append((name, role, path))
+    defaced: dict[str, dict[str, Path]] = {}
+    for name, role, path in entries:
+        if not DEFACED_NAME.fullmatch(name):
+            return {}, f"defaced name {name!r} must be letters, digits and _ . + - (it is typed as --defacer precomputed:NAME)"
+        if role not in volumes:
+            return {}, f"defaced {name} gives a {role!r} volume, but the row has no {role!r} volume ({', '.join(volumes)})"
+        if not isinstance(path, str) or not path.strip():
+            return {}, f"defaced {name} {role} has no path"
+        defaced.setdefault(name, {}).setdefault(role, _resolve(base, path.strip()))
+    return defaced, None
 
 
 def rows_to_cases(rows, base: Path, task, *, limit=None, check_files=True) -> tuple[list[Case], list[tuple[str, str]]]:
