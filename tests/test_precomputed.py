@@ -79,6 +79,19 @@ def test_reface_outputs_as_precomputed_give_the_same_answers_and_qc_as_reface(co
     [row] = [r for t in outcome.summary.tasks for r in t.rows if r.defacer == "precomputed:ext"]
     assert row.n_pairs == 2
 
+    # harness view re-renders what the model saw from the case's own precomputed file, and it matches
+    from harness.view.catalog import load_runs
+    from harness.view.images import ImageSource
+    from harness.view.pages import View, slug
+
+    with runner_fixtures.install():
+        view = View(load_runs([outcome.run_dir]), ImageSource(cohort.parent / "cache"))
+        [run] = view.runs.values()
+        for sample in read_samples(outcome.run_dir):
+            if sample.condition == "precomputed:ext":
+                page = view.get(f"runs/{run.rid}/sample/{slug(sample.sample_id)}.html")[1].decode()
+                assert page.count('data-status="match"') == 1 and 'data-status="mismatch"' not in page
+
 
 def test_sample_ids_and_cohort_hash_follow_the_file_content(cohort, tmp_path):
     first_case = json.loads(cohort.read_text().splitlines()[0])["id"]

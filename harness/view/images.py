@@ -159,12 +159,15 @@ class ImageSource:
         if ckey not in self._cohorts:
             self._cohorts[ckey] = load_cohort(source, sample.task, limit=limit if isinstance(limit, int) else None,
                                               cache_dir=self.cache_dir)
-        volume = self._cohorts[ckey].case(sample.case_id).load(role)
+        case = self._cohorts[ckey].case(sample.case_id)
+        volume = case.load(role)
         if sample.condition == REFERENCE:
             return volume
         identity = sample.defacer if isinstance(sample.defacer, dict) else {}
         params = identity.get("params") if isinstance(identity.get("params"), dict) else {}
         defacer = defacers.get(str(identity.get("name", sample.condition)), **params)
+        own = defacer.case_params(case.defaced, role)  # a precomputed file of this case (as the runner does)
+        defacer = defacers.get(defacer.name, **params, **own) if own else defacer
         if str(defacer.identity.get("version")) != str(identity.get("version")):
             raise HarnessError(f"the run used {defacer.name} version {identity.get('version')}, "
                                f"this machine has {defacer.identity.get('version')}")
