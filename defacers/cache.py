@@ -1,7 +1,8 @@
 """Defaced volumes on disk, keyed by the input's content hash and the defacer's identity.
 
 cache_dir/defaced/<content_key(volume=..., defacer=...)>/ holds defaced.nii.gz, changed.nii.gz and qc.json
-(QC + timings). Each file is written atomically and qc.json last, so a folder with qc.json is complete.
+(QC + timings). Each file is written atomically and qc.json last, so a folder with qc.json is complete. A QC measured
+with another volume's brain mask (a case's T1 for its FLAIR) has that volume's content hash in its key.
 """
 
 from __future__ import annotations
@@ -21,19 +22,22 @@ from harness.core.volume import Volume
 CACHE_LAYOUT = 1
 
 
-def cache_key(defacer: Defacer, volume: Volume) -> str:
-    return content_key(kind="defaced", layout=CACHE_LAYOUT, volume=volume.content_hash, defacer=defacer.identity)
+def cache_key(defacer: Defacer, volume: Volume, brain_reference: Volume | None = None) -> str:
+    # without a reference the key is what it always was, so existing caches stay valid
+    reference = {} if brain_reference is None else {"brain_reference": brain_reference.content_hash}
+    return content_key(kind="defaced", layout=CACHE_LAYOUT, volume=volume.content_hash, defacer=defacer.identity, **reference)
 
 
-def deface_cached(defacer: Defacer, volume: Volume, cache_dir) -> DefacedVolume:
-    """`defacer.deface(volume)`, read back from cache_dir when the same volume was defaced the same way before."""
-    folder = Path(cache_dir) / "defaced" / cache_key(defacer, volume)
+def deface_cached(defacer: Defacer, volume: Volume, cache_dir, brain_reference: Volume | None = None) -> DefacedVolume:
+    """`defacer.deface(volume, brain_reference)`, read back from cache_dir when the same volume was defaced the same way
+    (and measured with the same brain reference) before."""
+    folder = Path(cache_dir) / "defaced" / cache_key(defacer, volume, brain_reference)
     qc_path = folder / "qc.json"
     if qc_path.is_file():
         hit = _load(folder, volume)
         if hit is not None:
             return hit
-    result = defacer.deface(volume)
+    result = defacer.deface(volume, brain_reference)
     save_nifti(result.volume, folder / "defaced.nii.gz")
     save_nifti(volume.with_data(result.changed.astype(np.float32)), folder / "changed.nii.gz", dtype=np.uint8)
     record = {"qc": result.qc, "timings": result.timings, "defacer": defacer.identity, "volume": volume.content_hash}

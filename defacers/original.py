@@ -16,7 +16,7 @@ class Original(Defacer):
     name = "original"
     version = "1"
 
-    def deface(self, volume: Volume) -> DefacedVolume:
+    def deface(self, volume: Volume, brain_reference: Volume | None = None) -> DefacedVolume:
         # The one defacer that skips the shared QC: nothing changes, so there is nothing to measure and no brain
         # mask worth computing; the record says so directly, and the input itself is returned.
         start = time.perf_counter()

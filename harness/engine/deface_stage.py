@@ -4,6 +4,9 @@ Defacing is CPU bound (registration, resampling), so it runs in a process pool; 
 cache (content-addressed), and each (task, case, role, condition) gets one line in the run's QC log. A volume shared
 by two tasks (tumor-slice and tumor-dx read the same cases) is defaced once. A refusal or a defacer bug becomes a
 failed job with its reason; the samples that need it fail with that reason and the run goes on.
+A task with co-registered contrasts names the role whose brain mask measures the QC of all of them
+(Task.brain_mask_role, the T1 for the tumour tasks); its file travels with the job and its content hash is part of
+the defacer cache key.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from harness.engine.grid import WorkItem
 from harness.engine.workers import worker_pool
 
 
-def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict:
-    """Worker: load one case volume and deface it through the on-disk cache. Never raises."""
+def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_dir: str, brain_path: str | None = None) -> dict:
+    """Worker: load one case volume (and the case volume whose brain mask measures its QC, if another) and deface it
+    through the on-disk cache. Never raises."""
     from harness.imaging.io import load_volume
 
     t0 = time.perf_counter()
@@ -32,10 +36,11 @@ def deface_job(volume_path: str, defacer_name: str, defacer_params: dict, cache_
 
     try:
         volume = load_volume(volume_path)
+        brain_reference = load_volume(brain_path) if brain_path else None
     except HarnessError as exc:
         return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     try:
-        result = defacers.deface_cached(defacers.get(defacer_name, **defacer_params), volume, cache_dir)
+        result = defacers.deface_cached(defacers.get(defacer_name, **defacer_params), volume, cache_dir, brain_reference)
     except HarnessError as exc:  # refusal: flipped, skull-stripped or non-head input, failed registration, missing tool
         return outcome("refused", FailureKind.DEFACER_REFUSED, str(exc))
     except Exception as exc:  # a defacer bug: recorded, the run goes on
@@ -52,15 +57,17 @@ class DefaceStage:
         self.seconds = 0.0
 
     def jobs(self, todo: Iterable[WorkItem]) -> dict[tuple, list[tuple]]:
-        """(volume file, condition) -> the (task, case, role, condition) keys it serves."""
+        """(volume file, condition, brain reference file or "") -> the (task, case, role, condition) keys it serves."""
         jobs: dict[tuple, list[tuple]] = {}
         for item in todo:
             if item.is_reference:
                 continue
             case = self.ctx.case(item.task, item.case_id)
+            brain_role = self.ctx.tasks[item.task].brain_mask_role
             for role in self.ctx.tasks[item.task].roles:
                 key = (item.task, item.case_id, role, item.condition)
-                users = jobs.setdefault((str(case.volumes[role]), item.condition), [])
+                reference = case.volumes.get(brain_role, "") if brain_role not in (None, role) else ""
+                users = jobs.setdefault((str(case.volumes[role]), item.condition, str(reference)), [])
                 if key not in users:
                     users.append(key)
         return jobs
@@ -71,7 +78,7 @@ class DefaceStage:
         results: dict[tuple, dict] = {}
         if not jobs:
             return results
-        args = {job: (job[0], *self.ctx.defacer_specs[job[1]], str(self.ctx.cache_dir)) for job in jobs}
+        args = {job: (job[0], *self.ctx.defacer_specs[job[1]], str(self.ctx.cache_dir), job[2] or None) for job in jobs}
         recorded = store.qc_keys()
         t0 = time.perf_counter()
         workers = min(self.ctx.cfg.workers, len(jobs))
@@ -93,7 +100,10 @@ class DefaceStage:
                 results[key] = res
                 task, case_id, role, condition = key
                 if key not in recorded:
+                    measured_with = res["qc"].get("brain_mask_from") == "reference"  # not when on another grid
+                    brain_role = self.ctx.tasks[task].brain_mask_role if measured_with else role
                     store.append_qc({"task": task, "case_id": case_id, "role": role, "condition": condition,
+                                     "brain_mask_role": brain_role,
                                      "defacer": self.ctx.defacers[condition].identity, "status": res["status"],
                                      "error": res["error"], "seconds": round(res["seconds"], 3), "qc": res["qc"]})
                     recorded.add(key)
