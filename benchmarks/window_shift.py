@@ -2,7 +2,7 @@
 
     python -m benchmarks.window_shift VOLUME [VOLUME ...] [--defacers deface,reface] [--cache-dir DIR]
 
-For each volume and defacer prints the auto window (centre/width) of the original and the defaced volume and the
+For each volume and defacer prints the MR auto window (centre/width) of the original and the defaced volume and the
 shift of each end (low, high) as a percentage of the original's width (an image's grey levels move by about that
 much), plus the seconds the auto window took. Defaced volumes come from the defacer cache (computed when missing).
 """

@@ -126,19 +126,24 @@ def test_window_presets_are_the_documented_ones(small_ct):
     assert {n.strip() for n in offered.split(",")} == set(WINDOW_PRESETS)
 
 
-def test_mr_auto_window_spans_the_brain_and_defacing_cannot_move_it(colin27):
+def test_mr_auto_window_ignores_outliers_and_defacing_cannot_move_it(colin27):
     from harness.imaging.brainmask import brain_mask
 
     v = load_volume(colin27)
     centre, width = resolve_window(v, "auto")
     lo, hi = centre - width / 2, centre + width / 2
-    assert 20 < lo < 40 and 110 < hi < 130  # CSF to white matter: background (0) and scalp fat (~250) do not set it
-    # the face removed (front and below, brain untouched): the head's histogram changes, the brain's does not
+    assert 0 < lo < 40 and 130 < hi < 254  # background (0) and the brightest fat do not set the range
+    # the face removed (brain untouched): below the front of the brain, and all that lies in front of it
+    brain = brain_mask(v)
+    front = int(np.nonzero(brain.any(axis=(0, 2)))[0].max())
     face = np.zeros(v.shape, bool)
     face[:, 150:, :80] = True
-    defaced = v.with_data(np.where(face & ~brain_mask(v), 0.0, v.data).astype(np.float32))
+    face[:, front + 1:, :] = True
+    defaced = v.with_data(np.where(face & ~brain, 0.0, v.data).astype(np.float32))
     d_centre, d_width = resolve_window(defaced, "auto")
-    assert abs(d_centre - centre) <= 0.005 * width and abs(d_width - width) <= 0.005 * width
+    # the whole head's window moves by ~6 % here; what is left is the brain mask of the defaced head differing by a
+    # few voxels (up to 0.3 % on sample heads)
+    assert abs(d_centre - centre) <= 0.01 * width and abs(d_width - width) <= 0.01 * width
 
 
 def test_mr_auto_window_without_a_brain_uses_the_head():
