@@ -1,7 +1,8 @@
 """Defacers: `get(name, **params)` -> a Defacer whose `deface(volume)` returns a DefacedVolume.
 
 Every defacer registers itself where it is defined (`@register_defacer`); other packages add theirs through the
-`harness.defacers` entry-point group. Built in: original (identity), quickshear, deface, reface, and adapters for
+`harness.defacers` entry-point group. Built in: original (identity), quickshear, deface, reface, deepdefacer (a
+published network, run with its weights), and adapters for
 installed tools (external:pydeface, external:mri_reface, external:afni_refacer, external:quickshear-cli,
 external:cmd), and precomputed:NAME (volumes defaced elsewhere, given by the cohort).
 `parse_defacer_spec("quickshear(buffer_mm=5)")` reads a spec as users type it; `deface_cached(defacer, volume,

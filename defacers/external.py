@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from defacers.base import DefacerError, DefacerOutput
+from defacers.base import DefacerError, DefacerOutput, on_same_grid
 from defacers.registration import REG_VERSION
 from defacers.registry import register_defacer
 from defacers.template import TemplateDefacer, fit_template
@@ -162,7 +162,7 @@ class ExternalDefacer(TemplateDefacer):
         start = time.perf_counter()
         out = self._run_tool(volume, brain)
         t_tool = time.perf_counter() - start
-        if out.shape != volume.shape or not np.allclose(out.affine, volume.affine, atol=1e-3):
+        if not on_same_grid(out, volume):
             raise DefacerError(
                 f"{self.name}: the tool's output grid {out.shape} differs from its input {volume.shape}; "
                 "resampling tools are not supported"

@@ -17,7 +17,7 @@ class Original(Defacer):
     version = "1"
     family, modalities, runs = "identity", ("MR", "CT"), "native"
 
-    def deface(self, volume: Volume) -> DefacedVolume:
+    def deface(self, volume: Volume, brain_reference: Volume | None = None) -> DefacedVolume:
         # The one defacer that skips the shared QC: nothing changes, so there is nothing to measure and no brain
         # mask worth computing; the record says so directly, and the input itself is returned.
         start = time.perf_counter()

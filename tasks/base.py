@@ -154,6 +154,9 @@ class Task(ABC):
     title: ClassVar[str]
     description: ClassVar[str]
     roles: ClassVar[tuple[str, ...]]  # the case volumes this task reads, e.g. ("t1",) or ("t1", "t1c", "t2", "flair")
+    # For co-registered contrasts: the role whose brain mask measures the defacing QC of every role of a case (a T1's
+    # mask; those of T2/FLAIR/T1c can take in face tissue). None: each volume is measured with its own mask.
+    brain_mask_role: ClassVar[str | None] = None
     truth_fields: ClassVar[tuple[TruthField, ...]] = ()  # the ground truth a case carries; () = none required
     phantoms: ClassVar[Any] = None  # a harness.phantoms.PhantomGenerator for the built-in sample cohort, or None
     modes: ClassVar[tuple[str, ...]] = ("single", "agent")

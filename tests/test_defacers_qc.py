@@ -9,6 +9,7 @@ import pytest
 
 import defacers
 from defacers import Defacer, DefacerError, DefacerOutput
+from harness.core.volume import Volume
 from harness.imaging.brainmask import brain_mask
 from tests.conftest import make_head
 
@@ -118,3 +119,63 @@ def test_each_native_defacer_reports_the_brain_it_removed(family, colin, monkeyp
     removed_brain = int((brain_mask(colin) & result.changed).sum())
     assert removed_brain > 500
     assert result.qc["brain_voxels_changed"] == removed_brain
+
+
+def test_co_registered_contrasts_are_measured_with_the_reference_brain_mask(tmp_path):
+    flair = make_head()
+    # another contrast of the case on the same grid, whose brain sits further back: its mask must be the one used
+    t1 = flair.with_data(np.roll(flair.data, -8, axis=1))
+    remover = FrontHalfRemover()
+    own = remover.deface(flair)
+    assert own.qc["brain_mask_from"] == "own"
+    measured = remover.deface(flair, brain_reference=t1)
+    assert measured.qc["brain_mask_from"] == "reference"
+    expected = int((brain_mask(t1) & measured.changed).sum())
+    assert measured.qc["brain_voxels_changed"] == expected != own.qc["brain_voxels_changed"]
+    assert measured.qc["brain_voxels"] == int(brain_mask(t1).sum())
+    np.testing.assert_array_equal(measured.volume.data, own.volume.data)  # only the QC depends on the reference
+    # a reference on another grid is not used, and the record says why
+    moved = t1.affine.copy()
+    moved[0, 3] += 2.0
+    shifted = Volume(t1.data, moved, "MR", {})
+    other = remover.deface(flair, brain_reference=shifted)  # (the same voxels, one world position moved)
+    assert other.qc["brain_mask_from"] == "own (the reference is on another grid)"
+    assert other.qc["brain_voxels_changed"] == own.qc["brain_voxels_changed"]
+    cropped = Volume(t1.data[:, :, :-2], t1.affine, "MR", {})  # same mapping, fewer slices
+    assert remover.deface(flair, brain_reference=cropped).qc["brain_mask_from"] == "own (the reference is on another grid)"
+    # the cache keeps the two measures apart: same volume and defacer, another reference, another entry
+    cached = defacers.deface_cached(remover, flair, tmp_path, brain_reference=t1)
+    assert cached.qc["brain_voxels_changed"] == expected
+    assert defacers.deface_cached(remover, flair, tmp_path).qc["brain_voxels_changed"] == own.qc["brain_voxels_changed"]
+    assert defacers.deface_cached(remover, flair, tmp_path, brain_reference=t1).from_cache
+
+
+def test_the_deface_stage_measures_every_tumour_contrast_with_the_t1_mask(tmp_path):
+    from types import SimpleNamespace
+
+    from harness.data.case import Case
+    from harness.engine.deface_stage import DefaceStage, deface_job
+    from harness.engine.grid import WorkItem
+    from harness.imaging.io import save_nifti
+    from tasks import get_task
+
+    flair = make_head()
+    t1 = flair.with_data(np.roll(flair.data, -8, axis=1))
+    paths = {role: save_nifti(v, tmp_path / f"{role}.nii.gz") for role, v in (("t1", t1), ("t1c", flair), ("t2", flair), ("flair", flair))}
+    tumor, nph = get_task("tumor-dx"), get_task("nph-evans")
+    cases = {("tumor-dx", "c1"): Case("c1", "tumor-dx", paths, {}), ("nph-evans", "c1"): Case("c1", "nph-evans", {"t1": paths["flair"]}, {})}
+    ctx = SimpleNamespace(tasks={"tumor-dx": tumor, "nph-evans": nph}, case=lambda task, case_id: cases[task, case_id])
+    items = [WorkItem("s1", "tumor-dx", "c1", "test:front-half", "m", "single", {}),
+             WorkItem("s2", "nph-evans", "c1", "test:front-half", "m", "single", {})]
+    jobs = DefaceStage(ctx).jobs(items)
+    t1_path = str(paths["t1"])
+    assert jobs[(str(paths["t1"]), "test:front-half", "")] == [("tumor-dx", "c1", "t1", "test:front-half")]
+    assert (str(paths["flair"]), "test:front-half", t1_path) in jobs
+    # the same file read by a task without co-registered contrasts is measured with its own mask: a job apart
+    assert jobs[(str(paths["flair"]), "test:front-half", "")] == [("nph-evans", "c1", "t1", "test:front-half")]
+    with defacers.defacer_registry.override("test:front-half", FrontHalfRemover):
+        measured = deface_job(str(paths["flair"]), "test:front-half", {}, str(tmp_path / "cache"), t1_path)
+        missing = deface_job(str(paths["flair"]), "test:front-half", {}, str(tmp_path / "cache"), str(tmp_path / "no-t1.nii.gz"))
+    assert measured["status"] == "ok" and measured["qc"]["brain_mask_from"] == "reference"
+    assert measured["qc"]["brain_voxels"] == int(brain_mask(t1).sum())
+    assert missing["status"] == "failed" and "no-t1.nii.gz" in missing["error"]["message"]

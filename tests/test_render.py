@@ -126,11 +126,48 @@ def test_window_presets_are_the_documented_ones(small_ct):
     assert {n.strip() for n in offered.split(",")} == set(WINDOW_PRESETS)
 
 
-def test_mr_auto_window_ignores_background_and_outliers(colin27):
+def test_mr_auto_window_ignores_outliers_and_defacing_cannot_move_it(colin27):
+    from harness.imaging.brainmask import brain_mask
+
     v = load_volume(colin27)
     centre, width = resolve_window(v, "auto")
     lo, hi = centre - width / 2, centre + width / 2
     assert 0 < lo < 40 and 130 < hi < 254  # background (0) and the brightest fat do not set the range
+    # the face removed (brain untouched): below the front of the brain, and all that lies in front of it
+    brain = brain_mask(v)
+    front = int(np.nonzero(brain.any(axis=(0, 2)))[0].max())
+    face = np.zeros(v.shape, bool)
+    face[:, 150:, :80] = True
+    face[:, front + 1:, :] = True
+    defaced = v.with_data(np.where(face & ~brain, 0.0, v.data).astype(np.float32))
+    d_centre, d_width = resolve_window(defaced, "auto")
+    # the whole head's window moves by ~6 % here; what is left is the brain mask of the defaced head differing by a
+    # few voxels (up to 0.3 % on sample heads)
+    assert abs(d_centre - centre) <= 0.01 * width and abs(d_width - width) <= 0.01 * width
+
+
+def test_mr_auto_window_without_a_brain_uses_the_head():
+    flat = Volume(np.where(np.arange(300) % 3, 500.0, 0.0).astype(np.float32).reshape(10, 10, 3), np.eye(4), "MR", {})
+    assert resolve_window(flat, "auto") == (250.0, 500.0)  # one tissue value: the full range, never a zero width
+    tiny = Volume(np.arange(1000, dtype=np.float32).reshape(10, 10, 10), np.eye(4), "MR", {})
+    centre, width = resolve_window(tiny, "auto")
+    # percentiles of the (sampled) voxels above 2 % of the range, as before brain windows: 0-19 are background
+    assert 20 <= centre - width / 2 < 40 and 850 < centre + width / 2 < 1000
+
+
+def test_auto_renders_have_their_own_spec_key():
+    """A changed auto-window recipe makes new images; their key must change with it (presets and fixed windows
+    keep theirs)."""
+    from harness.imaging import render as render_module
+
+    auto, fixed = RenderSpec(window="auto"), RenderSpec(window=(40.0, 80.0))
+    before = auto.key, fixed.key
+    recipe = render_module.MR_AUTO_WINDOW
+    try:
+        render_module.MR_AUTO_WINDOW = recipe + "-next"
+        assert RenderSpec(window="auto").key != before[0] and RenderSpec(window=(40.0, 80.0)).key == before[1]
+    finally:
+        render_module.MR_AUTO_WINDOW = recipe
 
 
 def test_pixel_aspect_follows_spacing():

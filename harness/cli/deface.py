@@ -37,6 +37,7 @@ def deface_cmd(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Reuse/keep defaced volumes here (keyed by content and defacer)."),
     param: List[str] = typer.Option([], "--param", "-p", help="Defacer parameter KEY=VALUE (repeatable), e.g. buffer_mm=5 or command='tool {input} {output}'; the same as NAME(KEY=VALUE). Values: integer, decimal, true/false, otherwise text."),
     modality: Optional[str] = typer.Option(None, help="Override the modality: MR or CT."),
+    brain_from: Optional[Path] = typer.Option(None, "--brain-from", help="Measure brain voxels changed with this volume's brain mask: the T1 of the same case when VOLUME is its co-registered T2, FLAIR or post-contrast T1 (whose own masks take in scalp)."),
 ):
     """Deface a head volume and report how much face went and whether any brain changed.
 
@@ -48,15 +49,16 @@ def deface_cmd(
     if not out.name.lower().endswith((".nii", ".nii.gz")):
         raise HarnessError(f"{out}: output name must end in .nii or .nii.gz")
     v = load_volume(volume, modality=modality)
+    reference = load_volume(brain_from, modality=v.modality) if brain_from is not None else None
     d = defacer_from_options(defacer, param)
     try:
-        result = defacers.deface_cached(d, v, cache_dir) if cache_dir is not None else d.deface(v)
+        result = defacers.deface_cached(d, v, cache_dir, reference) if cache_dir is not None else d.deface(v, reference)
     except HarnessError as exc:
         raise HarnessError(f"{volume}: {exc}") from None
     save_nifti(result.volume, out)
     typer.echo(f"wrote {out}" + (" (from cache)" if result.from_cache else ""))
     qc = result.qc
-    for key in ("voxels_changed", "brain_voxels_changed", "face_fraction_changed", "face_surface_change_mm"):
+    for key in ("voxels_changed", "brain_voxels_changed", "brain_mask_from", "face_fraction_changed", "face_surface_change_mm"):
         if key in qc:
             value = qc[key]
             typer.echo(f"{key:<24} {value:.3f}" if isinstance(value, float) else f"{key:<24} {value}")

@@ -4,6 +4,9 @@ Defacing is CPU bound (registration, resampling), so it runs in a process pool; 
 cache (content-addressed), and each (task, case, role, condition) gets one line in the run's QC log. A volume shared
 by two tasks (tumor-slice and tumor-dx read the same cases) is defaced once. A refusal or a defacer bug becomes a
 failed job with its reason; the samples that need it fail with that reason and the run goes on.
+A task with co-registered contrasts names the role whose brain mask measures the QC of all of them
+(Task.brain_mask_role, the T1 for the tumour tasks); its file travels with the job and its content hash is part of
+the defacer cache key.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from harness.engine.grid import WorkItem
 from harness.engine.workers import worker_pool
 
 
-def deface_job(volume_path: str, modality: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict:
-    """Worker: load one case volume and deface it through the on-disk cache. Never raises."""
+def deface_job(volume_path: str, modality: str, defacer_name: str, defacer_params: dict, cache_dir: str,
+               brain_path: str | None = None) -> dict:
+    """Worker: load one case volume (and the case volume whose brain mask measures its QC, if another) and deface it
+    through the on-disk cache. Never raises."""
     from harness.imaging.io import load_volume
     from harness.imaging.io.lazy import remembered_volume
 
@@ -36,10 +41,12 @@ def deface_job(volume_path: str, modality: str, defacer_name: str, defacer_param
     try:
         # remembered: the next run finds this job done from the file's identity alone (see cached_job)
         volume = remembered_volume(volume_path, lambda: load_volume(volume_path, modality=modality), cache_dir, modality=modality)
+        brain_reference = None if not brain_path else remembered_volume(
+            brain_path, lambda: load_volume(brain_path, modality="MR"), cache_dir, modality="MR")
     except HarnessError as exc:
         return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     try:
-        result = defacers.deface_cached(defacers.get(defacer_name, **defacer_params), volume, cache_dir)
+        result = defacers.deface_cached(defacers.get(defacer_name, **defacer_params), volume, cache_dir, brain_reference)
     except defacers.DefacerInputError as exc:  # a precomputed file missing or unreadable: bad input, not a refusal
         return outcome("failed", FailureKind.BAD_INPUT, str(exc))
     except HarnessError as exc:  # refusal: flipped, skull-stripped or non-head input, failed registration, missing tool
@@ -49,17 +56,21 @@ def deface_job(volume_path: str, modality: str, defacer_name: str, defacer_param
     return outcome("ok", result=result)
 
 
-def cached_job(volume_path: str, modality: str, defacer_name: str, defacer_params: dict, cache_dir: str) -> dict | None:
-    """A job finished by an earlier run, found without reading the volume (None: it goes to a worker)."""
+def cached_job(volume_path: str, modality: str, defacer_name: str, defacer_params: dict, cache_dir: str,
+               brain_path: str | None = None) -> dict | None:
+    """A job finished by an earlier run, found without reading the volumes (None: it goes to a worker)."""
     from harness.imaging.io.lazy import HashMemo
 
     t0 = time.perf_counter()
     memo = HashMemo(cache_dir)
     try:
         volume_hash = memo.content_hash(memo.key(volume_path, modality=modality))
+        reference_hash = memo.content_hash(memo.key(brain_path, modality="MR")) if brain_path else None
     except OSError:
         return None
-    record = volume_hash and defacers.cached_record(defacers.get(defacer_name, **defacer_params), volume_hash, cache_dir)
+    if not volume_hash or (brain_path and not reference_hash):
+        return None
+    record = defacers.cached_record(defacers.get(defacer_name, **defacer_params), volume_hash, cache_dir, reference_hash)
     if not record:
         return None
     return {"status": "ok", "qc": record["qc"], "timings": record.get("timings", {}), "computed": False,
@@ -91,8 +102,9 @@ class DefaceStage:
         self.seconds = 0.0
 
     def jobs(self, todo: Iterable[WorkItem]) -> dict[tuple, list[tuple]]:
-        """(volume file, condition, its parameters for this volume as JSON) -> the (task, case, role, condition) keys
-        it serves. The parameters tell two precomputed files for one original apart (two manifests, one volume)."""
+        """(volume file, condition, its parameters for this volume as JSON, brain reference file or "") -> the (task,
+        case, role, condition) keys it serves. The parameters tell two precomputed files for one original apart (two
+        manifests, one volume)."""
         jobs: dict[tuple, list[tuple]] = {}
         for item in todo:
             if item.is_reference:
@@ -101,7 +113,8 @@ class DefaceStage:
             for role in self.ctx.tasks[item.task].roles:
                 key = (item.task, item.case_id, role, item.condition)
                 _, params = self.ctx.case_defacer_spec(item.condition, case, role)
-                users = jobs.setdefault((str(case.volumes[role]), item.condition, canonical_json(params)), [])
+                reference = self.ctx.brain_reference_file(item.task, case, role) or ""
+                users = jobs.setdefault((str(case.volumes[role]), item.condition, canonical_json(params), str(reference)), [])
                 if key not in users:
                     users.append(key)
         return jobs
@@ -113,7 +126,7 @@ class DefaceStage:
         if not jobs:
             return results
         args = {job: (job[0], self._modality(jobs[job][0]), self.ctx.defacer_specs[job[1]][0], json.loads(job[2]),
-                      str(self.ctx.cache_dir)) for job in jobs}
+                      str(self.ctx.cache_dir), job[3] or None) for job in jobs}
         recorded = store.qc_keys()
         t0 = time.perf_counter()
         try:
@@ -130,7 +143,7 @@ class DefaceStage:
                     self._collect(((job, f.result()) for job, f in futures.items()), jobs, results, store, recorded, progress)
         finally:
             self.seconds += time.perf_counter() - t0
-        for line in qc_warnings((condition, results[users[0]]["qc"]) for (_, condition, _), users in jobs.items() if users[0] in results):
+        for line in qc_warnings((condition, results[users[0]]["qc"]) for (_, condition, _, _), users in jobs.items() if users[0] in results):
             progress.log(line)
         return results
 
@@ -146,8 +159,10 @@ class DefaceStage:
                 task, case_id, role, condition = key
                 if key not in recorded:
                     defacer = self.ctx.case_defacer(condition, self.ctx.case(task, case_id), role)
+                    measured_with = res["qc"].get("brain_mask_from") == "reference"  # not when on another grid
+                    brain_role = self.ctx.tasks[task].brain_mask_role if measured_with else role
                     store.append_qc({"task": task, "case_id": case_id, "role": role, "condition": condition,
-                                     "defacer": defacer.identity, "status": res["status"],
+                                     "brain_mask_role": brain_role, "defacer": defacer.identity, "status": res["status"],
                                      "error": res["error"], "seconds": round(res["seconds"], 3), "qc": res["qc"]})
                     recorded.add(key)
             progress.advance("deface", failed=res["status"] != "ok")

@@ -172,6 +172,11 @@ class Runner:
         name, params = self.case_defacer_spec(condition, case, role)
         return self.defacers[condition] if params == self.defacer_specs[condition][1] else defacers.get(name, **params)
 
+    def brain_reference_file(self, task: str, case, role: str):
+        """The case file whose brain mask measures the QC of `role` (Task.brain_mask_role), when it is another role."""
+        brain_role = self.tasks[task].brain_mask_role
+        return case.volumes.get(brain_role) if brain_role not in (None, role) else None
+
     def case_identity(self, condition: str, case, roles) -> dict:
         """The condition's identity for one case: the shared one, plus the identity of each role whose defacer is
         specific to the case (a precomputed file's content hash), so a changed file gets new sample ids."""

@@ -48,8 +48,12 @@ class SampleStage:
                 out[role] = original
             else:
                 defacer = self.ctx.case_defacer(item.condition, case, role)
+                # the brain reference is part of the defacer cache key: pass what the deface stage passed
+                brain_role = self.ctx.tasks[item.task].brain_mask_role
+                reference = None if self.ctx.brain_reference_file(item.task, case, role) is None else self._kept(
+                    (item.task, item.case_id, brain_role, None), lambda: case.load_remembered(brain_role, self.ctx.cache_dir))
                 out[role] = self._kept((item.task, item.case_id, role, item.condition),
-                                       lambda: defacers.defaced_volume(defacer, original, self.ctx.cache_dir))
+                                       lambda: defacers.defaced_volume(defacer, original, self.ctx.cache_dir, reference))
         return out
 
     def _kept(self, key: tuple, make):

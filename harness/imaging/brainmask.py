@@ -76,6 +76,8 @@ def mr_brain_mask(volume: Volume, *, erode_mm: float = 6.0, scalp_mm: float = 12
     lo = float(coarse.min())
     hi = float(np.percentile(coarse, 99.5))
     head = _fill_holes(coarse > lo + 0.1 * (hi - lo))
+    if not head.any():  # a uniform volume: no head, so no brain (it crashed here before)
+        return np.zeros(volume.shape, dtype=bool)
     tissue_level = _otsu(coarse[head])
     # The brain lies under >= scalp_mm of scalp and skull, and within height_mm below the top of the head
     # (vertex to foramen magnum); both keep the mask out of scalp fat and the neck.

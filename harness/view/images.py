@@ -152,6 +152,7 @@ class ImageSource:
     def _load(self, manifest: dict, sample: Sample, role: str):
         import defacers
         from harness.data import load_cohort
+        from tasks import get_task
 
         config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
         source, limit = config.get("cohort"), config.get("limit")
@@ -171,7 +172,11 @@ class ImageSource:
         if str(defacer.identity.get("version")) != str(identity.get("version")):
             raise HarnessError(f"the run used {defacer.name} version {identity.get('version')}, "
                                f"this machine has {defacer.identity.get('version')}")
-        if defacers.cached_record(defacer, volume.content_hash, self.cache_dir) is None:  # never deface here
+        # the QC's brain reference (the case's T1 for the tumour tasks) is part of the defacer cache key
+        brain_role = get_task(sample.task).brain_mask_role
+        reference = case.load(brain_role) if brain_role not in (None, role) and brain_role in case.volumes else None
+        reference_hash = None if reference is None else reference.content_hash
+        if defacers.cached_record(defacer, volume.content_hash, self.cache_dir, reference_hash) is None:  # never deface here
             raise HarnessError(f"the {sample.condition} volume of case {sample.case_id} ({role}) is not in the "
                                f"defacer cache {self.cache_dir}; `harness eval` on this machine puts it there")
-        return defacers.defaced_volume(defacer, volume, self.cache_dir)
+        return defacers.defaced_volume(defacer, volume, self.cache_dir, reference)

@@ -22,7 +22,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from tasks.tumor.vocabulary import DIAGNOSES, ROLE_NAMES, ROLES
+from tasks.tumor.vocabulary import BRAIN_MASK_ROLE, DIAGNOSES, ROLE_NAMES, ROLES
 from harness.models.scripted import call, register_scripted, step_number
 from harness.core.parsing import parse_answer
 from harness.scoring.stats import cohen_kappa
@@ -133,7 +133,7 @@ class TumorDxTask(Task):
     title = "Brain tumour diagnosis"
     description = ("Diagnose a brain tumour MR (T1, T1c, T2, FLAIR) as glioblastoma, low-grade glioma, metastases or "
                    "meningioma, with the key findings (enhancement, necrosis, oedema, location, count, side).")
-    roles = ROLES
+    roles, brain_mask_role = ROLES, BRAIN_MASK_ROLE
     truth_fields = (
         TruthField("diagnosis", "text", "the lesion class", required=True, choices=DIAGNOSES),
         TruthField("findings", "object", "enhancement (ring|solid|homogeneous|none), location (intra-axial|extra-axial), "

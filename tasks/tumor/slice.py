@@ -30,7 +30,7 @@ from tasks.common import image_array, prompt_messages, render_views, text_of
 from tasks.tumor.analysis import (analyse, axial_count, brain_montage, read_tile_layout,
                                  slice_geometry, stack_from_images, tool_montages)
 from tasks.tumor.phantom import PHANTOMS, slice_areas
-from tasks.tumor.vocabulary import ROLE_NAMES, ROLES
+from tasks.tumor.vocabulary import BRAIN_MASK_ROLE, ROLE_NAMES, ROLES
 
 HIT_TOLERANCE_MM = 5.0
 SINGLE_ROLES = ("flair", "t2", "t1", "t1c")  # T1 beside T1c: enhancement is what is brighter after contrast
@@ -59,7 +59,7 @@ class TumorSliceTask(Task):
     title = "Representative tumour slice"
     description = ("Pick the axial slice with the largest tumour (FLAIR/T2 abnormality and enhancing tumour) on a "
                    "brain tumour MR; scored by the distance in mm to the ground-truth slice.")
-    roles = ROLES
+    roles, brain_mask_role = ROLES, BRAIN_MASK_ROLE
     truth_fields = (
         TruthField("best_slice", "integer", "axial slice with the largest tumour area (any label > 0)", required=True,
                    minimum=0, from_mask="seg"),
