@@ -156,6 +156,7 @@ def test_the_deface_stage_measures_every_tumour_contrast_with_the_t1_mask(tmp_pa
     from harness.data.case import Case
     from harness.engine.deface_stage import DefaceStage, deface_job
     from harness.engine.grid import WorkItem
+    from harness.engine.runner import Runner
     from harness.imaging.io import save_nifti
     from tasks import get_task
 
@@ -164,18 +165,20 @@ def test_the_deface_stage_measures_every_tumour_contrast_with_the_t1_mask(tmp_pa
     paths = {role: save_nifti(v, tmp_path / f"{role}.nii.gz") for role, v in (("t1", t1), ("t1c", flair), ("t2", flair), ("flair", flair))}
     tumor, nph = get_task("tumor-dx"), get_task("nph-evans")
     cases = {("tumor-dx", "c1"): Case("c1", "tumor-dx", paths, {}), ("nph-evans", "c1"): Case("c1", "nph-evans", {"t1": paths["flair"]}, {})}
-    ctx = SimpleNamespace(tasks={"tumor-dx": tumor, "nph-evans": nph}, case=lambda task, case_id: cases[task, case_id])
+    ctx = SimpleNamespace(tasks={"tumor-dx": tumor, "nph-evans": nph}, case=lambda task, case_id: cases[task, case_id],
+                          case_defacer_spec=lambda condition, case, role: (condition, {}))
+    ctx.brain_reference_file = lambda task, case, role: Runner.brain_reference_file(ctx, task, case, role)
     items = [WorkItem("s1", "tumor-dx", "c1", "test:front-half", "m", "single", {}),
              WorkItem("s2", "nph-evans", "c1", "test:front-half", "m", "single", {})]
     jobs = DefaceStage(ctx).jobs(items)
     t1_path = str(paths["t1"])
-    assert jobs[(str(paths["t1"]), "test:front-half", "")] == [("tumor-dx", "c1", "t1", "test:front-half")]
-    assert (str(paths["flair"]), "test:front-half", t1_path) in jobs
+    assert jobs[(str(paths["t1"]), "test:front-half", "{}", "")] == [("tumor-dx", "c1", "t1", "test:front-half")]
+    assert (str(paths["flair"]), "test:front-half", "{}", t1_path) in jobs
     # the same file read by a task without co-registered contrasts is measured with its own mask: a job apart
-    assert jobs[(str(paths["flair"]), "test:front-half", "")] == [("nph-evans", "c1", "t1", "test:front-half")]
+    assert jobs[(str(paths["flair"]), "test:front-half", "{}", "")] == [("nph-evans", "c1", "t1", "test:front-half")]
     with defacers.defacer_registry.override("test:front-half", FrontHalfRemover):
-        measured = deface_job(str(paths["flair"]), "test:front-half", {}, str(tmp_path / "cache"), t1_path)
-        missing = deface_job(str(paths["flair"]), "test:front-half", {}, str(tmp_path / "cache"), str(tmp_path / "no-t1.nii.gz"))
+        measured = deface_job(str(paths["flair"]), "MR", "test:front-half", {}, str(tmp_path / "cache"), t1_path)
+        missing = deface_job(str(paths["flair"]), "MR", "test:front-half", {}, str(tmp_path / "cache"), str(tmp_path / "no-t1.nii.gz"))
     assert measured["status"] == "ok" and measured["qc"]["brain_mask_from"] == "reference"
     assert measured["qc"]["brain_voxels"] == int(brain_mask(t1).sum())
     assert missing["status"] == "failed" and "no-t1.nii.gz" in missing["error"]["message"]

@@ -246,16 +246,23 @@ def resolve_window(volume: Volume, window) -> tuple[float, float]:
     if volume.modality == "CT":
         return WINDOW_PRESETS["brain"]
     if volume not in _auto_windows:
-        sample = volume.data[window_region(volume)][::2, ::2, ::2].ravel()
-        lo_all, hi_all = float(sample.min()), float(sample.max())
-        head = sample[sample > lo_all + 0.02 * (hi_all - lo_all)]
-        if head.size == 0:
-            head = sample
-        lo, hi = (float(v) for v in np.percentile(head, MR_PERCENTILES))
-        if hi <= lo:
-            lo, hi = lo_all, max(hi_all, lo_all + 1.0)
-        _auto_windows[volume] = ((lo + hi) / 2.0, hi - lo)
+        # kept with the render cache by content: the brain mask behind it costs ~0.5-1 s a volume, and every new view
+        # of the volume (an agent's next slice, harness view) needs the same window
+        centre, width = render_cache.remembered(volume, "mr-auto-window", MR_AUTO_WINDOW, _mr_auto_window)
+        _auto_windows[volume] = (float(centre), float(width))
     return _auto_windows[volume]
+
+
+def _mr_auto_window(volume: Volume) -> list[float]:
+    sample = volume.data[window_region(volume)][::2, ::2, ::2].ravel()
+    lo_all, hi_all = float(sample.min()), float(sample.max())
+    head = sample[sample > lo_all + 0.02 * (hi_all - lo_all)]
+    if head.size == 0:
+        head = sample
+    lo, hi = (float(v) for v in np.percentile(head, MR_PERCENTILES))
+    if hi <= lo:
+        lo, hi = lo_all, max(hi_all, lo_all + 1.0)
+    return [(lo + hi) / 2.0, hi - lo]
 
 
 def window_region(volume: Volume) -> tuple[slice, slice, slice]:
