@@ -38,7 +38,7 @@ def cohort(tmp_path_factory) -> Path:
     manifest = write_sample_cohort("nph-evans", n=2, seed=7, out=root, resolution_scale=2.0)
     for case in root.joinpath("cases").iterdir():
         deface_cmd(volume=case / "t1.nii.gz", defacer="reface", out=case / "t1_reface.nii.gz", qc_png=None,
-                   qc_json=None, cache_dir=root / "cache", param=[], modality=None)
+                   qc_json=None, cache_dir=root / "cache", param=[], modality=None, brain_from=None)
     return manifest
 
 
