@@ -86,7 +86,7 @@ def configure(work: Path, group: Group, children: int) -> None:
     config = {
         "source_paths": list(PACKAGES), "only_mutate": list(group.modules), "also_copy": list(ALSO_COPY),
         "pytest_add_cli_args_test_selection": list(group.tests),
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-x", *group.pytest_args],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-n", "0", "-q", "-x", *group.pytest_args],  # -n 0: one process, which mutmut tracks
         "use_git_change_detection": False, "max_children": children,
     }
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in config.items()]
