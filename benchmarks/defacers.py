@@ -70,12 +70,17 @@ def cohort_qc(name: str) -> dict:
     from harness.core.config import default_cache_dir
     from harness.core.errors import HarnessError
     from harness.data import load_cohort
+    from harness.data.case import CT_ROLES
     from tasks import get_task
 
     defacer = defacers.get(name)
     out = {}
     for task_name in COHORTS:
         task = get_task(task_name)
+        modality = "CT" if any(role in CT_ROLES for role in task.roles) else "MR"
+        if modality not in (getattr(defacer, "modalities", ()) or (modality,)):
+            out[task_name] = {"not_applicable": f"{', '.join(defacer.modalities)} only"}
+            continue
         records, refused = [], 0
         for case in load_cohort(None, task).cases:
             for role in task.roles:

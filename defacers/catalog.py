@@ -93,6 +93,8 @@ def _qc(figures: dict, cohort: str) -> str:
     qc = figures.get("sample_qc", {}).get(cohort)
     if not qc:
         return NOT_MEASURED
+    if qc.get("not_applicable"):
+        return f"n/a ({qc['not_applicable']})"
     if not qc.get("ok"):
         return f"refused {qc['refused']}/{qc['volumes']}"
     cell = f"brain max {qc['brain_voxels_changed_max']:,}, face {qc['face_fraction_changed_mean']:.0%}"
