@@ -60,7 +60,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def _otsu(values: np.ndarray) -> float:
+def otsu(values: np.ndarray) -> float:
     hist, edges = np.histogram(values, bins=256)
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist)
@@ -76,7 +76,7 @@ def mr_brain_mask(volume: Volume, *, erode_mm: float = 6.0, scalp_mm: float = 12
     lo = float(coarse.min())
     hi = float(np.percentile(coarse, 99.5))
     head = _fill_holes(coarse > lo + 0.1 * (hi - lo))
-    tissue_level = _otsu(coarse[head])
+    tissue_level = otsu(coarse[head])
     # The brain lies under >= scalp_mm of scalp and skull, and within height_mm below the top of the head
     # (vertex to foramen magnum); both keep the mask out of scalp fat and the neck.
     depth = ndimage.distance_transform_edt(head) * step
