@@ -66,9 +66,10 @@ def build(run_dirs: Iterable, out_dir, *, tasks: Mapping | None = None, separate
         samples = [s for r in board.runs for s in r.samples if s.task == board.task]
         qc = [q for r in board.runs for q in r.qc if q.get("task") == board.task]
         rejected = [x for r in board.runs for x in r.rejected if x.get("task") == board.task]
+        reid = [x for r in board.runs for x in r.reidentification if x.get("task") == board.task]
         tc = group_cells(samples, qc, rejected)[board.task]
         case_ids |= tc.cases
-        summary = summarize_task(task, tc, privacy_by_defacer(qc))
+        summary = summarize_task(task, tc, privacy_by_defacer(qc, reid))
         facts = board_facts(board, {r.model for r in summary.rows}, {r.defacer for r in summary.rows}, len(tc.cases))
         _write_board(out, board, task, summary, facts, tc, cohort_salt(board.cohort_hash or board.task, salt_dir), nav)
         entries.append((board.name, f"{board.name}.html", summary))

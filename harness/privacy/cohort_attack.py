@@ -81,9 +81,9 @@ def attack_one(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | s
     return attack_volume(volume, defaced, defacer.identity, cache_dir)
 
 
-def attack_cohort(items: list[CohortVolume], conditions: list[str], cache_dir,
-                  progress: Callable[[str], None] | None = None) -> dict:
-    """The re-identification report (see reidentify) of `conditions` (defacer specs) on the cohort volumes."""
+def attack_findings(items: list[CohortVolume], conditions: list[str], cache_dir,
+                    progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+    """(originals, {condition: probes}): the attack's findings on every volume, for reidentify."""
     cache_dir = Path(cache_dir)
     originals: dict[Subject, VolumeFaces] = {}
     defaced: dict[str, dict[Subject, VolumeFaces | str]] = {c: {} for c in conditions if c != ORIGINAL}
@@ -99,4 +99,10 @@ def attack_cohort(items: list[CohortVolume], conditions: list[str], cache_dir,
                 defaced[condition][item.subject] = attack_one(item, condition, cache_dir)
         if progress is not None:
             progress(f"{i}/{len(items)} {item.subject.label}")
-    return reidentification_report(originals, defaced)
+    return originals, defaced
+
+
+def attack_cohort(items: list[CohortVolume], conditions: list[str], cache_dir,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """The re-identification report (see reidentify) of `conditions` (defacer specs) on the cohort volumes."""
+    return reidentification_report(*attack_findings(items, conditions, cache_dir, progress))

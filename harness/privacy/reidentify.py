@@ -18,13 +18,16 @@ people strictly closer. Per condition:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.imaging.face_render import GALLERY_VIEW, PROBE_VIEWS
 from harness.privacy.face_models import SAME_PERSON_DISTANCE, attack_identity
-from harness.privacy.volume_faces import VolumeFaces
 from harness.scoring.stats.bootstrap import bootstrap_ci
+
+if TYPE_CHECKING:  # the statistics are also read by the leaderboard, which needs no renderer or registration
+    from harness.privacy.volume_faces import VolumeFaces
 
 RANKS = (1, 5)
 
@@ -37,14 +40,14 @@ class Subject:
     label: str  # "case/role"
 
 
-def _probe_embeddings(faces: VolumeFaces) -> np.ndarray:
+def _probe_embeddings(faces: "VolumeFaces") -> np.ndarray:
     probe_names = {v.name for v in PROBE_VIEWS}
     rows = [f.embedding for name, f in sorted(faces.findings.items()) if name in probe_names and f.embedding is not None]
     return np.asarray(rows, dtype=np.float64).reshape(-1, 128)
 
 
 class Gallery:
-    def __init__(self, originals: dict[Subject, VolumeFaces]):
+    def __init__(self, originals: dict[Subject, "VolumeFaces"]):
         people, rows = [], []
         for subject, faces in originals.items():
             found = faces.findings.get(GALLERY_VIEW.name)
@@ -81,44 +84,72 @@ def _rate(hits: list[bool]) -> dict:
     return {"value": round(float(res.estimate), 4), "ci": ci}
 
 
-def score_condition(gallery: Gallery, probes: dict[Subject, VolumeFaces | str]) -> dict:
-    """Scores of one condition: probes map a subject to its findings, or to why it was not probed (a refusal)."""
-    no_face = {s.label: p for s, p in probes.items() if isinstance(p, str)}
-    no_face.update({s.label: p.no_face for s, p in probes.items() if not isinstance(p, str) and p.no_face})
-    seen = {s: p for s, p in probes.items() if not isinstance(p, str) and not p.no_face}
-    detected = [bool(len(_probe_embeddings(p))) for p in seen.values()]
-    ranks, same = [], []
-    for subject, faces in seen.items():
-        if subject.person not in gallery.people:
-            continue
-        rank, distance = gallery.rank(subject.person, _probe_embeddings(faces))
-        ranks.append(rank)
-        same.append(distance < SAME_PERSON_DISTANCE)
-    out = {"n": len(seen), "detected": round(float(np.mean(detected)), 4) if detected else None,
-           "n_ranked": len(ranks)}
-    for k in RANKS:
-        rate = _rate([r is not None and r <= k for r in ranks])
-        out[f"rank{k}"], out[f"rank{k}_ci"] = rate["value"], rate["ci"]
-    out["same_person"] = round(float(np.mean(same)), 4) if same else None
-    out["chance_rank1"] = round(1.0 / len(gallery.people), 4) if gallery.people else None
-    out["no_face"] = dict(sorted(no_face.items()))
+def probe_outcomes(gallery: Gallery, probes: dict[Subject, "VolumeFaces | str"]) -> list[dict]:
+    """One record per probe (what a run folder keeps: no embedding, no image): its label and person, why it had no
+    face in view (a refusal or a no-face original), whether a face was found, its person's rank and distance."""
+    out = []
+    for subject, faces in probes.items():
+        rec = {"label": subject.label, "person": subject.person, "no_face": None, "detected": False,
+               "in_gallery": subject.person in gallery.people, "rank": None, "distance": None,
+               "gallery_people": len(gallery.people)}
+        reason = faces if isinstance(faces, str) else faces.no_face
+        if reason:
+            rec["no_face"] = reason
+        else:
+            embeddings = _probe_embeddings(faces)
+            rec["detected"] = bool(len(embeddings))
+            if rec["in_gallery"]:
+                rank, distance = gallery.rank(subject.person, embeddings)
+                rec["rank"], rec["distance"] = rank, (None if rank is None else round(distance, 4))
+        out.append(rec)
     return out
 
 
-def reidentification_report(originals: dict[Subject, VolumeFaces], defaced: dict[str, dict[Subject, VolumeFaces | str]]) -> dict:
-    """The whole attack as one JSON-ready object: originals (gallery detection, positive control) and per defacer."""
+def summarize_outcomes(outcomes: list[dict]) -> dict:
+    """The scores of one condition from its probe records (see the module doc)."""
+    seen = [o for o in outcomes if not o.get("no_face")]
+    ranked = [o for o in seen if o.get("in_gallery")]
+    ranks = [o.get("rank") for o in ranked]
+    out = {"n": len(seen), "detected": round(float(np.mean([bool(o.get("detected")) for o in seen])), 4) if seen else None,
+           "n_ranked": len(ranked)}
+    for k in RANKS:
+        rate = _rate([r is not None and r <= k for r in ranks])
+        out[f"rank{k}"], out[f"rank{k}_ci"] = rate["value"], rate["ci"]
+    same = [o.get("distance") is not None and o["distance"] < SAME_PERSON_DISTANCE for o in ranked]
+    out["same_person"] = round(float(np.mean(same)), 4) if same else None
+    people = max((int(o.get("gallery_people") or 0) for o in outcomes), default=0)
+    out["chance_rank1"] = round(1.0 / people, 4) if people else None
+    out["no_face"] = dict(sorted((o["label"], o["no_face"]) for o in outcomes if o.get("no_face")))
+    return out
+
+
+def score_condition(gallery: Gallery, probes: dict[Subject, "VolumeFaces | str"]) -> dict:
+    """Scores of one condition: probes map a subject to its findings, or to why it was not probed (a refusal)."""
+    return summarize_outcomes(probe_outcomes(gallery, probes))
+
+
+def condition_outcomes(originals: dict[Subject, "VolumeFaces"], defaced: dict[str, dict[Subject, "VolumeFaces | str"]]) -> dict[str, list[dict]]:
+    """Probe records per condition, the originals' positive control under "original"."""
     gallery = Gallery(originals)
     # a volume whose original shows no face has no face in view under any defacer either
     unseen = {s: f.no_face for s, f in originals.items() if f.no_face}
-    defaced = {name: {s: unseen.get(s, p) for s, p in probes.items()} for name, probes in defaced.items()}
-    control = score_condition(gallery, originals)
+    out = {"original": probe_outcomes(gallery, originals)}
+    for name, probes in defaced.items():
+        out[name] = probe_outcomes(gallery, {s: unseen.get(s, p) for s, p in probes.items()})
+    return out
+
+
+def reidentification_report(originals: dict[Subject, "VolumeFaces"], defaced: dict[str, dict[Subject, "VolumeFaces | str"]]) -> dict:
+    """The whole attack as one JSON-ready object: originals (gallery detection, positive control) and per defacer."""
+    outcomes = condition_outcomes(originals, defaced)
+    control = summarize_outcomes(outcomes.pop("original"))
     shown = [f for s, f in originals.items() if f.no_face is None]
     gallery_found = [f.findings.get(GALLERY_VIEW.name) is not None and f.findings[GALLERY_VIEW.name].detected for f in shown]
     return {
         "attack": attack_identity(),
         "originals": {"n": len(shown), "detected": round(float(np.mean(gallery_found)), 4) if gallery_found else None,
-                      "gallery_people": len(gallery.people),
+                      "gallery_people": len(Gallery(originals).people),
                       "control_rank1": control["rank1"], "control_rank1_ci": control["rank1_ci"],
                       "control_same_person": control["same_person"], "no_face": control["no_face"]},
-        "defacers": {name: score_condition(gallery, probes) for name, probes in defaced.items()},
+        "defacers": {name: summarize_outcomes(records) for name, records in outcomes.items()},
     }
