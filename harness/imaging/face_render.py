@@ -27,6 +27,9 @@ from harness.imaging.brainmask import otsu
 
 # Names the render recipe; it goes into every cache key of what is computed from renders.
 FACE_RENDER_VERSION = "raycast-1"
+# Written into every face render PNG (an uncompressed text chunk): the leaderboard's publish scan refuses any file
+# that carries it, wherever it was copied to.
+FACE_RENDER_MARK = "harness face render: shows a face, never to be published"
 PIXEL_MM = 1.0
 # The window around the anchor (between the eyes), in mm: wide enough for the face at 30 degrees of yaw, from
 # the forehead to below the chin.
@@ -89,8 +92,12 @@ class FaceRender:
     hit_fraction: float  # share of the window's rays that met skin
 
     def png(self) -> bytes:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("harness", FACE_RENDER_MARK)
         buf = io.BytesIO()
-        Image.fromarray(self.image, mode="L").save(buf, format="PNG")
+        Image.fromarray(self.image, mode="L").save(buf, format="PNG", pnginfo=info)
         return buf.getvalue()
 
 

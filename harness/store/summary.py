@@ -186,6 +186,12 @@ class Privacy:
     # plus "attack": the models' name and dlib version); None when the privacy stage did not run
     reidentification: dict | None = None
 
+    def reid(self, k: int = 1) -> Estimate:
+        """Rank-k re-identification (share of probes whose own person the attack ranked k or better) with its CI."""
+        r = self.reidentification or {}
+        low, high = r.get(f"rank{k}_ci") or (None, None)
+        return Estimate(r.get(f"rank{k}"), low, high, int(r.get("n_ranked") or 0))
+
     def to_dict(self) -> dict:
         return {"volumes": self.volumes, "refused": self.refused, "failed": self.failed,
                 "reidentification": self.reidentification,
