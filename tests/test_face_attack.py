@@ -120,3 +120,10 @@ def test_faces_cli_writes_the_views(head, tmp_path):
     res = CliRunner().invoke(app, ["faces", str(tmp_path / "head.nii.gz"), "--out", str(tmp_path / "faces")])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "faces").glob("*.png")) == sorted(f"head-{v.name}.png" for v in VIEWS)
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text("{}")
+    (run_dir / "samples.jsonl").write_text("")
+    refused = CliRunner().invoke(app, ["faces", str(tmp_path / "head.nii.gz"), "--out", str(run_dir / "qc" / "faces")])
+    assert refused.exit_code != 0 and "never go into a run folder" in str(refused.exception)
+    assert not (run_dir / "qc").exists()

@@ -26,6 +26,18 @@ needed. Results are cached by content: a second run reads them back.
 """
 
 
+def _refuse_shared_folder(out: Path) -> None:
+    """Face renders never go into a run folder or a leaderboard folder (both are made to be shared)."""
+    from harness.store.run_store import MANIFEST, SAMPLES
+    from leaderboard.built_files import BUILD_FILE
+
+    for folder in (out.resolve(), *out.resolve().parents):
+        if (folder / MANIFEST).is_file() and (folder / SAMPLES).is_file():
+            raise HarnessError(f"{out}: inside the run folder {folder}; face renders never go into a run folder")
+        if (folder / BUILD_FILE).is_file():
+            raise HarnessError(f"{out}: inside the leaderboard folder {folder}; face renders are never published")
+
+
 def faces_cmd(
     volume: Path = typer.Argument(..., help="A NIfTI file, a DICOM file, or a folder of DICOM files."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNGs (created)."),
@@ -40,6 +52,7 @@ def faces_cmd(
     from harness.imaging.io import load_volume
     from harness.privacy.pose import face_pose
 
+    _refuse_shared_folder(out)
     original = load_volume(volume, modality=modality)
     try:
         pose = face_pose(original)
