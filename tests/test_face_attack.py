@@ -127,3 +127,27 @@ def test_faces_cli_writes_the_views(head, tmp_path):
     refused = CliRunner().invoke(app, ["faces", str(tmp_path / "head.nii.gz"), "--out", str(run_dir / "qc" / "faces")])
     assert refused.exit_code != 0 and "never go into a run folder" in str(refused.exception)
     assert not (run_dir / "qc").exists()
+
+
+def test_privacy_cli_prints_one_json_object_and_names_a_volume_without_a_face(head, tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import _register, app
+
+    _register()
+    save_nifti(head, tmp_path / "a" / "t1.nii.gz")
+    save_nifti(Volume(np.zeros(head.shape, np.float32), head.affine, "MR"), tmp_path / "b" / "t1.nii.gz")
+    rows = [{"id": "a", "volumes": {"t1": "a/t1.nii.gz"}, "truth": {"evans_ratio": 0.3}},
+            {"id": "b", "volumes": {"t1": "b/t1.nii.gz"}, "truth": {"evans_ratio": 0.3}}]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["privacy", "--cohort", str(tmp_path / "manifest.jsonl"), "--task", "nph-evans", "-d", "quickshear",
+            "--json", "--cache-dir", str(tmp_path / "cache")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    o, q = report["originals"], report["defacers"]["quickshear"]
+    assert (o["n"], o["detected"], o["gallery_people"]) == (1, 1.0, 1)
+    assert o["control_rank1"] == 1.0  # its own re-renders rank it first (the only person: chance is 100 %)
+    assert list(o["no_face"]) == ["b/t1"] and "blank" in o["no_face"]["b/t1"]
+    assert q["n"] == 1 and q["chance_rank1"] == 1.0 and list(q["no_face"]) == ["b/t1"]
+    assert set(q) >= {"detected", "rank1", "rank5", "same_person"} and 0.0 <= q["detected"] <= 1.0

@@ -21,8 +21,8 @@ PRIVACY_HELP = """Re-identification attack: can a face-recognition model match d
 Renders every volume's face, detects (dlib HOG, CNN fallback), aligns (5 landmarks) and embeds (ResNet, 128-D)
 it; the gallery is the originals' frontal faces, the probes each defacer's outputs, and a positive control the
 originals seen again from other angles and light. Per defacer: face detection rate, rank-1 and rank-5
-identification with bootstrap 95 % CIs, and the share within dlib's 0.6 same-person distance. No ground truth is
-needed. Results are cached by content: a second run reads them back.
+identification with bootstrap 95 % CIs, and the share within dlib's 0.6 same-person distance. The attack uses no
+ground truth. Results are cached by content: a second run reads them back.
 """
 
 

@@ -41,6 +41,9 @@ class PrivacyStage:
         except HarnessError as exc:  # dlib missing, or a cohort file unreadable: the samples are all kept
             progress.log(f"privacy stage skipped: {exc}")
             return
+        except Exception as exc:  # a bug in the attack must not cost the run its summary
+            progress.log(f"privacy stage failed ({type(exc).__name__}: {exc}); the run's samples are kept")
+            return
         finally:
             self.seconds += time.perf_counter() - t0
         store.write_reidentification(records)

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 import defacers
 from harness.core.errors import HarnessError
 from harness.data.case import Case
+from harness.privacy.pose import NoFaceInView
 from harness.privacy.reidentify import Subject, reidentification_report
 from harness.privacy.volume_faces import ORIGINAL, VolumeFaces, attack_volume, cached_faces
 
@@ -78,7 +79,10 @@ def attack_one(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | s
         defaced = defacers.deface_cached(defacer, volume, cache_dir).volume
     except HarnessError as exc:
         return f"not defaced: {exc}"
-    return attack_volume(volume, defaced, defacer.identity, cache_dir)
+    try:
+        return attack_volume(volume, defaced, defacer.identity, cache_dir)
+    except NoFaceInView as exc:  # e.g. a defaced volume on another grid than its original
+        return str(exc)
 
 
 def attack_findings(items: list[CohortVolume], conditions: list[str], cache_dir,

@@ -112,7 +112,8 @@ def attack_volume(original: Volume, probe: Volume, defacer_identity: dict, cache
         faces = VolumeFaces({}, str(exc))
     else:
         if probe.shape != original.shape:
-            raise ValueError(f"the defaced volume's grid {probe.shape} differs from the original's {original.shape}")
+            raise NoFaceInView(f"no face in view: the defaced volume's grid {probe.shape} differs from the "
+                               f"original's {original.shape}, so the original's pose does not apply")
         views = VIEWS if defacer_identity.get("name") == ORIGINAL else PROBE_VIEWS
         models = face_models()
         findings = {r.view.name: models.find(r.image) for r in render_faces(probe, pose, views)}
