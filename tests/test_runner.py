@@ -346,8 +346,17 @@ def test_the_privacy_stage_attacks_every_volume_and_the_summary_shows_it(task, c
     assert all(set(r) >= {"case_id", "role", "detected", "rank", "distance", "no_face", "attack"} for r in records)
     assert not any(isinstance(v, (list, dict)) for r in records for v in r.values())
     assert not list(first.run_dir.rglob("*.png")), "face renders never enter a run folder"
-    [row] = Summary.from_dict(read_json(first.run_dir / "summary.json")).tasks[0].rows
+    summary = Summary.from_dict(read_json(first.run_dir / "summary.json"))
+    [row] = summary.tasks[0].rows
     reid = row.privacy.reidentification
+    from rich.console import Console
+
+    from harness.results.tables import summary_tables
+
+    console = Console(width=250, record=True)
+    for table in summary_tables(summary):
+        console.print(table)
+    assert "re-identified (rank-1)" in console.export_text()  # what `harness eval` prints at the end
     assert reid["n"] + reid["no_face"] == 1 and reid["detected"] is not None and "dlib" in reid["attack"]
     assert first.stage_seconds["privacy"] > 0
     # a second run reads the attack back from the cache: no model is loaded
