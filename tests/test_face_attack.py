@@ -98,6 +98,9 @@ def test_attack_is_cached_by_content_and_a_cached_answer_runs_no_model(head, tmp
     # another defacer identity is another entry: computed, not answered from the original's
     with pytest.raises(AssertionError, match="cached attack"):
         attack_volume(head, head, {"name": "reface", "version": "x", "params": {}}, tmp_path)
+    reface, deface = ({"name": n, "version": "1", "params": {}} for n in ("reface", "deface"))
+    assert volume_faces.attack_key(head.content_hash, reface) != volume_faces.attack_key(head.content_hash, deface)
+    assert volume_faces.attack_key(head.content_hash, reface) != volume_faces.attack_key("0" * 64, reface)
     files[0].write_text("{not json")  # a damaged entry is computed again, never trusted
     with pytest.raises(AssertionError, match="cached attack"):
         attack_volume(head, head, ORIGINAL, tmp_path)
