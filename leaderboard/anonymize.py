@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.core.config import default_cache_dir
 from harness.core.errors import HarnessError
 from harness.core.redact import KEY_PATTERNS, redact
+from harness.imaging.face_render import FACE_RENDER_MARK
 from leaderboard.built_files import files_of
 
 # Files a leaderboard folder may hold; anything else (volumes, renders of original data, pickles) is never copied.
@@ -92,6 +93,8 @@ def scan(folder: Path, forbidden=()) -> list[str]:
             continue
         binary = path.suffix.lower() == ".png"
         text = _text_of(path)
+        if binary and FACE_RENDER_MARK in text:
+            findings.append(f"{rel}: is a face render (it shows a face); face renders are never published")
         for needle in needles:
             if needle in text:
                 findings.append(f"{rel}: contains {needle[:4]}... (a forbidden string)")

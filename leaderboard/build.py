@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.results.aggregate import AggregateError, group_cells, privacy_by_defacer, summarize_task
+from harness.results.aggregate import AggregateError, group_cells, privacy_by_defacer, reidentification_by_condition, summarize_task
 from harness.store.run_store import read_run
 from harness.core.files import atomic_write_text
 from harness.core.errors import HarnessError
@@ -34,7 +34,7 @@ from leaderboard import plots
 from leaderboard.boards import Board, board_facts, split_boards
 from leaderboard.anonymize import check_clean, clean, cohort_salt, hash_case, scrub_paths
 from leaderboard.built_files import record_build
-from leaderboard.site import agreement_blocks, overview_table, render_page, results_table
+from leaderboard.site import agreement_blocks, overview_table, privacy_table, render_page, results_table
 from leaderboard.tables import columns, flat_record, markdown, to_csv
 
 SCHEMA = "harness-leaderboard/1"
@@ -66,11 +66,14 @@ def build(run_dirs: Iterable, out_dir, *, tasks: Mapping | None = None, separate
         samples = [s for r in board.runs for s in r.samples if s.task == board.task]
         qc = [q for r in board.runs for q in r.qc if q.get("task") == board.task]
         rejected = [x for r in board.runs for x in r.rejected if x.get("task") == board.task]
+        reid = [x for r in board.runs for x in r.reidentification if x.get("task") == board.task]
         tc = group_cells(samples, qc, rejected)[board.task]
         case_ids |= tc.cases
-        summary = summarize_task(task, tc, privacy_by_defacer(qc))
+        summary = summarize_task(task, tc, privacy_by_defacer(qc, reid))
+        board_reid = {cond: r for (t, cond), r in reidentification_by_condition(reid).items() if t == board.task}
         facts = board_facts(board, {r.model for r in summary.rows}, {r.defacer for r in summary.rows}, len(tc.cases))
-        _write_board(out, board, task, summary, facts, tc, cohort_salt(board.cohort_hash or board.task, salt_dir), nav)
+        _write_board(out, board, task, summary, facts, tc, cohort_salt(board.cohort_hash or board.task, salt_dir), nav,
+                     board_reid)
         entries.append((board.name, f"{board.name}.html", summary))
         index_boards.append({"name": board.name, "task": board.task, "page": f"{board.name}.html",
                              "title": summary.title, "description": scrub_paths(str(getattr(task, "description", ""))),
@@ -109,7 +112,8 @@ def _prepare(out: Path, run_dirs: list[Path]) -> Path:
     return out
 
 
-def _write_board(out: Path, board: Board, task, summary, facts: dict, tc, salt: bytes, nav: list[dict]) -> None:
+def _write_board(out: Path, board: Board, task, summary, facts: dict, tc, salt: bytes, nav: list[dict],
+                 reidentification: dict[str, dict]) -> None:
     name = board.name
     records = [flat_record(summary, row, facts) for row in summary.rows]
     atomic_write_text(out / "results" / f"{name}.csv", to_csv(records))
@@ -136,7 +140,9 @@ def _write_board(out: Path, board: Board, task, summary, facts: dict, tc, salt: 
                        summary=summary, description=scrub_paths(str(getattr(task, "description", ""))), facts=facts,
                        results=results_table(summary), figures=figures, agreement=agreement_blocks(summary),
                        name=name, headline=headline, headline_label=label, primary=primary,
-                       harness_versions=facts["harness_versions"], built=_today())
+                       harness_versions=facts["harness_versions"], built=_today(),
+                       privacy=privacy_table(reidentification),
+                       attack=", ".join(sorted({str(r.get("attack")) for r in reidentification.values()})))
     atomic_write_text(out / f"{name}.html", html)
 
 

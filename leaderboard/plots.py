@@ -75,9 +75,11 @@ def _legend(ax, defacers, models, colour, marker) -> None:
 
 
 def tradeoff(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
-    """Privacy (face voxels changed, %) vs the primary fidelity metric; one point per defacer x model."""
+    """Privacy vs the primary fidelity metric; one point per defacer x model. Privacy is rank-1 re-identification by
+    the face-recognition attack when the runs had the privacy stage, else the share of face voxels changed."""
     fid = summary.fidelity_metrics[0] if summary.fidelity_metrics else None
-    points = [(r, r.privacy.face_fraction_changed, r.fidelity.get(fid["name"]) if fid else None)
+    reid = any(r.privacy is not None and r.privacy.reidentification for r in summary.rows)
+    points = [(r, r.privacy.reid(1) if reid else r.privacy.face_fraction_changed, r.fidelity.get(fid["name"]) if fid else None)
               for r in summary.rows if r.privacy is not None]
     points = [(r, x, y) for r, x, y in points if x.value is not None and y is not None and y.value is not None]
     if not points:
@@ -90,14 +92,18 @@ def tradeoff(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
         ax.errorbar(xv, yv, xerr=xerr, yerr=yerr, fmt=marker[(r.model, r.mode)], color=colour[r.defacer],
                     ms=7, capsize=3, lw=1.2)
     _legend(ax, defacers, models, colour, marker)
-    ax.set_xlabel("privacy: face-region head voxels changed (%)  →  more face removed")
+    ax.set_xlabel("re-identified by face recognition, rank-1 (%)  ←  more private" if reid
+                  else "privacy: face-region head voxels changed (%)  →  more face removed")
     better = "higher is better" if fid.get("higher_is_better") else "lower is better"
     ax.set_ylabel(f"fidelity: {_label(fid)}  ({better})")
     ax.set_title(f"{summary.task}: privacy vs fidelity (95% CI)", loc="left")
     _save(fig, out, stem)
     return Figure(stem, "Privacy vs fidelity",
-                  f"Each point is one defacer with one model; whiskers are bootstrap 95% CIs over cases (x over "
-                  f"defaced volumes, y over paired cases). Fidelity: {fid['description']}.")
+                  "Each point is one defacer with one model; whiskers are bootstrap 95% CIs over cases (x over "
+                  "defaced volumes, y over paired cases). "
+                  + ("Privacy: the share of defaced volumes a face-recognition attack (dlib) matched to their own "
+                     "original first. " if reid else "")
+                  + f"Fidelity: {fid['description']}.")
 
 
 def deltas(summary: TaskSummary, out: Path, stem: str) -> Figure | None:

@@ -80,7 +80,9 @@ def results_table(summary: TaskSummary) -> HtmlTable:
     for m in summary.fidelity_metrics:
         h.append({"label": f"fidelity: {m['name']}", "unit": m.get("unit") or ("higher is better" if m.get("higher_is_better") else "lower is better"),
                   "title": m["description"]})
-    h += [{"label": "face changed", "unit": "%", "title": "share of face-region head voxels changed"},
+    h += [{"label": "re-identified", "unit": "rank-1 %", "title": "share of defaced volumes a face-recognition attack "
+           "matched to their own original first (lower is more private)"},
+          {"label": "face changed", "unit": "%", "title": "share of face-region head voxels changed"},
           {"label": "face surface", "unit": "mm", "title": "mean change of the face surface seen from the front"},
           {"label": "brain voxels changed", "unit": "mean / max", "title": "brain-mask voxels the defacer changed"},
           {"label": "refused", "unit": "volumes", "title": "volumes the defacer refused or failed on"},
@@ -110,7 +112,8 @@ def _result_cells(summary: TaskSummary, row: SummaryRow, acc, cat) -> list[Cell]
     for m in summary.fidelity_metrics:
         cells.append(est_cell(row.fidelity.get(m["name"])))
     pv = row.privacy
-    cells += [est_cell(pv.face_fraction_changed if pv else None, 1, 100.0),
+    cells += [est_cell(pv.reid(1) if pv and pv.reidentification else None, 0, 100.0),
+              est_cell(pv.face_fraction_changed if pv else None, 1, 100.0),
               est_cell(pv.face_surface_change_mm if pv else None, 1)]
     if pv and pv.brain_voxels_changed_max is not None:
         cells.append(Cell(f"{pv.brain_voxels_changed_mean:,.0f} / {pv.brain_voxels_changed_max:,}",
@@ -121,6 +124,29 @@ def _result_cells(summary: TaskSummary, row: SummaryRow, acc, cat) -> list[Cell]
                       f"of {pv.volumes + pv.refused + pv.failed}" if pv else ""))
     cells += [Cell(str(row.n_pairs), row.n_pairs), _cov_cell(row.coverage_original), _cov_cell(row.coverage_defaced)]
     return cells
+
+
+def privacy_table(reidentification: dict[str, dict]) -> HtmlTable | None:
+    """The re-identification attack per condition of one board (task and cohort): the originals' positive control
+    first, then each defacer. None when the runs had no privacy stage."""
+    if not reidentification:
+        return None
+    t = HtmlTable([{"label": "condition"}, {"label": "volumes", "title": "volumes with a face in view"},
+                   {"label": "face detected", "unit": "%"},
+                   {"label": "rank-1", "unit": "%", "title": "own person ranked first among the originals"},
+                   {"label": "rank-5", "unit": "%"},
+                   {"label": "same person", "unit": "%", "title": "within dlib's 0.6 of the own original"},
+                   {"label": "chance rank-1", "unit": "%"},
+                   {"label": "no face in view", "unit": "volumes", "title": "no head, skull-stripped, field of view "
+                    "ends above the face, or refused by the defacer: neither re-identified nor private"}])
+    for name in sorted(reidentification, key=lambda c: (c != "original", c)):
+        r = reidentification[name]
+        ests = [Estimate(r.get(f"rank{k}"), *(r.get(f"rank{k}_ci") or (None, None)), int(r.get("n_ranked") or 0)) for k in (1, 5)]
+        pct = [Cell("–", "") if r.get(k) is None else Cell(f"{100 * r[k]:.0f}", r[k]) for k in ("detected", "same_person", "chance_rank1")]
+        t.rows.append([Cell("original (positive control: other views and light)" if name == "original" else name),
+                       Cell(str(r.get("n", 0)), r.get("n", 0)), pct[0], est_cell(ests[0], 0, 100.0),
+                       est_cell(ests[1], 0, 100.0), pct[1], pct[2], Cell(str(r.get("no_face", 0)), r.get("no_face", 0))])
+    return t
 
 
 def overview_table(entries: list[tuple[str, str, TaskSummary]]) -> HtmlTable:

@@ -7,7 +7,9 @@ Flat record (one per model x mode x defacer; CI = bootstrap 95% over cases, null
   per categorical accuracy metric M:  M_kappa (+CI), M_test
   per set-level accuracy metric M (e.g. macro-F1):  M_original (+CI), M_defaced (+CI), M_delta (+CI; paired bootstrap)
   per fidelity metric F:  fidelity_F (+CI; mean of task.compare over pairs)
-  privacy: face_fraction_changed (+CI), face_surface_change_mm (+CI), brain_voxels_changed_mean,
+  privacy: reid_rank1 (+CI), reid_rank5 (+CI), reid_detected, reid_same_person, reid_chance_rank1, reid_volumes,
+      reid_no_face, reid_attack (the face-recognition attack, null when the privacy stage did not run),
+      face_fraction_changed (+CI), face_surface_change_mm (+CI), brain_voxels_changed_mean,
       brain_voxels_changed_max, qc_volumes, defacer_refusals, defacer_failures
   coverage: original_planned, original_ok, original_unparsable, original_failed, defaced_planned, defaced_ok,
       defaced_unparsable, defaced_failed
@@ -47,7 +49,11 @@ def columns(summary: TaskSummary) -> list[dict]:
     for m in summary.fidelity_metrics:
         cols.append({"name": f"fidelity_{m['name']}", "description": m["description"], "unit": m.get("unit", ""),
                      "higher_is_better": m.get("higher_is_better")})
-    cols += [{"name": "face_fraction_changed", "description": "share of face-region head voxels the defacer changed",
+    cols += [{"name": "reid_rank1", "description": "share of defaced volumes a face-recognition attack matched to their "
+              "own original first (rank-1 re-identification)", "unit": "fraction", "higher_is_better": False},
+             {"name": "reid_detected", "description": "share of defaced volumes where the attack found a face",
+              "unit": "fraction", "higher_is_better": False},
+             {"name": "face_fraction_changed", "description": "share of face-region head voxels the defacer changed",
               "unit": "fraction", "higher_is_better": True},
              {"name": "face_surface_change_mm", "description": "mean change of the face surface seen from the front",
               "unit": "mm", "higher_is_better": True},
@@ -82,6 +88,12 @@ def flat_record(summary: TaskSummary, row: SummaryRow, facts: dict) -> dict:
     for m in summary.fidelity_metrics:
         _put(rec, f"fidelity_{m['name']}", row.fidelity.get(m["name"]))
     p = row.privacy
+    reid = (p.reidentification if p else None) or {}
+    for k in (1, 5):
+        _put(rec, f"reid_rank{k}", p.reid(k) if p and p.reidentification else None)
+    for key in ("detected", "same_person", "chance_rank1"):
+        rec[f"reid_{key}"] = reid.get(key)
+    rec["reid_volumes"], rec["reid_no_face"], rec["reid_attack"] = reid.get("n"), reid.get("no_face"), reid.get("attack")
     _put(rec, "face_fraction_changed", p.face_fraction_changed if p else None)
     _put(rec, "face_surface_change_mm", p.face_surface_change_mm if p else None)
     rec["brain_voxels_changed_mean"] = p.brain_voxels_changed_mean if p else None
@@ -129,7 +141,7 @@ def markdown(summary: TaskSummary, facts: dict) -> str:
         head += [f"{p} original", f"{p} defaced"]
     head += [f"Δ {m['name']} (p adj.)" for m in acc]
     head += [f"fidelity: {m['name']}" for m in summary.fidelity_metrics]
-    head += ["face changed %", "face surface mm", "brain voxels changed (max)", "pairs", "coverage orig / def"]
+    head += ["re-identified (rank-1) %", "face changed %", "face surface mm", "brain voxels changed (max)", "pairs", "coverage orig / def"]
     lines = [f"## {summary.title or summary.task} (`{summary.task}` v{summary.version})", "",
              "Estimates are means with bootstrap 95% CIs over cases; Δ = defaced − original over complete pairs; "
              f"p adjusted by Benjamini-Hochberg across {summary.test_family}.", "",
@@ -144,7 +156,8 @@ def markdown(summary: TaskSummary, facts: dict) -> str:
             cells.append(f"{fmt(res.delta if res else None, signed=True)} ({fmt_p(res.p_adjusted if res else None)})")
         cells += [fmt(row.fidelity.get(m["name"])) for m in summary.fidelity_metrics]
         pv = row.privacy
-        cells += [fmt(pv.face_fraction_changed if pv else None, 1, 100.0), fmt(pv.face_surface_change_mm if pv else None, 1),
+        cells += [fmt(pv.reid(1) if pv and pv.reidentification else None, 0, 100.0),
+                  fmt(pv.face_fraction_changed if pv else None, 1, 100.0), fmt(pv.face_surface_change_mm if pv else None, 1),
                   "–" if not pv or pv.brain_voxels_changed_max is None else f"{pv.brain_voxels_changed_max:,}",
                   str(row.n_pairs), f"{_cov(row.coverage_original)} / {_cov(row.coverage_defaced)}"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")

@@ -12,5 +12,5 @@ _installed.__enter__()  # for the life of this process (the reference keeps it f
 
 from harness.cli import main  # noqa: E402
 
-sys.argv = ["harness", "eval", *sys.argv[1:]]
+sys.argv = ["harness", "eval", "--no-privacy", *sys.argv[1:]]
 main()

@@ -170,7 +170,7 @@ def test_a_plugin_task_defacer_and_backend_are_listed_and_evaluated(plugin, tmp_
 
     manifest = _write_cohort(tmp_path / "cohort")
     run = _harness(["eval", "--task", "toy-brightness", "--defacer", "toy-blank", "--cohort", str(manifest),
-                    "--out", str(tmp_path / "runs"), "--workers", "1", "--quiet"], plugin, tmp_path)
+                    "--out", str(tmp_path / "runs"), "--workers", "1", "--quiet", "--no-privacy"], plugin, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     [run_dir] = (tmp_path / "runs").iterdir()
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
@@ -189,7 +189,7 @@ def test_a_plugin_task_defacer_and_backend_are_listed_and_evaluated(plugin, tmp_
     assert "echo" in models.stdout and "toy-brightness" in models.stdout  # the plug-in backend and baseline
     echoed = _harness(["eval", "--task", "toy-brightness", "--defacer", "toy-blank", "--cohort", str(manifest),
                        "--model", 'echo:{"brightness": 42}', "--out", str(tmp_path / "runs-echo"), "--workers", "1",
-                       "--quiet"], plugin, tmp_path)
+                       "--quiet", "--no-privacy"], plugin, tmp_path)
     assert echoed.returncode == 0, echoed.stdout + echoed.stderr
     [echo_dir] = (tmp_path / "runs-echo").iterdir()
     answers = [json.loads(line)["answer"] for line in (echo_dir / "samples.jsonl").read_text().splitlines()]

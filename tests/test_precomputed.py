@@ -57,7 +57,7 @@ def with_defaced(manifest: Path, out: Path, files: dict[str, str] | None = None)
 def evaluate(manifest: Path, cohort: Path, tmp_path: Path, defacer_names: list[str]):
     """A run on `manifest`, sharing the cohort's defacer cache (reface's outputs there are reused, not recomputed)."""
     cfg = EvalConfig(tasks=["nph-evans"], defacers=defacer_names, cohort=str(manifest), out=tmp_path / "runs",
-                     cache_dir=cohort.parent / "cache", workers=0, quiet=True)
+                     cache_dir=cohort.parent / "cache", workers=0, quiet=True, privacy=False)
     with runner_fixtures.install():
         return Runner(cfg, argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
 

@@ -48,7 +48,7 @@ def task():
 
 def run(cohort, out, cache, **kw) -> EvalOutcome:
     cfg = EvalConfig(tasks=["nph-evans"], defacers=kw.pop("defacers", ["reface"]), cohort=str(cohort), out=out,
-                     cache_dir=cache, workers=kw.pop("workers", 0), quiet=True, **kw)
+                     cache_dir=cache, workers=kw.pop("workers", 0), quiet=True, privacy=kw.pop("privacy", False), **kw)
     return Runner(cfg, argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
 
 
@@ -334,3 +334,35 @@ def test_defacer_arguments_and_bad_modes():
 def test_unknown_mode_is_a_clear_error(task, cohort, tmp_path):
     with pytest.raises(EvalError, match="has no 'agent' mode; its modes: single"):
         Runner(EvalConfig(tasks=["nph-evans"], defacers=["reface"], cohort=str(cohort), mode="agent", out=tmp_path))
+
+
+def test_the_privacy_stage_attacks_every_volume_and_the_summary_shows_it(task, cohort, tmp_path):
+    pytest.importorskip("dlib", reason="the attack needs the [privacy] extra, which [test] includes")
+    cache = tmp_path / "cache"
+    first = run(cohort, tmp_path / "runs", cache, defacers=["deface"], privacy=True, limit=1)
+    records = [json.loads(line) for line in (first.run_dir / "qc" / "reidentification.jsonl").read_text().splitlines()]
+    # a case x {original (the positive control), deface}: one record each, no image and no embedding
+    assert Counter(r["condition"] for r in records) == {"original": 1, "deface": 1}
+    assert all(set(r) >= {"case_id", "role", "detected", "rank", "distance", "no_face", "attack"} for r in records)
+    assert not any(isinstance(v, (list, dict)) for r in records for v in r.values())
+    assert not list(first.run_dir.rglob("*.png")), "face renders never enter a run folder"
+    summary = Summary.from_dict(read_json(first.run_dir / "summary.json"))
+    [row] = summary.tasks[0].rows
+    reid = row.privacy.reidentification
+    from rich.console import Console
+
+    from harness.results.tables import summary_tables
+
+    console = Console(width=250, record=True)
+    for table in summary_tables(summary):
+        console.print(table)
+    assert "re-identified (rank-1)" in console.export_text()  # what `harness eval` prints at the end
+    assert reid["n"] + reid["no_face"] == 1 and reid["detected"] is not None and "dlib" in reid["attack"]
+    assert first.stage_seconds["privacy"] > 0
+    # a second run reads the attack back from the cache: no model is loaded
+    from harness.privacy import volume_faces
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(volume_faces, "face_models", lambda: pytest.fail("the attack ran again"))
+        again = run(cohort, tmp_path / "runs2", cache, defacers=["deface"], privacy=True, limit=1)
+    assert (again.run_dir / "qc" / "reidentification.jsonl").read_text() == (first.run_dir / "qc" / "reidentification.jsonl").read_text()

@@ -48,7 +48,7 @@ def make_runs(root: Path) -> tuple[list[Path], Path]:
     runs = []
     for mode, models in (("single", []), ("agent", ["scripted:inspect-then-submit"])):
         cfg = EvalConfig(tasks=["nph-evans"], defacers=[DEFACER], models=models, cohort=str(cohort), mode=mode,
-                         out=root / f"runs-{mode}", cache_dir=cache, workers=0, quiet=True)
+                         out=root / f"runs-{mode}", cache_dir=cache, workers=0, quiet=True, privacy=False)
         runs.append(Runner(cfg, argv=["harness", "eval", "--test"]).run(summarize=summarize_run).run_dir)
     add_failed_sample(runs[0])
     return runs, cache

@@ -50,6 +50,7 @@ def eval_cmd(
     max_steps: int = typer.Option(16, "--max-steps", min=1, help="Agent mode: model calls per sample."),
     max_images: int = typer.Option(32, "--max-images", min=1, help="Agent mode: images per sample."),
     serve: bool = typer.Option(False, "--serve", help="Start each vllm:/openai-compatible: model's server (profile serve_command, default `vllm serve MODEL`), wait for health, stop it afterwards."),
+    no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the privacy stage (the face-recognition re-identification attack on every original and defaced volume)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed sample or defacer."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain progress lines instead of bars (for CI logs)."),
 ):
@@ -69,7 +70,7 @@ def eval_cmd(
         resume=resume, concurrency=concurrency, workers=workers, cache_dir=cache_dir, fail_fast=fail_fast,
         retry_failed=retry_failed, quiet=quiet or None, config_file=config, base_url=base_url,
         budget=Budget(max_steps=max_steps, max_images=max_images), serve=serve, timeout_s=timeout,
-        max_retries=max_retries, new_run=new_run,
+        max_retries=max_retries, new_run=new_run, privacy=not no_privacy,
     )
     runner = Runner(cfg, argv=["harness", *sys.argv[1:]], console=console)
     outcome = runner.run(summarize=summarize_run)

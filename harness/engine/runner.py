@@ -5,6 +5,8 @@
     deface    harness.engine.deface_stage: every defaced volume the remaining samples need, once, in a process pool
     samples   harness.engine.sample_stage: render, ask the model or agent, parse, score; each sample appended to the
               run store at once, so a killed run loses only what was in flight
+    privacy   harness.engine.privacy_stage: the re-identification attack on every volume of the run's cases, under
+              original and each defacer (cached by content; off with EvalConfig.privacy = False, `--no-privacy`)
     summary   harness.results.run_summary: summary.json from every sample of the run
 
 The run folder (samples, manifest, QC log, summary) is written only through harness.store.run_store.RunStore.
@@ -24,6 +26,7 @@ import defacers
 from harness.core.config import default_cache_dir, load_config
 from harness.agent.loop import Budget
 from harness.engine.deface_stage import DefaceStage
+from harness.engine.privacy_stage import PrivacyStage
 from harness.engine.errors import EvalError, FailFast
 from harness.engine.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals
 from harness.engine.progress import StageProgress
@@ -69,6 +72,7 @@ class EvalConfig:
     seed: int = 0
     serve: bool = False  # start local model servers for the run (see Runner._start_servers)
     new_run: bool = False  # do not continue a matching run under `out`: start a fresh one
+    privacy: bool = True  # the re-identification attack stage (harness.engine.privacy_stage)
 
     def to_manifest(self) -> dict:
         return {
@@ -139,10 +143,11 @@ class Runner:
         self.cohorts = {}
         self.deface_stage = DefaceStage(self)
         self.sample_stage = SampleStage(self)
+        self.privacy_stage = PrivacyStage(self)
 
     @property
     def stage_seconds(self) -> dict[str, float]:
-        return {"deface": self.deface_stage.seconds, **self.sample_stage.seconds}
+        return {"deface": self.deface_stage.seconds, **self.sample_stage.seconds, "privacy": self.privacy_stage.seconds}
 
     @property
     def model_calls(self) -> int:
@@ -290,6 +295,8 @@ class Runner:
                     if self.cfg.serve and plan.todo:
                         self._start_servers(servers, {i.model for i in plan.todo}, progress)
                     asyncio.run(self.sample_stage.run(plan.todo, store, progress, deface_results))
+                if self.cfg.privacy:
+                    self.privacy_stage.run(items, store, progress)
             summary = summarize(store, self) if summarize else None
             counts = store.counts()
             store.update_manifest(stage_seconds={k: round(v, 3) for k, v in self.stage_seconds.items()},

@@ -60,7 +60,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def _otsu(values: np.ndarray) -> float:
+def otsu(values: np.ndarray) -> float:
     hist, edges = np.histogram(values, bins=256)
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist)
@@ -78,7 +78,7 @@ def mr_brain_mask(volume: Volume, *, erode_mm: float = 6.0, scalp_mm: float = 12
     head = _fill_holes(coarse > lo + 0.1 * (hi - lo))
     if not head.any():  # a uniform volume: no head, so no brain (it crashed here before)
         return np.zeros(volume.shape, dtype=bool)
-    tissue_level = _otsu(coarse[head])
+    tissue_level = otsu(coarse[head])
     # The brain lies under >= scalp_mm of scalp and skull, and within height_mm below the top of the head
     # (vertex to foramen magnum); both keep the mask out of scalp fat and the neck.
     depth = ndimage.distance_transform_edt(head) * step

@@ -52,7 +52,7 @@ LABEL_NAMES = {
 
 # Landmarks of the pydeface template in its voxel grid, read off by eye: eye centres, and the axial level of the
 # foramen magnum below which nothing is intracranial. They only seed the derivation; the shapes come from the image.
-_EYE_CENTRES = ((60, 197, 92), (117, 197, 92))
+TEMPLATE_EYE_CENTRES = ((60, 197, 92), (117, 197, 92))
 _EYE_RADIUS_MM = 11.5
 _BRAIN_SEED = (88, 128, 130)
 _FORAMEN_Z = 62
@@ -113,7 +113,7 @@ def derive_labels(t1: np.ndarray, zooms) -> np.ndarray:
     seed = seeds[_BRAIN_SEED]
     if seed == 0:
         raise AnatomyError("the brain seed of the average head is not in brain tissue; template changed?")
-    eyes, orbits = _eyes(d.shape, zooms, _EYE_CENTRES, head)
+    eyes, orbits = _eyes(d.shape, zooms, TEMPLATE_EYE_CENTRES, head)
     brain = ndi.binary_dilation(seeds == seed, iterations=6) & (d > 110) & (depth > min_depth - 2) & ~orbits
     brain[:, :, : _FORAMEN_Z - 3] = False
     brain = ndi.binary_fill_holes(ndi.binary_closing(brain, iterations=3))

@@ -127,16 +127,17 @@ def group_cells(samples: Iterable[Sample], qc_records: Iterable[dict] = (), reje
 
 
 def aggregate(samples: Iterable[Sample], tasks: Mapping[str, Any], qc_records: Iterable[dict] = (),
-              rejected: Iterable[dict] = ()) -> list[TaskSummary]:
+              rejected: Iterable[dict] = (), reidentification: Iterable[dict] = ()) -> list[TaskSummary]:
     """Per-task summaries of `samples` (any number of runs; duplicates by sample id are merged). `tasks` maps a task
     name to its Task object (declared metrics, compare, agreement); a task in the samples but not in `tasks` is an
-    error. QC records are the defacer QC lines of the same runs; rejected, their rejected cohort rows."""
+    error. QC records are the defacer QC lines of the same runs; rejected, their rejected cohort rows;
+    reidentification, their re-identification probe records."""
     qc = list(qc_records)
     grouped = group_cells(samples, qc, rejected)
     missing = sorted(set(grouped) - set(tasks))
     if missing:
         raise AggregateError(f"no task definition for {', '.join(missing)} (is the task registered?)")
-    privacy = privacy_by_defacer(qc)
+    privacy = privacy_by_defacer(qc, reidentification)
     return [summarize_task(tasks[name], tc, privacy) for name, tc in grouped.items()]
 
 
@@ -296,9 +297,10 @@ def _adjust(rows: list[SummaryRow]) -> None:
 
 # ------------------------------------------------------------------------------------------------- privacy
 
-def privacy_by_defacer(qc_records: Iterable[dict]) -> dict[tuple[str, str], Privacy]:
+def privacy_by_defacer(qc_records: Iterable[dict], reidentification: Iterable[dict] = ()) -> dict[tuple[str, str], Privacy]:
     """(task, defacer) -> Privacy over the distinct defaced volumes (case x role) of that task. A volume QC'd in
-    several runs counts once (an ok record wins over a refused or failed one)."""
+    several runs counts once (an ok record wins over a refused or failed one); so does a volume attacked in several
+    runs (the last record wins: the attack is deterministic)."""
     latest: dict[tuple, dict] = {}
     for rec in qc_records:
         if not isinstance(rec, dict) or rec.get("condition") in (None, REFERENCE):
@@ -323,6 +325,30 @@ def privacy_by_defacer(qc_records: Iterable[dict]) -> dict[tuple[str, str], Priv
             face_fraction_changed=estimate(face), face_surface_change_mm=estimate(surface),
             brain_voxels_changed_mean=float(np.mean(brain)) if brain else None,
             brain_voxels_changed_max=max(brain) if brain else None)
+    for key, reid in reidentification_by_condition(reidentification).items():
+        if key in out:
+            out[key].reidentification = reid
+    return out
+
+
+def reidentification_by_condition(records: Iterable[dict]) -> dict[tuple[str, str], dict]:
+    """(task, condition) -> the attack's scores (harness.privacy.reidentify) from the probe records of the runs;
+    the "original" condition holds the positive control."""
+    from harness.privacy.reidentify import summarize_outcomes
+
+    latest: dict[tuple, dict] = {}
+    for rec in records:
+        if isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("task", "condition", "label")):
+            latest[(rec["task"], rec["condition"], rec["label"])] = rec
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for (task, cond, _), rec in latest.items():
+        groups[(task, cond)].append(rec)
+    out = {}
+    for key, recs in groups.items():
+        scores = summarize_outcomes(recs)
+        scores["no_face"] = len(scores["no_face"])
+        scores["attack"] = str(recs[-1].get("attack", ""))
+        out[key] = scores
     return out
 
 
@@ -353,4 +379,5 @@ def aggregate_runs(run_dirs: Iterable, tasks: Mapping[str, Any] | None = None) -
         from tasks import get_task
 
         tasks = {name: get_task(name) for name in sorted({s.task for s in samples})}
-    return aggregate(samples, tasks, [q for r in runs for q in r.qc], [x for r in runs for x in r.rejected])
+    return aggregate(samples, tasks, [q for r in runs for q in r.qc], [x for r in runs for x in r.rejected],
+                     [x for r in runs for x in r.reidentification])

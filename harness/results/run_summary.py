@@ -8,7 +8,7 @@ import harness
 from harness.core.sample import utc_now
 from harness.results.aggregate import aggregate
 from harness.store.summary import Coverage, Summary
-from harness.store.run_store import read_qc, read_rejected
+from harness.store.run_store import read_qc, read_reidentification, read_rejected
 
 
 def summarize_run(store, runner) -> Summary:
@@ -20,7 +20,8 @@ def summarize_run(store, runner) -> Summary:
         run=store.directory.name, created_at=utc_now(), harness_version=harness.__version__,
         counts=Coverage(planned=len(samples), ok=counts["ok"], unparsable=counts["unparsable"], failed=counts["failed"]),
         failures=dict(failures), stage_seconds={k: round(v, 3) for k, v in runner.stage_seconds.items()},
-        tasks=aggregate(samples, runner.tasks, read_qc(store.directory), read_rejected(store.directory)),
+        tasks=aggregate(samples, runner.tasks, read_qc(store.directory), read_rejected(store.directory),
+                        read_reidentification(store.directory)),
     )
     store.write_summary(summary)
     return summary

@@ -33,13 +33,17 @@ def summary_tables(summary: Summary) -> list:
     for task in summary.tasks:
         table = Table(title=f"{task.task}  ({task.metric}{'' if task.higher_is_better else ', lower is better'}; "
                             f"fidelity: {task.fidelity_metric}; 95% CI)", title_justify="left")
+        # the privacy stage's rank-1 re-identification, when the run had it
+        reid = any(r.privacy is not None and r.privacy.reidentification for r in task.rows)
         for column in ("model", "mode", "defacer", f"{task.metric} original", f"{task.metric} defaced",
-                       f"fidelity ({task.fidelity_metric})", "pairs", "coverage original", "coverage defaced"):
+                       f"fidelity ({task.fidelity_metric})", *(["re-identified (rank-1)"] if reid else []),
+                       "pairs", "coverage original", "coverage defaced"):
             table.add_column(column, overflow="fold")
         for row in task.rows:
             fidelity = row.fidelity.get(task.fidelity_metric) or next(iter(row.fidelity.values()), Estimate(None))
+            shown = [_fmt(row.privacy.reid(1), 2) if row.privacy is not None and row.privacy.reidentification else "-"] if reid else []
             table.add_row(row.model, row.mode or "-", row.defacer, _fmt(row.score_original), _fmt(row.score_defaced), _fmt(fidelity),
-                          str(row.n_pairs), _cov(row.coverage_original), _cov(row.coverage_defaced))
+                          *shown, str(row.n_pairs), _cov(row.coverage_original), _cov(row.coverage_defaced))
         tables.append(table)
         if len(task.accuracy_metrics) > 1 or len(task.fidelity_metrics) > 1:
             tables.extend(metric_tables(task))

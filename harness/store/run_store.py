@@ -4,6 +4,8 @@
     RUN/samples.jsonl   one JSON line per sample outcome, append-only
     RUN/summary.json    aggregates (harness.store.summary), written atomically at the end
     RUN/qc/defacer_qc.jsonl  one line per defaced (task, case, role, condition): status, QC measures, seconds
+    RUN/qc/reidentification.jsonl  one line per attacked (task, case, role, condition): face found, rank of the own
+                        person, distance (no image, no embedding: face renders never enter a run folder)
     RUN/qc/             other QC files (defacing overlays, ...); original renders never leave this folder
     RUN/rejected_rows.jsonl  cohort rows the run could not use: {task, case_id, reason} (counted in coverage)
     RUN/.lock           flock'ed by the one process writing the run; holds its PID (harness.store.lock)
@@ -56,9 +58,10 @@ MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 QC_DIR = "qc"
 QC_LOG = "defacer_qc.jsonl"
+REID_LOG = "reidentification.jsonl"
 REJECTED = "rejected_rows.jsonl"
 __all__ = ["LOCK", "MANIFEST", "QC_DIR", "QC_LOG", "REJECTED", "SAMPLES", "SUMMARY", "RunData", "RunLockedError", "RunStore",
-           "RunStoreError", "ScanResult", "expand_run_dirs", "find_run", "iter_samples", "lock_holder", "new_run_dir", "read_json", "read_qc",
+           "RunStoreError", "ScanResult", "expand_run_dirs", "find_run", "iter_samples", "lock_holder", "new_run_dir", "read_json", "read_qc", "read_reidentification",
            "read_rejected", "read_run", "read_samples", "scan_samples"]
 
 
@@ -321,6 +324,17 @@ class RunStore:
                 continue
         return keys
 
+    def write_reidentification(self, records) -> None:
+        """The re-identification attack's probe records of the whole run, rewritten whole (a resumed run computes
+        them again from the content-keyed cache, so nothing is lost)."""
+        path = self.qc_dir / REID_LOG
+        text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
+        with self._mutex:
+            try:
+                atomic_write_text(path, text)
+            except OSError as exc:
+                raise RunStoreError(path, os_problem(exc, "writing the re-identification records")) from exc
+
     def update_manifest(self, **fields) -> None:
         """Add or replace manifest fields (redacted) and rewrite manifest.json atomically."""
         with self._mutex:
@@ -432,6 +446,12 @@ class RunData:
     samples: list[Sample]
     qc: list[dict]
     rejected: list[dict] = field(default_factory=list)  # cohort rows the run could not use: {task, case_id, reason}
+    reidentification: list[dict] = field(default_factory=list)  # the privacy stage's probe records
+
+
+def read_reidentification(run_dir) -> list[dict]:
+    """The re-identification probe records of a run (none when the privacy stage did not run)."""
+    return _json_records(Path(run_dir) / QC_DIR / REID_LOG, "the re-identification records", warn=False)
 
 
 def read_run(run_dir) -> RunData:
@@ -440,7 +460,8 @@ def read_run(run_dir) -> RunData:
     manifest = read_json(run_dir / MANIFEST)
     if manifest is None:
         raise RunStoreError(run_dir, f"not a run directory (no {MANIFEST})")
-    return RunData(run_dir, manifest, read_samples(run_dir), read_qc(run_dir), read_rejected(run_dir))
+    return RunData(run_dir, manifest, read_samples(run_dir), read_qc(run_dir), read_rejected(run_dir),
+                   read_reidentification(run_dir))
 
 
 def read_rejected(run_dir) -> list[dict]:

@@ -182,9 +182,19 @@ class Privacy:
     face_surface_change_mm: Estimate = field(default_factory=lambda: Estimate(None))
     brain_voxels_changed_mean: float | None = None
     brain_voxels_changed_max: int | None = None
+    # the re-identification attack (harness.privacy.reidentify.summarize_outcomes without the per-volume reasons,
+    # plus "attack": the models' name and dlib version); None when the privacy stage did not run
+    reidentification: dict | None = None
+
+    def reid(self, k: int = 1) -> Estimate:
+        """Rank-k re-identification (share of probes whose own person the attack ranked k or better) with its CI."""
+        r = self.reidentification or {}
+        low, high = r.get(f"rank{k}_ci") or (None, None)
+        return Estimate(r.get(f"rank{k}"), low, high, int(r.get("n_ranked") or 0))
 
     def to_dict(self) -> dict:
         return {"volumes": self.volumes, "refused": self.refused, "failed": self.failed,
+                "reidentification": self.reidentification,
                 "face_fraction_changed": self.face_fraction_changed.to_dict(),
                 "face_surface_change_mm": self.face_surface_change_mm.to_dict(),
                 "brain_voxels_changed_mean": self.brain_voxels_changed_mean,
@@ -201,7 +211,23 @@ class Privacy:
             Estimate.from_dict(d.get("face_surface_change_mm", {}), f"{where}.face_surface_change_mm", source),
             _number(d.get("brain_voxels_changed_mean"), f"{where}.brain_voxels_changed_mean", source),
             None if mx is None else _int(mx, f"{where}.brain_voxels_changed_max", source),
+            _reidentification(d.get("reidentification"), f"{where}.reidentification", source),
         )
+
+
+def _reidentification(d, where: str, source) -> dict | None:
+    if d is None:
+        return None
+    d = _obj(d, where, source)
+    out = {k: _number(d.get(k), f"{where}.{k}", source) for k in ("detected", "rank1", "rank5", "same_person", "chance_rank1")}
+    out.update({k: _int(d.get(k, 0), f"{where}.{k}", source) for k in ("n", "n_ranked", "no_face")})
+    for k in ("rank1_ci", "rank5_ci"):
+        ci = d.get(k) or [None, None]
+        if not isinstance(ci, list) or len(ci) != 2:
+            raise SummaryFormatError(source, f"{where}.{k} must be [low, high]")
+        out[k] = [_number(v, f"{where}.{k}", source) for v in ci]
+    out["attack"] = str(d.get("attack", ""))
+    return out
 
 
 @dataclass

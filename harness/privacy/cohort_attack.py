@@ -1,0 +1,112 @@
+"""The re-identification attack over a cohort's volumes and a list of defacers (`harness privacy`, the eval stage).
+
+Every (volume, condition) is attacked once and cached by content (harness.privacy.volume_faces): a second call
+reads JSON files only. Volumes are loaded lazily, so a finished cohort is answered without reading voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import defacers
+from harness.core.errors import HarnessError
+from harness.data.case import Case
+from harness.privacy.pose import NoFaceInView
+from harness.privacy.reidentify import Subject, reidentification_report
+from harness.privacy.volume_faces import ORIGINAL, VolumeFaces, attack_volume, cached_faces
+
+
+@dataclass(frozen=True)
+class CohortVolume:
+    subject: Subject
+    case: Case
+    role: str
+
+
+def cohort_volumes(cases: Iterable[Case], roles: Iterable[str] | None = None) -> list[CohortVolume]:
+    """One entry per distinct volume file: the given roles of each case (None: every role it has). Cases read by
+    two tasks (tumor-slice and tumor-dx share files) appear once."""
+    seen, out = set(), []
+    for case in cases:
+        for role in (case.roles if roles is None else [r for r in roles if r in case.volumes]):
+            key = (case.id, str(case.volumes[role]))
+            if key not in seen:
+                seen.add(key)
+                out.append(CohortVolume(Subject(case.id, f"{case.id}/{role}"), case, role))
+    return out
+
+
+def cohort_items(source: str | None, task: str | None, *, limit: int | None, cache_dir) -> list[CohortVolume]:
+    """The volumes of a cohort source: the roles `task` reads, or without a task every role of every task's cases
+    (tasks the source holds no cases for are skipped)."""
+    from harness.data.cohort import load_cohort
+    from tasks import get_task, task_names
+
+    if task is not None:
+        t = get_task(task)
+        return cohort_volumes(load_cohort(source, t, limit=limit, cache_dir=cache_dir).cases, t.roles)
+    cases: list[Case] = []
+    for name in task_names():
+        t = get_task(name)
+        if source is None and t.phantoms is None:
+            continue
+        try:
+            cases.extend(load_cohort(source, t, limit=limit, cache_dir=cache_dir).cases)
+        except HarnessError:
+            continue  # this task reads nothing from the source
+    return cohort_volumes(cases)
+
+
+def _defacer_for(spec: str, case: Case, role: str) -> defacers.Defacer:
+    name, params = defacers.parse_defacer_spec(spec)
+    base = defacers.get(name, **params)
+    own = base.case_params(case.defaced, role)
+    return defacers.get(name, **{**params, **own}) if own else base
+
+
+def attack_one(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | str:
+    """Findings on one volume under one condition ("original" or a defacer spec), or why it has none (a refusal)."""
+    volume = item.case.load_remembered(item.role, cache_dir)
+    defacer = _defacer_for(condition, item.case, item.role)
+    hit = cached_faces(volume.content_hash, defacer.identity, cache_dir)
+    if hit is not None:
+        return hit
+    if condition == ORIGINAL:
+        return attack_volume(volume, volume, defacer.identity, cache_dir)
+    try:
+        defaced = defacers.deface_cached(defacer, volume, cache_dir).volume
+    except HarnessError as exc:
+        return f"not defaced: {exc}"
+    try:
+        return attack_volume(volume, defaced, defacer.identity, cache_dir)
+    except NoFaceInView as exc:  # e.g. a defaced volume on another grid than its original
+        return str(exc)
+
+
+def attack_findings(items: list[CohortVolume], conditions: list[str], cache_dir,
+                    progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+    """(originals, {condition: probes}): the attack's findings on every volume, for reidentify."""
+    cache_dir = Path(cache_dir)
+    originals: dict[Subject, VolumeFaces] = {}
+    defaced: dict[str, dict[Subject, VolumeFaces | str]] = {c: {} for c in conditions if c != ORIGINAL}
+    for i, item in enumerate(items, 1):
+        try:
+            originals[item.subject] = attack_one(item, ORIGINAL, cache_dir)
+        except HarnessError as exc:  # an unreadable file: named, and the cohort goes on
+            originals[item.subject] = VolumeFaces({}, f"not readable: {exc}")
+        for condition in defaced:
+            if originals[item.subject].no_face:
+                defaced[condition][item.subject] = originals[item.subject].no_face
+            else:
+                defaced[condition][item.subject] = attack_one(item, condition, cache_dir)
+        if progress is not None:
+            progress(f"{i}/{len(items)} {item.subject.label}")
+    return originals, defaced
+
+
+def attack_cohort(items: list[CohortVolume], conditions: list[str], cache_dir,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """The re-identification report (see reidentify) of `conditions` (defacer specs) on the cohort volumes."""
+    return reidentification_report(*attack_findings(items, conditions, cache_dir, progress))

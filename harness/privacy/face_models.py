@@ -1,0 +1,129 @@
+"""The face-recognition attack's trained models: dlib's detectors, 5-point aligner and ResNet embedding.
+
+Weights come from the `face_recognition_models` package (dlib's published models: HOG frontal face detector built
+into dlib, the MMOD CNN detector, the 5-point shape predictor, and the ResNet embedding that scores 99.38 % on
+LFW); dlib itself from `dlib-bin`. Both are the optional extra `privacy` (`pip install 'defacing-harness[privacy]'`)
+and are imported only when an attack runs.
+
+face_recognition_models' own module imports pkg_resources (gone from current setuptools), so its folder is found
+without importing it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from harness.core.errors import HarnessError
+
+# dlib's own rule: two embeddings closer than this are one person (99.38 % on LFW).
+SAME_PERSON_DISTANCE = 0.6
+MODEL_FILES = {
+    "cnn": "mmod_human_face_detector.dat",
+    "landmarks": "shape_predictor_5_face_landmarks.dat",
+    "embedding": "dlib_face_recognition_resnet_model_v1.dat",
+}
+# HOG upsamples the render once (faces of ~130 px become ~260 px, well above its 80 px window); the CNN, ~10 x
+# slower, runs only when HOG finds nothing, on the render as is (0.15 s, and it found faces HOG missed).
+HOG_UPSAMPLE, CNN_UPSAMPLE = 1, 0
+RECIPE = f"hog{HOG_UPSAMPLE}-cnn{CNN_UPSAMPLE}-5pt-resnet-v1-jitter1"
+ATTACK_NAME = "dlib HOG detector (MMOD CNN fallback), 5-point alignment, ResNet-v1 128-D embedding"
+
+
+class AttackUnavailable(HarnessError):
+    """dlib or its models are not installed."""
+
+
+def _models_folder() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise AttackUnavailable("the re-identification attack needs face_recognition_models: "
+                                "pip install 'defacing-harness[privacy]' (or skip it: --no-privacy)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
+    missing = [f for f in MODEL_FILES.values() if not (folder / f).is_file()]
+    if missing:
+        raise AttackUnavailable(f"{folder}: model files missing ({', '.join(missing)}); reinstall face_recognition_models")
+    return folder
+
+
+def _dlib():
+    try:
+        import dlib
+    except ImportError:
+        raise AttackUnavailable("the re-identification attack needs dlib: pip install 'defacing-harness[privacy]' "
+                                "(or skip it: --no-privacy)") from None
+    return dlib
+
+
+@lru_cache(maxsize=1)
+def attack_identity() -> dict:
+    """What decides an attack's results: goes into every cache key and is named in the leaderboard."""
+    dlib = _dlib()
+    folder = _models_folder()
+    return {"name": ATTACK_NAME, "recipe": RECIPE, "dlib": dlib.__version__,
+            "models": {f: (folder / f).stat().st_size for f in MODEL_FILES.values()},
+            "same_person_distance": SAME_PERSON_DISTANCE}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the attack found in one render: a face (by which detector, with which score) and its embedding."""
+
+    detector: str | None  # "hog", "cnn" or None (no face)
+    score: float
+    embedding: tuple[float, ...] | None
+
+    @property
+    def detected(self) -> bool:
+        return self.embedding is not None
+
+    def as_dict(self) -> dict:
+        return {"detector": self.detector, "score": self.score,
+                "embedding": None if self.embedding is None else list(self.embedding)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Finding":
+        emb = d.get("embedding")
+        if emb is not None and (not isinstance(emb, list) or len(emb) != 128):
+            raise ValueError("an embedding has 128 numbers")
+        return cls(d.get("detector"), float(d.get("score", 0.0)), None if emb is None else tuple(float(v) for v in emb))
+
+
+class FaceModels:
+    """dlib's models, loaded once per process (~1 s)."""
+
+    def __init__(self):
+        dlib = _dlib()
+        folder = _models_folder()
+        self.hog = dlib.get_frontal_face_detector()
+        self.cnn = dlib.cnn_face_detection_model_v1(str(folder / MODEL_FILES["cnn"]))
+        self.landmarks = dlib.shape_predictor(str(folder / MODEL_FILES["landmarks"]))
+        self.embedder = dlib.face_recognition_model_v1(str(folder / MODEL_FILES["embedding"]))
+
+    def find(self, gray: np.ndarray) -> Finding:
+        """Detect the most confident face of a uint8 render, align it on 5 landmarks and embed it."""
+        rgb = np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+        boxes, scores, _ = self.hog.run(rgb, HOG_UPSAMPLE, 0.0)
+        detector = "hog"
+        if len(boxes):
+            best = int(np.argmax(scores))
+            box, score = boxes[best], float(scores[best])
+        else:
+            found = self.cnn(rgb, CNN_UPSAMPLE)
+            if not len(found):
+                return Finding(None, 0.0, None)
+            best = max(found, key=lambda d: d.confidence)
+            box, score, detector = best.rect, float(best.confidence), "cnn"
+        shape = self.landmarks(rgb, box)
+        embedding = np.asarray(self.embedder.compute_face_descriptor(rgb, shape, 1), dtype=np.float64)
+        # rounded as stored, so a fresh finding equals the one read back from the cache
+        return Finding(detector, round(score, 4), tuple(round(float(v), 6) for v in embedding))
+
+
+@lru_cache(maxsize=1)
+def face_models() -> FaceModels:
+    return FaceModels()
