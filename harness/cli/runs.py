@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.store.manifest import names_of
-from harness.store.run_store import (MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_rejected, read_samples,
+from harness.store.run_store import (MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_qc, read_rejected, read_samples,
                                       scan_samples)
 from harness.store.summary import Summary
 from harness.engine.rejected import rejected_summary
@@ -160,11 +160,33 @@ def show_cmd(
             example = group.example
             message = str((example.error or {}).get("message", ""))[:200]
             typer.echo(f"  {group.kind}: {group.count} (e.g. {example.task}/{example.case_id}/{example.condition}: {message})")
+    for line in _placement_lines(read_qc(run_dir, warn=False), manifest):
+        typer.echo(line)
     rejected = read_rejected(run_dir)
     if rejected:
         typer.echo(rejected_summary(rejected, run_dir))
     if manifest.get("status") != "complete" and not lock_holder(run_dir):
         typer.echo(f"resume with: harness eval --resume {run_dir}")
+
+
+def _placement_lines(qc: list[dict], manifest: dict) -> list[str]:
+    """Which node ran which jobs, from the QC log's `ran_on` (jobs answered from the cache ran nowhere)."""
+    by_node: dict[tuple, list] = {}
+    for rec in qc:
+        placed = rec.get("ran_on")
+        if isinstance(placed, dict):
+            node = (str(placed.get("node", "?")), str(placed.get("host", "?")))
+            by_node.setdefault(node, []).append(float(placed.get("seconds") or 0))
+    if not by_node:
+        return []
+    lines = [f"jobs by node ({(manifest.get('config') or {}).get('executor', 'local')} executor):"]
+    for (node, host), seconds in sorted(by_node.items()):
+        lines.append(f"  {node[:12]} on {host}: {len(seconds)} deface job{'s' if len(seconds) != 1 else ''}, "
+                     f"{sum(seconds):.1f} s ({', '.join(f'{x:.1f}' for x in seconds)})")
+    lost = manifest.get("jobs_lost_and_rerun")
+    if lost:
+        lines.append(f"  {lost} job{'s' if lost != 1 else ''} lost with a node and run again")
+    return lines
 
 
 def register(app: typer.Typer) -> None:

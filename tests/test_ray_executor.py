@@ -1,0 +1,103 @@
+"""The Ray executor on a real local cluster (a head and two worker nodes on 127.0.0.1, one CPU each): the grid's
+defacing jobs run on several nodes, a worker node killed mid-run has its jobs run again on the others with no sample
+lost or duplicated, the summary equals a local run's, and a cluster that cannot run a job is a clear error."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.data.sample_cohort import write_sample_cohort
+from harness.engine.errors import EvalError
+from harness.engine.ray_executor import RayExecutor
+from harness.engine.runner import EvalConfig, Runner
+from harness.results.run_summary import summarize_run
+from harness.store.run_store import read_json, read_qc
+from tests import runner_fixtures
+from tests.ray_cluster import LocalCluster, free_port
+
+pytestmark = pytest.mark.slow
+DEFACERS = ["quickshear", "deface"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalCluster(free_port()).start(workers=2)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    """Six coarse nph-evans phantoms: twelve defacing jobs of well under a second each."""
+    return write_sample_cohort("nph-evans", n=6, seed=11, out=tmp_path_factory.mktemp("cohort"), resolution_scale=2.6)
+
+
+def run(cohort: Path, root: Path, **kw):
+    cfg = EvalConfig(tasks=["nph-evans"], defacers=DEFACERS, cohort=str(cohort), out=root / "runs",
+                     cache_dir=root / "cache", quiet=True, **kw)
+    with runner_fixtures.install():
+        return Runner(cfg, argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
+
+
+def comparable(run_dir: Path) -> dict:
+    summary = read_json(run_dir / "summary.json")
+    return {"counts": summary["counts"], "tasks": summary["tasks"]}
+
+
+def test_unreachable_cluster_is_a_clear_error():
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(EvalError, match=f"cannot reach the Ray cluster at {address}"):
+        RayExecutor(address)
+
+
+def test_a_job_no_node_can_run_is_an_error_naming_the_cluster(cluster):
+    executor = RayExecutor(cluster.address)
+    try:
+        with pytest.raises(EvalError, match=f"no live node of the Ray cluster at {cluster.address} .*GPU 1"):
+            list(executor.map(sum, {"a": ([1, 2],)}, resources=lambda key: {"num_cpus": 1, "num_gpus": 1}))
+        assert [(k, v) for k, v, _ in executor.map(sum, {"a": ([1, 2],)})] == [("a", 3)]
+    finally:
+        executor.close()
+
+
+def test_worker_node_killed_mid_run_loses_and_duplicates_nothing(cluster, cohort, tmp_path):
+    local = run(cohort, tmp_path / "local", workers=0)
+    head, victim = cluster.nodes[0], cluster.nodes[1]
+    root = tmp_path / "ray"
+    killed = threading.Event()
+
+    def kill_when_jobs_are_in_flight():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if victim.running("placed"):  # a defacing job is running on the victim right now
+                cluster.kill_node(victim)
+                killed.set()
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=kill_when_jobs_are_in_flight, daemon=True)
+    watcher.start()
+    outcome = run(cohort, root, executor="ray", ray_address=cluster.address)
+    watcher.join(timeout=5)
+    assert killed.is_set()
+    assert outcome.counts == local.counts == {"ok": 18, "unparsable": 0, "failed": 0}
+    samples = [json.loads(line) for line in (outcome.run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == len({s["sample_id"] for s in samples}) == 18  # none lost, none written twice
+    qc = read_qc(outcome.run_dir)
+    assert len(qc) == 12 and Counter(q["status"] for q in qc) == {"ok": 12}
+    nodes = Counter(q["ran_on"]["node"] for q in qc)
+    assert len(nodes) >= 2  # the grid ran on more than one node
+    manifest = read_json(outcome.run_dir / "manifest.json")
+    assert manifest["jobs_lost_and_rerun"] >= 1  # the killed node's job ran again elsewhere
+    assert max(q["ran_on"]["attempts"] for q in qc) >= 2
+    assert comparable(outcome.run_dir) == comparable(local.run_dir)
+    assert head.process.poll() is None  # the cluster lives on without the node
+
