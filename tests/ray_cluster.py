@@ -112,14 +112,22 @@ class LocalCluster:
                 time.sleep(0.1)
         for _ in range(workers):
             self._start(["--address", self.address])
+        return self.wait_for(workers + 1, deadline)
+
+    def add_worker(self, timeout_s: float = 120.0) -> "LocalCluster":
+        self._start(["--address", self.address])
+        return self.wait_for(len(self.nodes), time.monotonic() + timeout_s)
+
+    def wait_for(self, n_nodes: int, deadline: float) -> "LocalCluster":
+        """Until `n_nodes` nodes are registered with the head (a raylet that is up may not be yet)."""
         import ray
 
         ray.init(address=self.address, log_to_driver=False, logging_level="WARNING", configure_logging=False)
         try:
-            while len([n for n in ray.nodes() if n["Alive"]]) < workers + 1:  # registered with the head, not just up
+            while len([n for n in ray.nodes() if n["Alive"]]) < n_nodes:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"the Ray cluster at {self.address} did not reach {workers + 1} nodes")
+                    raise RuntimeError(f"the Ray cluster at {self.address} did not reach {n_nodes} nodes")
                 time.sleep(0.2)
         finally:
             ray.shutdown()
