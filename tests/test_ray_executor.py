@@ -95,6 +95,9 @@ def test_worker_node_killed_mid_run_loses_and_duplicates_nothing(cluster, cohort
     assert len(qc) == 6 and Counter(q["status"] for q in qc) == {"ok": 6}
     nodes = Counter(q["ran_on"]["node"] for q in qc)
     assert len(nodes) >= 2  # the grid ran on more than one node
+    # rendering and scoring ran as cluster jobs too (single mode: the model call alone is the driver's)
+    assert all(set(s["ran_on"]) == {"render", "score"} for s in samples)
+    assert len({s["ran_on"][part]["node"] for s in samples for part in ("render", "score")}) >= 2
     manifest = read_json(outcome.run_dir / "manifest.json")
     assert manifest["jobs_lost_and_rerun"] >= 1  # the killed node's job ran again elsewhere
     assert max(q["ran_on"]["attempts"] for q in qc) >= 2

@@ -35,6 +35,7 @@ class LocalExecutor:
     """Jobs in `workers` processes of this machine (0: in this process, one after the other)."""
 
     name = "local"
+    remote = False  # the sample stage renders and scores in this process, with its own volume memory
 
     def __init__(self, workers: int):
         self.workers = workers

@@ -47,6 +47,7 @@ def _probe(address: str) -> None:
 
 class RayExecutor:
     name = "ray"
+    remote = True  # the sample stage sends rendering and scoring here too (harness.engine.sample_jobs)
 
     def __init__(self, address: str | None):
         try:
@@ -109,20 +110,40 @@ class RayExecutor:
                 except ray.exceptions.RayTaskError as exc:
                     raise exc.as_instanceof_cause() from None  # a bug in the job itself: not the cluster's doing
                 except ray.exceptions.RayError as exc:  # the job was lost with its worker or node
-                    if attempts[key] >= MAX_ATTEMPTS:
-                        raise EvalError(f"a job was lost {attempts[key]} times on the Ray cluster at {self.address} "
-                                        f"(last: {type(exc).__name__}); see `ray status`") from None
+                    self._lost(key, exc, attempts[key], wanted[key])
                     attempts[key] += 1
-                    self.retried += 1
-                    if self.on_retry is not None:
-                        self.on_retry(key, type(exc).__name__)
-                    self._check(wanted[key])
                     pending[self._submit(fn, jobs[key], wanted[key])] = key
                     continue
                 yield key, value, Placement(node, host, seconds, attempts[key])
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+
+    def _lost(self, key, exc: Exception, attempt: int, resources: Mapping) -> None:
+        """A job lost with its node: an error after MAX_ATTEMPTS, else counted and logged (the caller resubmits)."""
+        if attempt >= MAX_ATTEMPTS:
+            raise EvalError(f"a job was lost {attempt} times on the Ray cluster at {self.address} "
+                            f"(last: {type(exc).__name__}); see `ray status`") from None
+        self.retried += 1
+        if self.on_retry is not None:
+            self.on_retry(key, type(exc).__name__)
+        self._check(resources)
+
+    async def call(self, fn: Callable, args: tuple, resources: Mapping | None = None, key=None):
+        """(fn(*args), Placement) from one job on the cluster, awaited (the sample stage runs in asyncio)."""
+        ray = self._ray
+        resources = dict(resources or DEFAULT_RESOURCES)
+        attempt = 1
+        while True:
+            try:
+                value, node, host, seconds = await self._submit(fn, args, resources)
+            except ray.exceptions.RayTaskError as exc:
+                raise exc.as_instanceof_cause() from None
+            except ray.exceptions.RayError as exc:
+                self._lost(key if key is not None else getattr(fn, "__name__", "a job"), exc, attempt, resources)
+                attempt += 1
+                continue
+            return value, Placement(node, host, seconds, attempt)
 
     def close(self) -> None:
         if self._ray.is_initialized():
