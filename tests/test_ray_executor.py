@@ -5,6 +5,9 @@ lost or duplicated, the summary equals a local run's, and a cluster that cannot 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +24,7 @@ from harness.store.run_store import read_json, read_qc
 from tests import runner_fixtures
 from tests.ray_cluster import LocalCluster, free_port
 
+ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 DEFACERS = ["quickshear", "deface"]
 
@@ -104,3 +108,10 @@ def test_worker_node_killed_mid_run_loses_and_duplicates_nothing(cluster, cohort
     assert comparable(outcome.run_dir) == comparable(local.run_dir)
     assert head.process.poll() is None  # the cluster lives on without the node
 
+
+
+def test_without_the_ray_executor_ray_is_not_imported():
+    code = ("import sys; import harness.cli.eval; from harness.engine.runner import Runner; "
+            "from harness.engine.executors import make_executor; make_executor('local', workers=0).close(); "
+            "assert 'ray' not in sys.modules, 'ray was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
