@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from typer.testing import CliRunner
+
+from harness.cli import _register, app
 from harness.data.sample_cohort import write_sample_cohort
 from harness.engine.errors import EvalError
 from harness.engine.ray_executor import RayExecutor
@@ -26,6 +29,7 @@ from tests.ray_cluster import LocalCluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+_register()
 DEFACERS = ["quickshear", "deface"]
 
 
@@ -106,6 +110,9 @@ def test_worker_node_killed_mid_run_loses_and_duplicates_nothing(cluster, cohort
     assert manifest["jobs_lost_and_rerun"] >= 1  # the killed node's job ran again elsewhere
     assert max(q["ran_on"]["attempts"] for q in qc) >= 2
     assert comparable(outcome.run_dir) == comparable(local.run_dir)
+    shown = CliRunner().invoke(app, ["runs", "show", str(outcome.run_dir)]).output
+    assert "jobs by node (ray executor):" in shown and "lost with a node and run again" in shown
+    assert all(node[:12] in shown for node in nodes)
     assert head.process.poll() is None  # the cluster lives on without the node
 
 
@@ -115,3 +122,16 @@ def test_without_the_ray_executor_ray_is_not_imported():
             "from harness.engine.executors import make_executor; make_executor('local', workers=0).close(); "
             "assert 'ray' not in sys.modules, 'ray was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_eval_takes_the_executor_from_the_config_file(cohort, tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "team.toml"
+    config.write_text(f'[eval]\nexecutor = "ray"\nray_address = "{address}"\n')
+    args = ["eval", "--task", "nph-evans", "--defacer", "quickshear", "--cohort", str(cohort), "--limit", "1", "-q",
+            "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--config", str(config)]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, EvalError) and f"cannot reach the Ray cluster at {address}" in str(result.exception)
+    config.write_text('[eval]\nexecutor = "slurm"\n')
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, EvalError) and "unknown executor 'slurm'; use one of local, ray" in str(result.exception)

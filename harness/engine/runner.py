@@ -26,7 +26,7 @@ from harness.core.config import default_cache_dir, load_config
 from harness.agent.loop import Budget
 from harness.engine.deface_stage import DefaceStage
 from harness.engine.errors import EvalError, FailFast
-from harness.engine.executors import make_executor
+from harness.engine.executors import EXECUTORS, make_executor
 from harness.engine.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals
 from harness.engine.progress import StageProgress
 from harness.engine.rejected import rejected_summary
@@ -108,6 +108,8 @@ class Runner:
         self.cfg = cfg
         self.argv = argv
         self.console = console
+        if cfg.executor not in EXECUTORS:  # before any run folder is made
+            raise EvalError(f"unknown executor {cfg.executor!r}; use one of {', '.join(EXECUTORS)}")
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         use_score_cache_dir(self.cache_dir)  # text-metric values (BERTScore) live with the other caches
         use_render_cache(self.cache_dir)  # shared by every model, condition and run that shows the same volume
