@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+OBJECT_STORE_BYTES = 100 * 1024 * 1024
 RAY = [sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()"]
 
 
@@ -91,8 +92,9 @@ class LocalCluster:
         temp_dir = Path(tempfile.mkdtemp(prefix="hray", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                "RAY_USAGE_STATS_ENABLED": "0"}
+        # a small object store: results are small, and a CI container's /dev/shm may be 64 MB
         process = subprocess.Popen([*RAY, "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                                    "--temp-dir", str(temp_dir), *args], stdout=subprocess.DEVNULL,
+                                    "--object-store-memory", str(OBJECT_STORE_BYTES), "--temp-dir", str(temp_dir), *args], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
         node = Node(process, temp_dir)
         self.nodes.append(node)

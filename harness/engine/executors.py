@@ -40,6 +40,7 @@ class LocalExecutor:
     def __init__(self, workers: int):
         self.workers = workers
         self.retried = 0  # never: a local job is lost only with the whole run
+        self.on_retry = None  # (job key, why) -> None; never called here
 
     def map(self, fn: Callable, jobs: Mapping, resources: Callable | None = None) -> Iterator[tuple]:
         """(key, fn(*jobs[key]), Placement) as jobs finish. `resources` (per job) matter only on a cluster."""
@@ -49,26 +50,24 @@ class LocalExecutor:
         workers = min(self.workers, len(jobs))
         if workers <= 0:
             for key, args in jobs.items():
-                t0 = time.perf_counter()
-                value = fn(*args)
-                yield key, value, Placement(LOCAL_NODE, host, time.perf_counter() - t0)
+                value, seconds = timed(fn, args)
+                yield key, value, Placement(LOCAL_NODE, host, seconds)
             return
         with worker_pool(workers) as pool:
-            started = {}
-            futures = {}
-            for key, args in jobs.items():
-                futures[pool.submit(fn, *args)] = key
-                started[key] = time.perf_counter()
+            futures = {pool.submit(timed, fn, args): key for key, args in jobs.items()}
             for future in as_completed(futures):
-                key = futures[future]
-                # seconds from submission: a pool does not say when a job started, so queueing time is included
-                yield key, future.result(), Placement(LOCAL_NODE, host, time.perf_counter() - started[key])
+                value, seconds = future.result()
+                yield futures[future], value, Placement(LOCAL_NODE, host, seconds)
 
     def close(self) -> None:
         pass
 
-    def describe(self) -> dict:
-        return {"executor": self.name, "workers": self.workers}
+
+def timed(fn: Callable, args: tuple) -> tuple:
+    """(fn(*args), seconds it took), measured where it runs (a pool's queueing time is not the job's)."""
+    t0 = time.perf_counter()
+    value = fn(*args)
+    return value, time.perf_counter() - t0
 
 
 def make_executor(name: str, *, workers: int, address: str | None = None):

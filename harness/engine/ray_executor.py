@@ -12,11 +12,10 @@ MAX_ATTEMPTS times, so the run can count and log it. A bug inside a job is not r
 from __future__ import annotations
 
 import socket
-import time
 from typing import Callable, Iterator, Mapping
 
 from harness.engine.errors import EvalError
-from harness.engine.executors import Placement
+from harness.engine.executors import Placement, timed
 
 MAX_ATTEMPTS = 3  # a job lost with its node is run at most this often
 CONNECT_TIMEOUT_S = 5.0
@@ -28,9 +27,8 @@ def placed(fn: Callable, args: tuple):
     """On a cluster node: fn(*args), with the node's id, its host name and the seconds it took."""
     import ray
 
-    t0 = time.perf_counter()
-    value = fn(*args)
-    return value, ray.get_runtime_context().get_node_id(), socket.gethostname(), time.perf_counter() - t0
+    value, seconds = timed(fn, args)
+    return value, ray.get_runtime_context().get_node_id(), socket.gethostname(), seconds
 
 
 def _probe(address: str) -> None:
@@ -148,6 +146,3 @@ class RayExecutor:
     def close(self) -> None:
         if self._ray.is_initialized():
             self._ray.shutdown()
-
-    def describe(self) -> dict:
-        return {"executor": self.name, "ray_address": self.address}

@@ -142,7 +142,7 @@ class Runner:
                     limits = {"timeout_s": cfg.timeout_s, "max_retries": cfg.max_retries}
                     urls = {"base_urls": cfg.base_urls} if cfg.base_urls else {"base_url": cfg.base_url}
                     resolved = resolve_model_spec(spec, config, **urls, **limits)
-                    if cfg.base_url and not backend_of(resolved).takes_base_url:
+                    if (cfg.base_url or cfg.base_urls) and not backend_of(resolved).takes_base_url:
                         resolved = resolve_model_spec(spec, config, **limits)  # --base-url is for server backends
                     self.model_specs[spec] = resolved
         self.cohorts = {}

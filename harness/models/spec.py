@@ -71,7 +71,7 @@ class ModelSpec:
     def describe(self) -> dict:
         """Settings for listings and run manifests: no key, only the name of its variable."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: v for k, v in d.items() if v not in (None, {}, "") and not (k == "images_in_tool_results" and v is False)}
+        return {k: v for k, v in d.items() if v not in (None, {}, "", ()) and not (k == "images_in_tool_results" and v is False)}
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(ModelSpec)}
