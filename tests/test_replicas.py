@@ -6,6 +6,7 @@ same whichever replica answers. The replicas are real servers in child processes
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -110,3 +111,55 @@ def test_cache_keys_and_identities_do_not_depend_on_the_replicas(tmp_path):
         parse_model_spec("openai-compatible:stub", base_url=urls[0], base_urls=urls)
     with pytest.raises(ModelConfigError, match="lists a URL twice"):
         parse_model_spec("openai-compatible:stub", base_urls=[urls[0], urls[0] + "/"])
+
+
+def test_an_eval_run_completes_when_a_replica_dies_and_its_answers_do_not_depend_on_the_replicas(tmp_path):
+    """The runner's view: three replicas, one killed while it holds requests; every sample is answered by the other
+    two, and a second run against one server finds every answer in the response cache under the same sample ids."""
+    import threading
+
+    from harness.data.sample_cohort import write_sample_cohort
+    from harness.engine.runner import EvalConfig, Runner
+    from harness.results.run_summary import summarize_run
+    from tests import runner_fixtures
+
+    cohort = write_sample_cohort("nph-evans", n=4, seed=3, out=tmp_path / "cohort", resolution_scale=2.6)
+    ports = [free_port() for _ in range(3)]
+    logs = [tmp_path / f"replica{i}.log" for i in range(3)]
+    stubs = [start_replica(p, 0.5, '{"evans_ratio": 0.31}', log) for p, log in zip(ports, logs)]
+    urls = [f"http://127.0.0.1:{p}/v1" for p in ports]
+
+    def kill_the_second_once_it_has_a_request():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if logs[1].exists() and logs[1].read_text():
+                os.kill(stubs[1].pid, signal.SIGKILL)
+                return
+            time.sleep(0.01)
+
+    def run(**urls_given):
+        cfg = EvalConfig(tasks=["nph-evans"], defacers=[], models=["openai-compatible:stub"], cohort=str(cohort),
+                         out=tmp_path / "runs", cache_dir=tmp_path / "cache", quiet=True, workers=0, new_run=True,
+                         max_retries=0, **urls_given)
+        with runner_fixtures.install():
+            return Runner(cfg, argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
+
+    killer = threading.Thread(target=kill_the_second_once_it_has_a_request, daemon=True)
+    try:
+        killer.start()
+        first = run(base_url=urls[0], base_urls=urls)
+        killer.join(5)
+        assert stubs[1].poll() is not None  # the replica died during the run
+        assert first.counts == {"ok": 4, "unparsable": 0, "failed": 0} and first.model_calls == 4
+        again = run(base_url=urls[2])  # another single server of the same model: not the deployment's name
+        assert again.model_calls == 4  # so its answers are its own
+        same = run(base_url=urls[0])  # the deployment's first URL alone: the same model as the three replicas
+        assert same.model_calls == 0 and same.counts == first.counts
+        ids = [{json.loads(line)["sample_id"] for line in (r.run_dir / "samples.jsonl").read_text().splitlines()}
+               for r in (first, same)]
+        assert ids[0] == ids[1]
+    finally:
+        for s in stubs:
+            if s.poll() is None:
+                os.kill(s.pid, signal.SIGKILL)
+            s.wait()
