@@ -50,7 +50,7 @@ def eval_cmd(
     max_steps: int = typer.Option(16, "--max-steps", min=1, help="Agent mode: model calls per sample."),
     max_images: int = typer.Option(32, "--max-images", min=1, help="Agent mode: images per sample."),
     serve: bool = typer.Option(False, "--serve", help="Start each vllm:/openai-compatible: model's server (profile serve_command, default `vllm serve MODEL`), wait for health, stop it afterwards."),
-    executor: Optional[str] = typer.Option(None, "--executor", help="Where defacing runs: local (--workers processes here) or ray (tasks on a Ray cluster). Default: \\[eval] executor in the config file, else local."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="Where defacing, rendering and scoring run: local (--workers processes here for defacing) or ray (tasks on a Ray cluster; model calls stay here). Default: \\[eval] executor in the config file, else local."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the head's HOST:PORT (default: \\[eval] ray_address, else RAY_ADDRESS or a `ray start` on this machine)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed sample or defacer."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain progress lines instead of bars (for CI logs)."),
