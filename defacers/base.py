@@ -87,6 +87,9 @@ class Defacer:
     family: str = ""
     modalities: tuple[str, ...] = ()  # "MR", "CT": what it is meant for
     runs: str = ""
+    # What one run asks of a cluster node under `--executor ray` (Ray resource requests: num_cpus, num_gpus, memory
+    # in bytes); a defacer that needs a GPU or much memory says so here, so it is placed on a node that has it.
+    resources: dict = {"num_cpus": 1}
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(self.accepts)) if self.accepts is not None else []

@@ -85,6 +85,9 @@ def fit_template(volume: Volume) -> TemplateFit:
 class TemplateDefacer(Defacer):
     """A defacer whose output or QC depends on the template: the template's content is part of its identity."""
 
+    # registration to the 176x256x256 template peaks near 0.85 GB (NOTES: reface on Colin27); 1.5 GB leaves room
+    resources = {"num_cpus": 1, "memory": 1_500_000_000}
+
     @property
     def identity(self) -> dict:
         return {**super().identity, "template": pydeface_template().key}

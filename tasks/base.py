@@ -242,6 +242,12 @@ class Task(ABC):
         return all(f.name in fields or (f.from_mask is not None and f.from_mask in masks)
                    for f in self.truth_fields if f.required)
 
+    def brain_reference_role(self, case, role: str) -> str | None:
+        """The role whose brain mask measures the defacing QC of `role` in this case, when it is another role
+        (brain_mask_role); None: the volume's own mask. Part of the defacer cache key, so every stage asks here."""
+        other = self.brain_mask_role
+        return other if other not in (None, role) and other in case.volumes else None
+
     def headline(self, truth: Mapping[str, Any]) -> str:
         """One line about a case's truth, for `harness data show` (default: the required fields)."""
         return "  ".join(f"{f.name} {truth.get(f.name)}" for f in self.truth_fields if f.required)

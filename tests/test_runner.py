@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import defacers.cache
-import harness.engine.deface_stage
+import harness.engine.executors
 import harness.imaging.io
 from harness.results.compare import compare_runs
 from harness.data.sample_cohort import write_sample_cohort
@@ -97,7 +97,7 @@ def test_full_run_then_resume_and_rerun_cost_nothing(task, cohort, tmp_path, mon
     real_volume, real_nifti = harness.imaging.io.load_volume, defacers.cache.load_nifti
     monkeypatch.setattr(harness.imaging.io, "load_volume", lambda *a, **k: reads.append(a) or real_volume(*a, **k))
     monkeypatch.setattr(defacers.cache, "load_nifti", lambda *a, **k: reads.append(a) or real_nifti(*a, **k))
-    monkeypatch.setattr(harness.engine.deface_stage, "worker_pool", None)  # calling it would fail the run
+    monkeypatch.setattr(harness.engine.executors, "worker_pool", None)  # calling it would fail the run
     fresh_dir = run(cohort, tmp_path / "other-runs", cache, workers=1)
     assert (fresh_dir.model_calls, fresh_dir.defacer_runs, fresh_dir.counts["ok"], reads) == (0, 0, 6, [])
     assert fresh_dir.wall_seconds < first.wall_seconds

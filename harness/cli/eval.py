@@ -43,7 +43,7 @@ def eval_cmd(
     concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Samples in flight at once (each endpoint also limits itself)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes for defacing (0 = in the main process)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config with \\[models.NAME] profiles and \\[eval] defaults (default ./harness.toml)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="Server URL for vllm:/openai-compatible: models, e.g. http://localhost:8000/v1."),
+    base_url: List[str] = typer.Option([], "--base-url", help="Server URL for vllm:/openai-compatible: models, e.g. http://localhost:8000/v1; repeat it for replicas of one model (each request goes to the least busy live one)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache for cohorts, defaced volumes and model replies (default ~/.cache/harness)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds to wait for one model reply before retrying (default: the profile's, else 300)."),
     max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="Retries of a failed model request (default: the profile's, else 5)."),
@@ -51,6 +51,8 @@ def eval_cmd(
     max_images: int = typer.Option(32, "--max-images", min=1, help="Agent mode: images per sample."),
     serve: bool = typer.Option(False, "--serve", help="Start each vllm:/openai-compatible: model's server (profile serve_command, default `vllm serve MODEL`), wait for health, stop it afterwards."),
     no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the privacy stage (the face-recognition re-identification attack on every original and defaced volume)."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="Where defacing, rendering and scoring run: local (--workers processes here for defacing) or ray (tasks on a Ray cluster; model calls stay here). Default: \\[eval] executor in the config file, else local."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the head's HOST:PORT (default: \\[eval] ray_address, else RAY_ADDRESS or a `ray start` on this machine)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed sample or defacer."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain progress lines instead of bars (for CI logs)."),
 ):
@@ -62,13 +64,17 @@ def eval_cmd(
     from harness.results.run_summary import summarize_run
 
     console = Console(stderr=True)
+    settings = load_config(config)
     models = list(model) or _config_models(config)
     if not models:
         console.print("[dim]no --model given: using each task's scripted CPU baseline[/dim]")
     cfg = EvalConfig(
         tasks=list(task), defacers=list(defacer), models=models, cohort=cohort, mode=mode, limit=limit, out=out,
         resume=resume, concurrency=concurrency, workers=workers, cache_dir=cache_dir, fail_fast=fail_fast,
-        retry_failed=retry_failed, quiet=quiet or None, config_file=config, base_url=base_url,
+        retry_failed=retry_failed, quiet=quiet or None, config_file=config, base_url=base_url[0] if base_url else None,
+        base_urls=list(base_url) if len(base_url) > 1 else [],
+        executor=executor or settings.eval_text("executor") or "local",
+        ray_address=ray_address or settings.eval_text("ray_address"),
         budget=Budget(max_steps=max_steps, max_images=max_images), serve=serve, timeout_s=timeout,
         max_retries=max_retries, new_run=new_run, privacy=not no_privacy,
     )

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.store.manifest import names_of
-from harness.store.run_store import (MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_rejected, read_samples,
+from harness.store.run_store import (MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_qc, read_rejected, read_samples,
                                       scan_samples)
 from harness.store.summary import Summary
 from harness.engine.rejected import rejected_summary
@@ -160,11 +160,41 @@ def show_cmd(
             example = group.example
             message = str((example.error or {}).get("message", ""))[:200]
             typer.echo(f"  {group.kind}: {group.count} (e.g. {example.task}/{example.case_id}/{example.condition}: {message})")
+    for line in _placement_lines(read_qc(run_dir, warn=False), samples, manifest):
+        typer.echo(line)
     rejected = read_rejected(run_dir)
     if rejected:
         typer.echo(rejected_summary(rejected, run_dir))
     if manifest.get("status") != "complete" and not lock_holder(run_dir):
         typer.echo(f"resume with: harness eval --resume {run_dir}")
+
+
+def _placement_lines(qc: list[dict], samples: list, manifest: dict) -> list[str]:
+    """Which node ran which jobs: defacing from the QC log's `ran_on`, rendering and scoring from the samples'
+    (jobs answered from a cache, and anything run in the driver's own process under the local executor, ran
+    nowhere else and are not listed)."""
+    by_node: dict[tuple, dict[str, list]] = {}
+
+    def add(placed, part: str) -> None:
+        if isinstance(placed, dict):
+            node = (str(placed.get("node", "?")), str(placed.get("host", "?")))
+            by_node.setdefault(node, {}).setdefault(part, []).append(float(placed.get("seconds") or 0))
+
+    for rec in qc:
+        add(rec.get("ran_on"), "deface")
+    for sample in samples:
+        for part, placed in sample.ran_on.items():
+            add(placed, str(part))
+    if not by_node:
+        return []
+    lines = [f"jobs by node ({(manifest.get('config') or {}).get('executor', 'local')} executor):"]
+    for (node, host), parts in sorted(by_node.items()):
+        counts = ", ".join(f"{len(secs)} {part} ({sum(secs):.1f} s)" for part, secs in sorted(parts.items()))
+        lines.append(f"  {node[:12]} on {host}: {counts}")
+    lost = manifest.get("jobs_lost_and_rerun")
+    if lost:
+        lines.append(f"  {lost} job{'s' if lost != 1 else ''} lost with a node and run again")
+    return lines
 
 
 def register(app: typer.Typer) -> None:

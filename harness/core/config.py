@@ -6,6 +6,8 @@
 
     [eval]                               # defaults of `harness eval`
     models = ["qwen7b", "scripted:nph-evans"]
+    executor = "ray"                     # where jobs run: "local" (default) or "ray"
+    ray_address = "10.0.0.5:6379"        # the Ray head, for executor = "ray"
 
 This module reads the file and checks its shape; what a table means is up to the code that uses it. Every command
 takes --config FILE; without it ./harness.toml is read when it exists, and no file means empty sections.
@@ -43,6 +45,14 @@ class HarnessConfig:
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise ConfigError(self.path, "[eval] models must be a list of model names or specs")
         return models
+
+
+    def eval_text(self, key: str) -> str | None:
+        """[eval] KEY when it is a string (executor, ray_address); None when it is not set."""
+        value = self.eval.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(self.path, f"[eval] {key} must be a string, got {value!r}")
+        return value
 
 
 def default_config_path() -> Path | None:

@@ -44,6 +44,7 @@ class Sample:
     transcript: list = field(default_factory=list)  # messages; images as {"sha256", "render_spec"}, never bytes
     cache_keys: dict = field(default_factory=dict)  # {"volume", "render", "request", ...}
     created_at: str = field(default_factory=utc_now)
+    ran_on: dict = field(default_factory=dict)  # part ("render", "solve", "score") -> node, host, seconds: cluster jobs
     extra: dict = field(default_factory=dict)  # keys written by newer versions, kept as they are
 
     def __post_init__(self):
@@ -58,6 +59,8 @@ class Sample:
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        if not self.ran_on:
+            del out["ran_on"]  # written only by cluster runs: a local run's lines are as before
         out["scores"] = {str(k): _finite_or_none(v) for k, v in self.scores.items()}
         out["timings"] = {str(k): _finite_or_none(v) for k, v in self.timings.items()}
         for key, value in self.extra.items():
@@ -100,6 +103,7 @@ _FIELD_TYPES: dict[str, Any] = {
     "tokens": dict,
     "transcript": list,
     "cache_keys": dict,
+    "ran_on": dict,
     "created_at": str,
 }
 _REQUIRED = {"sample_id", "task", "case_id", "condition", "model", "status"}

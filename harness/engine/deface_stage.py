@@ -1,6 +1,7 @@
 """Stage 1 of a run: every (volume, defacer) the remaining samples need, defaced once, in worker processes.
 
-Defacing is CPU bound (registration, resampling), so it runs in a process pool; results land in the on-disk defacer
+Defacing is CPU bound (registration, resampling), so it runs on the run's executor (a local process pool, or Ray
+tasks across a cluster, each asking for what its defacer declares in `resources`); results land in the on-disk defacer
 cache (content-addressed), and each (task, case, role, condition) gets one line in the run's QC log. A volume shared
 by two tasks (tumor-slice and tumor-dx read the same cases) is defaced once. A refusal or a defacer bug becomes a
 failed job with its reason; the samples that need it fail with that reason and the run goes on.
@@ -21,7 +22,6 @@ from harness.core.failures import FailureKind
 from harness.core.hashing import canonical_json
 from harness.engine.errors import FailFast
 from harness.engine.grid import WorkItem
-from harness.engine.workers import worker_pool
 
 
 def deface_job(volume_path: str, modality: str, defacer_name: str, defacer_params: dict, cache_dir: str,
@@ -134,13 +134,12 @@ class DefaceStage:
             done = {job: cached_job(*a) for job, a in args.items()}
             self._collect(((job, res) for job, res in done.items() if res is not None), jobs, results, store, recorded, progress)
             todo = {job: a for job, a in args.items() if done[job] is None}
-            workers = min(self.ctx.cfg.workers, len(todo))
-            if todo and workers <= 0:
-                self._collect(((job, deface_job(*a)) for job, a in todo.items()), jobs, results, store, recorded, progress)
-            elif todo:
-                with worker_pool(workers) as pool:
-                    futures = {job: pool.submit(deface_job, *a) for job, a in todo.items()}
-                    self._collect(((job, f.result()) for job, f in futures.items()), jobs, results, store, recorded, progress)
+            if todo:
+                executor = self.ctx.executor
+                executor.on_retry = lambda job, why: progress.log(f"defacing {job[0]} with {job[1]} was lost with its node ({why}); running it again")
+                ran = executor.map(deface_job, todo, resources=lambda job: self.ctx.defacers[job[1]].resources)
+                self._collect(((job, {**res, "placement": placement.to_dict()}) for job, res, placement in ran),
+                              jobs, results, store, recorded, progress)
         finally:
             self.seconds += time.perf_counter() - t0
         for line in qc_warnings((condition, results[users[0]]["qc"]) for (_, condition, _, _), users in jobs.items() if users[0] in results):
@@ -163,7 +162,8 @@ class DefaceStage:
                     brain_role = self.ctx.tasks[task].brain_mask_role if measured_with else role
                     store.append_qc({"task": task, "case_id": case_id, "role": role, "condition": condition,
                                      "brain_mask_role": brain_role, "defacer": defacer.identity, "status": res["status"],
-                                     "error": res["error"], "seconds": round(res["seconds"], 3), "qc": res["qc"]})
+                                     "error": res["error"], "seconds": round(res["seconds"], 3), "qc": res["qc"],
+                                     **({"ran_on": res["placement"]} if "placement" in res else {})})
                     recorded.add(key)
             progress.advance("deface", failed=res["status"] != "ok")
             if res["status"] != "ok" and self.ctx.cfg.fail_fast:

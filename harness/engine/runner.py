@@ -2,7 +2,8 @@
 
     plan      tasks x cohort cases x conditions (original + each defacer) x models x mode -> work items with stable
               sample ids (harness.engine.grid); on --resume (or a matching earlier run) finished samples are skipped
-    deface    harness.engine.deface_stage: every defaced volume the remaining samples need, once, in a process pool
+    deface    harness.engine.deface_stage: every defaced volume the remaining samples need, once, on the run's executor
+              (harness.engine.executors: a local process pool, or Ray tasks across a cluster)
     samples   harness.engine.sample_stage: render, ask the model or agent, parse, score; each sample appended to the
               run store at once, so a killed run loses only what was in flight
     privacy   harness.engine.privacy_stage: the re-identification attack on every volume of the run's cases, under
@@ -28,6 +29,7 @@ from harness.agent.loop import Budget
 from harness.engine.deface_stage import DefaceStage
 from harness.engine.privacy_stage import PrivacyStage
 from harness.engine.errors import EvalError, FailFast
+from harness.engine.executors import EXECUTORS, make_executor
 from harness.engine.grid import REFERENCE, Condition, WorkItem, plan_grid, resume_plan, stage_totals
 from harness.engine.progress import StageProgress
 from harness.engine.rejected import rejected_summary
@@ -73,12 +75,16 @@ class EvalConfig:
     serve: bool = False  # start local model servers for the run (see Runner._start_servers)
     new_run: bool = False  # do not continue a matching run under `out`: start a fresh one
     privacy: bool = True  # the re-identification attack stage (harness.engine.privacy_stage)
+    base_urls: list[str] = field(default_factory=list)  # several: replicas of each server model (base_url: the first)
+    executor: str = "local"  # "local" (workers processes here) or "ray" (Ray tasks on a cluster)
+    ray_address: str | None = None  # the Ray head's HOST:PORT; None: RAY_ADDRESS or a local `ray start`
 
     def to_manifest(self) -> dict:
         return {
             "tasks": self.tasks, "defacers": self.defacers, "models": self.models, "cohort": self.cohort,
             "mode": self.mode, "limit": self.limit, "concurrency": self.concurrency, "workers": self.workers,
-            "retry_failed": self.retry_failed, "base_url": self.base_url,
+            "retry_failed": self.retry_failed, "base_url": self.base_url, "base_urls": self.base_urls,
+            "executor": self.executor, "ray_address": self.ray_address,
             "timeout_s": self.timeout_s, "max_retries": self.max_retries,
             "budget": self.budget.__dict__, "sampling": self.sampling.to_dict(), "seed": self.seed,
         }
@@ -106,6 +112,8 @@ class Runner:
         self.cfg = cfg
         self.argv = argv
         self.console = console
+        if cfg.executor not in EXECUTORS:  # before any run folder is made
+            raise EvalError(f"unknown executor {cfg.executor!r}; use one of {', '.join(EXECUTORS)}")
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         use_score_cache_dir(self.cache_dir)  # text-metric values (BERTScore) live with the other caches
         use_render_cache(self.cache_dir)  # shared by every model, condition and run that shows the same volume
@@ -136,11 +144,13 @@ class Runner:
                 if spec not in self.model_specs:
                     config = config or load_config(cfg.config_file)  # read once, whatever the number of models
                     limits = {"timeout_s": cfg.timeout_s, "max_retries": cfg.max_retries}
-                    resolved = resolve_model_spec(spec, config, base_url=cfg.base_url, **limits)
-                    if cfg.base_url and not backend_of(resolved).takes_base_url:
+                    urls = {"base_urls": cfg.base_urls} if cfg.base_urls else {"base_url": cfg.base_url}
+                    resolved = resolve_model_spec(spec, config, **urls, **limits)
+                    if (cfg.base_url or cfg.base_urls) and not backend_of(resolved).takes_base_url:
                         resolved = resolve_model_spec(spec, config, **limits)  # --base-url is for server backends
                     self.model_specs[spec] = resolved
         self.cohorts = {}
+        self.executor = None  # made when the run starts (connecting to a cluster is not for planning)
         self.deface_stage = DefaceStage(self)
         self.sample_stage = SampleStage(self)
         self.privacy_stage = PrivacyStage(self)
@@ -179,8 +189,8 @@ class Runner:
 
     def brain_reference_file(self, task: str, case, role: str):
         """The case file whose brain mask measures the QC of `role` (Task.brain_mask_role), when it is another role."""
-        brain_role = self.tasks[task].brain_mask_role
-        return case.volumes.get(brain_role) if brain_role not in (None, role) else None
+        other = self.tasks[task].brain_reference_role(case, role)
+        return None if other is None else case.volumes[other]
 
     def case_identity(self, condition: str, case, roles) -> dict:
         """The condition's identity for one case: the shared one, plus the identity of each role whose defacer is
@@ -286,7 +296,7 @@ class Runner:
             self._log_rejected(rejected, run_dir)
             plan = resume_plan(items, store, retry_failed=self.cfg.retry_failed)
             totals = {**stage_totals(plan.todo), "deface": len(self.deface_stage.jobs(plan.todo))}
-            with StageProgress(totals, quiet=self.cfg.quiet, console=self.console) as progress:
+            with StageProgress(totals, quiet=self.cfg.quiet, console=self.console) as progress, self._executor(progress):
                 if plan.done or plan.skipped_failed:
                     progress.log(f"resuming {run_dir}: {plan.done} samples done, {plan.skipped_failed} failed kept"
                                  + (" (use --retry-failed to run them again)" if plan.skipped_failed else "") + f", {len(plan.todo)} to run")
@@ -300,12 +310,26 @@ class Runner:
             summary = summarize(store, self) if summarize else None
             counts = store.counts()
             store.update_manifest(stage_seconds={k: round(v, 3) for k, v in self.stage_seconds.items()},
-                                  model_calls=self.model_calls, defacer_runs=self.defacer_runs)
+                                  model_calls=self.model_calls, defacer_runs=self.defacer_runs,
+                                  jobs_lost_and_rerun=self.executor.retried if self.executor else 0)
             store.finish("complete")
         return EvalOutcome(run_dir=run_dir, counts=counts, failed=counts.get("failed", 0), summary=summary,
                            planned=len(items), skipped_done=plan.done, rejected=rejected, model_calls=self.model_calls,
                            defacer_runs=self.defacer_runs, stage_seconds=dict(self.stage_seconds),
                            wall_seconds=time.perf_counter() - t_start)
+
+    @contextlib.contextmanager
+    def _executor(self, progress: StageProgress):
+        """The run's executor, connected for the stages and closed after them."""
+        self.executor = make_executor(self.cfg.executor, workers=self.cfg.workers, address=self.cfg.ray_address)
+        try:
+            if self.cfg.executor == "ray":
+                nodes = self.executor.nodes()
+                cpus = sum(n["resources"].get("CPU", 0) for n in nodes)
+                progress.log(f"Ray cluster at {self.executor.address}: {len(nodes)} node(s), {cpus:g} CPU(s)")
+            yield self.executor
+        finally:
+            self.executor.close()
 
     def _start_servers(self, stack: contextlib.ExitStack, needed: set, progress: StageProgress) -> None:
         """--serve: start each local model's server (its profile's serve_command, default `vllm serve`), wait until

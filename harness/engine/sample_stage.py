@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import traceback
 from collections import OrderedDict
 
 import defacers
-from harness.core.errors import HarnessError
 from harness.core.failures import FailureKind
 from harness.core.redact import redact_text
 from harness.core.sample import Sample
 from harness.agent.loop import run_agent, run_single_turn
 from harness.engine.errors import FailFast
+from harness.engine import sample_jobs
 from harness.engine.grid import WorkItem
 from harness.models import ResponseCache, create_model
 
@@ -49,8 +48,8 @@ class SampleStage:
             else:
                 defacer = self.ctx.case_defacer(item.condition, case, role)
                 # the brain reference is part of the defacer cache key: pass what the deface stage passed
-                brain_role = self.ctx.tasks[item.task].brain_mask_role
-                reference = None if self.ctx.brain_reference_file(item.task, case, role) is None else self._kept(
+                brain_role = self.ctx.tasks[item.task].brain_reference_role(case, role)
+                reference = None if brain_role is None else self._kept(
                     (item.task, item.case_id, brain_role, None), lambda: case.load_remembered(brain_role, self.ctx.cache_dir))
                 out[role] = self._kept((item.task, item.case_id, role, item.condition),
                                        lambda: defacers.defaced_volume(defacer, original, self.ctx.cache_dir, reference))
@@ -81,8 +80,11 @@ class SampleStage:
         base = dict(sample_id=item.sample_id, task=item.task, case_id=item.case_id, condition=item.condition,
                     model=item.model, mode=item.mode, defacer=dict(item.defacer))
 
+        placements: dict = {}  # part -> where it ran, for parts that ran as cluster jobs
+
         def failed(kind: str, message: str, **extra) -> Sample:
-            return Sample(**base, status="failed", error={"kind": kind, "message": redact_text(message)[:2000]}, timings=timings, **extra)
+            return Sample(**base, status="failed", error={"kind": kind, "message": redact_text(message)[:2000]}, timings=timings,
+                          ran_on=placements, **extra)
 
         if not item.is_reference:
             for role in task.roles:
@@ -90,26 +92,19 @@ class SampleStage:
                 if res is not None and res["status"] != "ok":
                     return failed(res["error"]["kind"], f"{role}: {res['error']['message']}")
         t0 = time.perf_counter()
-        try:
-            volumes = await asyncio.to_thread(self.volumes_for, item)
-            inp = await asyncio.to_thread(task.build_input, case, volumes, item.mode) if item.mode != "direct" else None
-        except HarnessError as exc:
-            return failed(FailureKind.BAD_INPUT, str(exc))
-        except Exception as exc:
-            if cfg.fail_fast:
-                raise
-            return failed(FailureKind.TASK_ERROR, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+        prepared = await self._part(item, case, sample_jobs.render, sample_jobs.render_job, placements, "render", item.mode)
+        if "failed" in prepared:
+            return failed(*prepared["failed"])
+        inp = prepared["input"]
         self._timed(timings, "render", t0)
         t1 = time.perf_counter()
         transcript: list = []
         tokens: dict = {}
         if item.mode == "direct":
-            try:
-                raw = await asyncio.to_thread(task.solve_direct, case, volumes)
-            except Exception as exc:
-                if cfg.fail_fast:
-                    raise
-                return failed(FailureKind.TASK_ERROR, f"{type(exc).__name__}: {exc}")
+            solved = await self._part(item, case, sample_jobs.solve, sample_jobs.solve_job, placements, "solve")
+            if "failed" in solved:
+                return failed(*solved["failed"])
+            raw = solved["raw"]
         else:
             model = models[item.model]
             if inp.toolbox is not None:
@@ -124,22 +119,36 @@ class SampleStage:
             raw = result.answer
         self._timed(timings, "model", t1)
         t2 = time.perf_counter()
-        cache_keys = {"render": list(inp.render_keys) if inp else [], "volumes": {r: v.content_hash[:16] for r, v in volumes.items()}}
+        cache_keys = {"render": list(inp.render_keys) if inp else [], "volumes": prepared["volume_keys"]}
         parsed = task.parse(raw)
         if not parsed.ok:
             timings["score"] = time.perf_counter() - t2
             return Sample(**base, status="unparsable", error={"kind": FailureKind.UNPARSABLE, "message": redact_text(str(parsed.error))[:2000]},
-                          timings=timings, tokens=tokens, transcript=transcript, cache_keys=cache_keys)
-        try:
-            answer = task.locate(parsed.value, volumes)
-            scores = task.score(answer, case.truth)
-        except Exception as exc:
-            if cfg.fail_fast:
-                raise
-            return failed(FailureKind.SCORE_ERROR, f"{type(exc).__name__}: {exc}", transcript=transcript, tokens=tokens)
+                          timings=timings, tokens=tokens, transcript=transcript, cache_keys=cache_keys, ran_on=placements)
+        scored = await self._part(item, case, sample_jobs.score, sample_jobs.score_job, placements, "score", parsed.value)
+        if "failed" in scored:
+            return failed(*scored["failed"], transcript=transcript, tokens=tokens)
+        answer, scores = scored["answer"], scored["scores"]
         self._timed(timings, "score", t2)
         return Sample(**base, status="ok", answer=answer, scores=scores, timings=timings, tokens=tokens,
-                      transcript=transcript, cache_keys=cache_keys)
+                      transcript=transcript, cache_keys=cache_keys, ran_on=placements)
+
+    async def _part(self, item: WorkItem, case, here, job, placements: dict, name: str, *args) -> dict:
+        """One part of a sample (harness.engine.sample_jobs): in a thread here, with the volumes kept in memory, or
+        as a job on the cluster (--executor ray; not for agent mode, whose tools need the volumes between turns),
+        its node recorded in `placements`."""
+        task = self.ctx.tasks[item.task]
+        reraise = self.ctx.cfg.fail_fast
+        executor = self.ctx.executor
+        if executor is None or not executor.remote or item.mode == "agent":
+            if name == "score":  # in the event loop, one at a time, as before: a metric model need not be thread-safe
+                return here(task, case, lambda: self.volumes_for(item), *args, reraise)
+            return await asyncio.to_thread(here, task, case, lambda: self.volumes_for(item), *args, reraise)
+        role_defacers = None if item.is_reference else {r: self.ctx.case_defacer(item.condition, case, r) for r in task.roles}
+        out, placement = await executor.call(job, (task, case, role_defacers, *args, str(self.ctx.cache_dir), reraise),
+                                             key=f"{name} {item.case_id} / {item.condition}")
+        placements[name] = placement.to_dict()
+        return out
 
     async def run(self, todo: list[WorkItem], store, progress, deface_results: dict) -> None:
         cfg = self.ctx.cfg

@@ -80,7 +80,7 @@ def serve_model(spec: ModelSpec, *, host: str = "127.0.0.1", port: int | None = 
             time.sleep(0.25)
         # a backend that cannot be served itself (e.g. hf:) is reached as the OpenAI-compatible server just started
         backend = spec.backend if backend_of(spec).servable else "openai-compatible"
-        yield replace(spec, backend=backend, base_url=base_url)
+        yield replace(spec, backend=backend, base_url=base_url, replicas=())  # the one server started here
     finally:
         _stop(proc)
 

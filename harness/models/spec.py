@@ -3,7 +3,7 @@ profiles from a TOML file, so a team can share endpoints and limits:
 
     [models.qwen7b]
     spec = "vllm:Qwen/Qwen2.5-VL-7B-Instruct"
-    base_url = "http://gpu-box:8000/v1"
+    base_url = "http://gpu-box:8000/v1"   # or base_urls = [...]: replicas of one model (harness.models.replicas)
     max_images = 8
     native_tools = true
 
@@ -31,6 +31,10 @@ class ModelSpec:
     model: str  # id, local path, or scripted baseline name; sent as the request's `model`
     name: str = ""  # profile name, or the spec string
     base_url: str | None = None
+    # Replicas serving the same weights (vLLM data-parallel: one server per GPU): requests are spread over them.
+    # base_url is the first; it alone names the deployment in cache keys and sample ids, so which replica answered,
+    # or how many there are, changes neither.
+    replicas: tuple[str, ...] = ()
     api_key_env: str | None = None  # name of the environment variable holding the key; never the key
     revision: str | None = None  # goes into cache keys; set it when a server's weights can change under one id
     max_concurrency: int = 16
@@ -67,7 +71,7 @@ class ModelSpec:
     def describe(self) -> dict:
         """Settings for listings and run manifests: no key, only the name of its variable."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: v for k, v in d.items() if v not in (None, {}, "") and not (k == "images_in_tool_results" and v is False)}
+        return {k: v for k, v in d.items() if v not in (None, {}, "", ()) and not (k == "images_in_tool_results" and v is False)}
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(ModelSpec)}
@@ -82,10 +86,10 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
     if backend not in model_backends:
         raise ModelConfigError(f"unknown model backend {backend!r} in {text!r}; use one of {', '.join(backend_names())}")
     declared = backend_of(backend)
-    unknown = set(settings) - set(_FIELD_TYPES) - {"spec"}
+    unknown = set(settings) - set(_FIELD_TYPES) - {"spec", "base_urls"}
     if unknown:
         raise ModelConfigError(f"unknown model setting(s) {', '.join(sorted(unknown))} for {text!r}; known: {', '.join(sorted(_FIELD_TYPES))}")
-    settings = {k: v for k, v in settings.items() if v is not None and k != "spec"}
+    settings = _with_replicas({k: v for k, v in settings.items() if v is not None and k != "spec"}, text)
     base = dict(
         backend=backend,
         model=model.strip(),
@@ -108,6 +112,23 @@ def parse_model_spec(text: str, **settings) -> ModelSpec:
         if value is not None and (not isinstance(value, int) or value < (0 if name == "max_retries" else 1)):
             raise ModelConfigError(f"{name} for {text!r} must be a positive integer, got {value!r}")
     return spec
+
+
+def _with_replicas(settings: dict, text: str) -> dict:
+    """`base_urls = [...]` (several replicas of one model) -> base_url (the first) and replicas (all of them)."""
+    urls = settings.pop("base_urls", None)
+    if urls is None:
+        return settings
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, (list, tuple)) or not urls or not all(isinstance(u, str) and u.strip() for u in urls):
+        raise ModelConfigError(f"base_urls for {text!r} must be a non-empty list of URLs, got {urls!r}")
+    if settings.get("base_url"):
+        raise ModelConfigError(f"{text!r} has both base_url and base_urls; list every replica in base_urls")
+    urls = [u.strip().rstrip("/") for u in urls]
+    if len(set(urls)) != len(urls):
+        raise ModelConfigError(f"base_urls for {text!r} lists a URL twice: {urls}")
+    return {**settings, "base_url": urls[0], "replicas": tuple(urls) if len(urls) > 1 else ()}
 
 
 def load_profiles(config: HarnessConfig | Path | str | None = None) -> dict[str, ModelSpec]:
@@ -138,6 +159,8 @@ def resolve_model_spec(name_or_spec: str, config: HarnessConfig | Path | str | N
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if name_or_spec in profiles:
         spec = profiles[name_or_spec]
+        if "base_url" in overrides or "base_urls" in overrides:  # the command line's URLs replace the profile's
+            overrides = _with_replicas({**overrides, "replicas": ()}, name_or_spec)
         return replace(spec, **overrides) if overrides else spec
     if ":" not in name_or_spec:
         known = ", ".join(sorted(profiles)) or "none configured"

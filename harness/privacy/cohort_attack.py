@@ -76,7 +76,12 @@ def attack_one(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | s
     if condition == ORIGINAL:
         return attack_volume(volume, volume, defacer.identity, cache_dir)
     try:
-        defaced = defacers.deface_cached(defacer, volume, cache_dir).volume
+        from tasks import get_task
+
+        # with the brain reference the deface stage used (part of the defacer cache key): found, not made again
+        brain_role = get_task(item.case.task).brain_reference_role(item.case, item.role)
+        reference = None if brain_role is None else item.case.load_remembered(brain_role, cache_dir)
+        defaced = defacers.defaced_volume(defacer, volume, cache_dir, reference)
     except HarnessError as exc:
         return f"not defaced: {exc}"
     try:

@@ -311,7 +311,9 @@ def privacy_by_defacer(qc_records: Iterable[dict], reidentification: Iterable[di
         if prev is None or prev.get("status") != "ok":
             latest[key] = rec
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for (task, cond, *_), rec in latest.items():
+    # in case order, not the QC log's: jobs finish in any order (a pool, a cluster) and the bootstrap CIs must not
+    # depend on it
+    for (task, cond, *_), rec in sorted(latest.items(), key=lambda item: tuple(str(part) for part in item[0])):
         groups[(str(task), str(cond))].append(rec)
     out = {}
     for key, recs in groups.items():

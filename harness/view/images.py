@@ -173,8 +173,8 @@ class ImageSource:
             raise HarnessError(f"the run used {defacer.name} version {identity.get('version')}, "
                                f"this machine has {defacer.identity.get('version')}")
         # the QC's brain reference (the case's T1 for the tumour tasks) is part of the defacer cache key
-        brain_role = get_task(sample.task).brain_mask_role
-        reference = case.load(brain_role) if brain_role not in (None, role) and brain_role in case.volumes else None
+        brain_role = get_task(sample.task).brain_reference_role(case, role)
+        reference = None if brain_role is None else case.load(brain_role)
         reference_hash = None if reference is None else reference.content_hash
         if defacers.cached_record(defacer, volume.content_hash, self.cache_dir, reference_hash) is None:  # never deface here
             raise HarnessError(f"the {sample.condition} volume of case {sample.case_id} ({role}) is not in the "

@@ -2,7 +2,9 @@
 hosted APIs). `vllm:` and `openai:` are thin subclasses with their own defaults (vllm_server.py, openai_api.py).
 
 Retries are ours (the client's own are off) so rate limits, transient and permanent failures are told apart,
-Retry-After is honoured, and each endpoint's concurrency adapts down on 429s. The openai package is imported when
+Retry-After is honoured, and each endpoint's concurrency adapts down on 429s. A profile with several base_urls
+(replicas of one model) spreads requests over them (harness.models.replicas): a replica that refuses connections
+or times out leaves the rotation and its request moves at once to another. The openai package is imported when
 a model is created, not when this module is: listing backends stays cheap.
 """
 
@@ -15,12 +17,15 @@ import time
 from harness.core.failures import FailureKind
 from harness.models.backends import register_backend
 from harness.models.base import ChatModel
+from harness.models.replicas import Replica, ReplicaSet
 from harness.models.retry import PERMANENT, RATE_LIMIT, TRANSIENT, RetryPolicy, classify_status, limiter_for, parse_retry_after
 from harness.models.types import Message, ModelError, Reply, Sampling, ToolCall, ToolSpec, Usage
 from harness.models.wire import parse_arguments, to_openai_messages
 
 NO_KEY = "EMPTY"
 CONNECTIONS_PER_POOL = 8  # local servers (vLLM, SGLang) accept any key; the client insists on one
+PROBE_TIMEOUT_S = 5.0  # a replica out of rotation is back when it answers within this
+MAX_FAILOVERS = 8  # per request: moves to another replica that do not count as retries
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -58,11 +63,22 @@ class OpenAICompatModel(ChatModel):
         # Several small connection pools instead of one big one: the HTTP pool scans every connection on every
         # request, which at 64 connections cost more CPU than the rest of a request (benchmarks/models.py).
         n_pools = max(1, -(-spec.max_concurrency // CONNECTIONS_PER_POOL))
-        self.clients = [
-            openai.AsyncOpenAI(base_url=spec.base_url, api_key=self._key, max_retries=0, timeout=spec.timeout_s)
-            for _ in range(n_pools)
-        ]
-        self._next_client = 0
+        self.replicas = ReplicaSet([
+            Replica(url, [openai.AsyncOpenAI(base_url=url, api_key=self._key, max_retries=0, timeout=spec.timeout_s)
+                          for _ in range(n_pools)])
+            for url in (spec.replicas or (spec.base_url,))
+        ], probe=self._probe)
+
+    async def _probe(self, replica: Replica) -> bool:
+        """Is a replica taken out of rotation back? Any HTTP answer says it listens again (some servers answer
+        /models with an error); a refused connection or no answer within PROBE_TIMEOUT_S says not yet."""
+        try:
+            await replica.clients[0].get("/models", cast_to=bytes, options={"timeout": min(PROBE_TIMEOUT_S, self.spec.timeout_s)})
+        except self._sdk.APIStatusError:
+            return True
+        except (self._sdk.APIConnectionError, self._sdk.APITimeoutError):  # APITimeoutError is a connection error
+            return False
+        return True
 
     def _request(self, messages: list[Message], tools: list[ToolSpec], sampling: Sampling) -> dict:
         body: dict = {
@@ -137,21 +153,28 @@ class OpenAICompatModel(ChatModel):
     async def _complete(self, messages, tools, sampling) -> Reply:
         body = self._request(messages, tools, sampling)
         openai = self._sdk
-        limiter = limiter_for(self.spec.endpoint, self.spec.max_concurrency)
-        attempt = 0
+        attempt = failovers = 0
+        failed = None  # the replica the last attempt failed on
         while True:
             attempt += 1
             retry_after = None
             status = None
+            replica = self.replicas.pick(avoid=failed)
+            url = replica.url
+            limiter = limiter_for(url, self.spec.max_concurrency)  # each replica has its own limit
             t0 = time.perf_counter()
             try:
-                async with limiter:
-                    t0 = time.perf_counter()
-                    # post() rather than chat.completions.create(): the SDK's request transform and response
-                    # model cost more CPU than everything else here, and we parse untrusted replies ourselves.
-                    client = self.clients[self._next_client % len(self.clients)]
-                    self._next_client += 1
-                    raw = await client.post("/chat/completions", cast_to=bytes, body=body)
+                replica.outstanding += 1
+                try:
+                    async with limiter:
+                        t0 = time.perf_counter()
+                        # post() rather than chat.completions.create(): the SDK's request transform and response
+                        # model cost more CPU than everything else here, and we parse untrusted replies ourselves.
+                        client = replica.clients[replica.served % len(replica.clients)]
+                        replica.served += 1
+                        raw = await client.post("/chat/completions", cast_to=bytes, body=body)
+                finally:
+                    replica.outstanding -= 1
                 reply = self._parse(raw, time.perf_counter() - t0, attempt)
                 limiter.on_success()
                 return reply
@@ -161,22 +184,31 @@ class OpenAICompatModel(ChatModel):
                 retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
                 reason = {RATE_LIMIT: FailureKind.RATE_LIMITED, TRANSIENT: FailureKind.SERVER_ERROR}.get(
                     kind, FailureKind.AUTH if status in (401, 403) else FailureKind.BAD_REQUEST)
-                detail = f"HTTP {status} from {self.spec.base_url}: {str(exc.message)[:500]}"
+                detail = f"HTTP {status} from {url}: {str(exc.message)[:500]}"
                 if kind == RATE_LIMIT:
                     limiter.on_rate_limit()
             except openai.APITimeoutError:
-                kind, reason, detail = TRANSIENT, FailureKind.TIMEOUT, f"no reply from {self.spec.base_url} within {self.spec.timeout_s:g} s"
+                kind, reason, detail = TRANSIENT, FailureKind.TIMEOUT, f"no reply from {url} within {self.spec.timeout_s:g} s"
             except openai.APIConnectionError as exc:
-                kind, reason, detail = TRANSIENT, FailureKind.CONNECTION, f"cannot reach {self.spec.base_url} ({type(exc.__cause__ or exc).__name__})"
+                kind, reason, detail = TRANSIENT, FailureKind.CONNECTION, f"cannot reach {url} ({type(exc.__cause__ or exc).__name__})"
             except (openai.APIResponseValidationError, _Malformed) as exc:
-                kind, reason, detail = TRANSIENT, FailureKind.MALFORMED_REPLY, f"{self.spec.base_url} sent something that is not a chat completion ({str(exc)[:200]})"
+                kind, reason, detail = TRANSIENT, FailureKind.MALFORMED_REPLY, f"{url} sent something that is not a chat completion ({str(exc)[:200]})"
             detail = redact(detail, self._key)
-            if kind == PERMANENT or attempt > self.retry.max_retries:
+            failed = replica
+            if reason in (FailureKind.TIMEOUT, FailureKind.CONNECTION) and len(self.replicas.replicas) > 1:
+                if replica.live:
+                    self.replicas.mark_down(replica)
+                if self.replicas.any_live_besides(replica) and failovers < MAX_FAILOVERS:
+                    failovers += 1  # at once on another replica, without using up one of the request's retries
+                    continue
+            if kind == PERMANENT or attempt - failovers > self.retry.max_retries:
                 raise ModelError(reason, detail, attempts=attempt, status=status)
             if retry_after is not None and retry_after > self.retry.max_retry_after_s:
                 raise ModelError(reason, f"{detail}; the server asked to wait {retry_after:g} s", attempts=attempt, status=status)
             await asyncio.sleep(self.retry.delay(attempt, retry_after))
 
     async def aclose(self) -> None:
-        for client in self.clients:
-            await client.close()
+        await self.replicas.aclose()
+        for replica in self.replicas.replicas:
+            for client in replica.clients:
+                await client.close()
