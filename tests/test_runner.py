@@ -366,3 +366,26 @@ def test_the_privacy_stage_attacks_every_volume_and_the_summary_shows_it(task, c
         mp.setattr(volume_faces, "face_models", lambda: pytest.fail("the attack ran again"))
         again = run(cohort, tmp_path / "runs2", cache, defacers=["deface"], privacy=True, limit=1)
     assert (again.run_dir / "qc" / "reidentification.jsonl").read_text() == (first.run_dir / "qc" / "reidentification.jsonl").read_text()
+
+
+def test_tumour_contrasts_are_defaced_once_and_found_again_with_their_t1_reference(tmp_path, monkeypatch):
+    """The QC of T1c/T2/FLAIR uses the case's T1 brain mask, and that reference is part of the defacer cache key:
+    every stage that needs a defaced contrast must look it up with the same reference, or it defaces it again."""
+    import defacers.base
+
+    cohort = write_sample_cohort("tumor-slice", n=1, seed=3, out=tmp_path / "cohort", resolution_scale=2.6)
+    cfg = dict(tasks=["tumor-slice"], defacers=["deface"], cohort=str(cohort), cache_dir=tmp_path / "cache", workers=0,
+               quiet=True, privacy=False)
+    calls = []
+    real = defacers.base.Defacer.deface
+    monkeypatch.setattr(defacers.base.Defacer, "deface", lambda self, *a, **k: calls.append(self.name) or real(self, *a, **k))
+    first = Runner(EvalConfig(out=tmp_path / "runs", **cfg), argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
+    assert first.defacer_runs == 4 and len(calls) == 4 and first.counts["ok"] == 2  # 4 contrasts, each defaced once
+    assert {q["role"]: q["brain_mask_role"] for q in read_qc(first.run_dir)} == {r: "t1" for r in ("t1", "t1c", "t2", "flair")}
+
+    def no_defacing(self, *a, **k):
+        raise AssertionError(f"{self.name} defaced again")
+
+    monkeypatch.setattr(defacers.base.Defacer, "deface", no_defacing)
+    again = Runner(EvalConfig(out=tmp_path / "other-runs", **cfg), argv=["harness", "eval", "--test"]).run(summarize=summarize_run)
+    assert again.defacer_runs == 0 and again.counts["ok"] == 2
