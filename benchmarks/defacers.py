@@ -214,7 +214,7 @@ def main() -> None:
 
 
 def _volumes(figures: dict, cohort: str) -> int:
-    return max((f["sample_qc"][cohort]["volumes"] for f in figures.values() if cohort in f.get("sample_qc", {})), default=0)
+    return max((f["sample_qc"][cohort].get("volumes", 0) for f in figures.values() if cohort in f.get("sample_qc", {})), default=0)
 
 
 def _baseline() -> int:

@@ -109,7 +109,10 @@ def test_worker_node_killed_mid_run_loses_and_duplicates_nothing(cluster, cohort
     manifest = read_json(outcome.run_dir / "manifest.json")
     assert manifest["jobs_lost_and_rerun"] >= 1  # the killed node's job ran again elsewhere
     assert max(q["ran_on"]["attempts"] for q in qc) >= 2
-    assert comparable(outcome.run_dir) == comparable(local.run_dir)
+    assert comparable(outcome.run_dir) == comparable(local.run_dir)  # the re-identification scores included
+    # the privacy stage's attack jobs ran on the cluster, every volume under every condition
+    probes = [json.loads(line) for line in (outcome.run_dir / "qc" / "reidentification.jsonl").read_text().splitlines()]
+    assert len(probes) == 9 and all("ran_on" in p for p in probes)
     shown = CliRunner().invoke(app, ["runs", "show", str(outcome.run_dir)]).output
     assert "jobs by node (ray executor):" in shown and "lost with a node and run again" in shown
     assert all(node[:12] in shown for node in nodes)

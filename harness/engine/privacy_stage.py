@@ -4,7 +4,8 @@ After the samples: every (task, case, role) under `original` and each defacer is
 (a second run, or a resumed one, reads JSON only), and the probe records - face found, rank of the own person,
 distance; no image, no embedding - are written to the run's qc/reidentification.jsonl, from which the summary and
 the leaderboard compute detection and rank-1/rank-5 identification. Without dlib (the optional extra `privacy`)
-the stage says so and the run goes on; `--no-privacy` skips it.
+the stage says so and the run goes on; `--no-privacy` skips it. With `--executor ray` each (volume, condition) is a
+cluster job; the caches are content-addressed, so a job finished on any node is not done again.
 """
 
 from __future__ import annotations
@@ -19,9 +20,25 @@ class PrivacyStage:
     def __init__(self, ctx):
         self.ctx = ctx  # the Runner: its tasks, cohorts, conditions and cache folder
         self.seconds = 0.0
+        self.placements: dict[tuple, dict] = {}  # (condition, volume label) -> where its attack job ran (on a cluster)
+
+    def _runner(self, job, in_process):
+        """How the attack's jobs run: here, or with --executor ray as cluster jobs (one per volume and condition;
+        the findings come back, the run folder is written here)."""
+        executor = self.ctx.executor
+        if executor is None or not executor.remote:
+            return in_process
+
+        def on_cluster(jobs: dict):
+            for key, value, placement in executor.map(job, jobs):
+                condition, subject = key
+                self.placements[(condition, subject.label)] = placement.to_dict()
+                yield key, value
+
+        return on_cluster
 
     def run(self, items, store, progress) -> None:
-        from harness.privacy.cohort_attack import attack_findings, cohort_volumes
+        from harness.privacy.cohort_attack import attack_findings, attack_job, cohort_volumes, in_process
         from harness.privacy.face_models import attack_identity
         from harness.privacy.reidentify import condition_outcomes
 
@@ -33,11 +50,14 @@ class PrivacyStage:
             for task_name, task in self.ctx.tasks.items():
                 case_ids = sorted({i.case_id for i in items if i.task == task_name})
                 volumes = cohort_volumes([self.ctx.case(task_name, c) for c in case_ids], task.roles)
-                outcomes = condition_outcomes(*attack_findings(volumes, conditions, self.ctx.cache_dir))
+                outcomes = condition_outcomes(*attack_findings(volumes, conditions, self.ctx.cache_dir,
+                                                               run_jobs=self._runner(attack_job, in_process)))
                 for condition, probes in outcomes.items():
                     records += [{"task": task_name, "condition": condition, "case_id": p["person"],
                                  "role": p["label"].rsplit("/", 1)[-1], **p,
-                                 "attack": f"{attack['name']} (dlib {attack['dlib']})"} for p in probes]
+                                 "attack": f"{attack['name']} (dlib {attack['dlib']})",
+                                 **({"ran_on": self.placements[(condition, p["label"])]}
+                                    if (condition, p["label"]) in self.placements else {})} for p in probes]
         except HarnessError as exc:  # dlib missing, or a cohort file unreadable: the samples are all kept
             progress.log(f"privacy stage skipped: {exc}")
             return

@@ -90,24 +90,47 @@ def attack_one(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | s
         return str(exc)
 
 
+def attack_job(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | str:
+    """attack_one as a job that can run anywhere (a Ray node): an unreadable original is a finding, not an error."""
+    try:
+        return attack_one(item, condition, cache_dir)
+    except HarnessError as exc:
+        if condition != ORIGINAL:
+            raise
+        return VolumeFaces({}, f"not readable: {exc}")
+
+
+def in_process(jobs: dict) -> Iterable[tuple]:
+    """Run attack jobs here, one after the other: (key, result) as each finishes."""
+    for key, args in jobs.items():
+        yield key, attack_job(*args)
+
+
 def attack_findings(items: list[CohortVolume], conditions: list[str], cache_dir,
-                    progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
-    """(originals, {condition: probes}): the attack's findings on every volume, for reidentify."""
+                    progress: Callable[[str], None] | None = None, run_jobs: Callable = in_process) -> tuple[dict, dict]:
+    """(originals, {condition: probes}): the attack's findings on every volume, for reidentify. run_jobs({key: args})
+    yields (key, attack_job(*args)) as jobs finish, anywhere (the eval's executor); results keep `items`' order."""
     cache_dir = Path(cache_dir)
-    originals: dict[Subject, VolumeFaces] = {}
-    defaced: dict[str, dict[Subject, VolumeFaces | str]] = {c: {} for c in conditions if c != ORIGINAL}
-    for i, item in enumerate(items, 1):
-        try:
-            originals[item.subject] = attack_one(item, ORIGINAL, cache_dir)
-        except HarnessError as exc:  # an unreadable file: named, and the cohort goes on
-            originals[item.subject] = VolumeFaces({}, f"not readable: {exc}")
-        for condition in defaced:
-            if originals[item.subject].no_face:
-                defaced[condition][item.subject] = originals[item.subject].no_face
-            else:
-                defaced[condition][item.subject] = attack_one(item, condition, cache_dir)
-        if progress is not None:
-            progress(f"{i}/{len(items)} {item.subject.label}")
+    done = 0
+
+    def run(jobs: dict) -> dict:
+        nonlocal done
+        found = {}
+        for key, value in run_jobs(jobs):
+            found[key] = value
+            done += 1
+            if progress is not None:
+                progress(f"{done} {key[1].label} {key[0]}")
+        return found
+
+    first = run({(ORIGINAL, item.subject): (item, ORIGINAL, cache_dir) for item in items})
+    originals: dict[Subject, VolumeFaces] = {item.subject: first[(ORIGINAL, item.subject)] for item in items}
+    others = [c for c in conditions if c != ORIGINAL]
+    probes = run({(c, item.subject): (item, c, cache_dir) for c in others for item in items
+                  if not originals[item.subject].no_face})
+    # a volume whose original shows no face has no probe: its reason stands for every defacer
+    defaced = {c: {item.subject: originals[item.subject].no_face or probes[(c, item.subject)] for item in items}
+               for c in others}
     return originals, defaced
 
 
