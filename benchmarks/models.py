@@ -109,6 +109,32 @@ async def bench_requests(base_url: str, imgs, n: int, concurrency: int):
     return wall, cpu, latencies
 
 
+async def bench_bare_openai(base_url: str, imgs, n: int, concurrency: int):
+    """The same requests from a bare AsyncOpenAI loop (one client, a semaphore, the image as a data URL): the floor
+    the model layer is compared with."""
+    import base64
+
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0)
+    urls = ["data:image/png;base64," + base64.b64encode(img.png).decode("ascii") for img in imgs]
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i):
+        async with sem:
+            reply = await client.chat.completions.create(model="stub", max_tokens=16, messages=[{"role": "user", "content": [
+                {"type": "text", "text": f"Question {i}: estimate the Evans ratio."},
+                {"type": "image_url", "image_url": {"url": urls[i % len(urls)]}}]}])
+        assert reply.choices[0].message.content
+
+    await asyncio.gather(*(one(i) for i in range(min(n, 64))))  # warm up connections
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    await client.close()
+    return wall, cpu
+
+
 def bench_cache(imgs, n: int):
     from harness.models import Message, Reply, ResponseCache, Sampling, parse_model_spec, request_key
 
@@ -148,6 +174,7 @@ def main():
     try:
         ready.wait(30)
         wall, cpu, lat = asyncio.run(bench_requests(f"http://127.0.0.1:{port}/v1", imgs, args.requests, args.concurrency))
+        bare_wall, bare_cpu = asyncio.run(bench_bare_openai(f"http://127.0.0.1:{port}/v1", imgs, args.requests, args.concurrency))
     finally:
         stub.terminate()
         stub.join(5)
@@ -157,6 +184,9 @@ def main():
     print(f"  harness CPU       {cpu / args.requests * 1000:8.2f} ms per request (client process)")
     print(f"  in-flight p50/p99 {lat[len(lat) // 2] * 1000:8.1f} / {lat[int(len(lat) * 0.99)] * 1000:.1f} ms")
     print(f"  peak RSS          {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")
+    print(f"bare AsyncOpenAI loop, same stub and images: {args.requests / bare_wall:.1f} requests/s, "
+          f"{bare_cpu / args.requests * 1000:.2f} ms CPU per request -> the model layer costs "
+          f"{cpu / bare_cpu:.2f}x its CPU (target <= 0.6x)")
 
     t_key, t_get, hits = bench_cache(imgs, 5000)
     print(f"response cache: 5000 entries, {hits} hits")
