@@ -114,7 +114,7 @@ def test_worker_node_killed_mid_run_loses_and_duplicates_nothing(cluster, cohort
     probes = [json.loads(line) for line in (outcome.run_dir / "qc" / "reidentification.jsonl").read_text().splitlines()]
     assert len(probes) == 9 and all("ran_on" in p for p in probes)
     shown = CliRunner().invoke(app, ["runs", "show", str(outcome.run_dir)]).output
-    assert "jobs by node (ray executor):" in shown and "lost with a node and run again" in shown
+    assert "jobs by node (ray executor):" in shown and "lost with a node and run again" in shown and " privacy (" in shown
     assert all(node[:12] in shown for node in nodes)
     assert head.process.poll() is None  # the cluster lives on without the node
 

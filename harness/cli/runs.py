@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.store.manifest import names_of
-from harness.store.run_store import (MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_qc, read_rejected, read_samples,
-                                      scan_samples)
+from harness.store.run_store import (MANIFEST, SUMMARY, RunStoreError, lock_holder, read_json, read_qc, read_rejected,
+                                      read_reidentification, read_samples, scan_samples)
 from harness.store.summary import Summary
 from harness.engine.rejected import rejected_summary
 from harness.results.failures import failure_groups
@@ -160,7 +160,7 @@ def show_cmd(
             example = group.example
             message = str((example.error or {}).get("message", ""))[:200]
             typer.echo(f"  {group.kind}: {group.count} (e.g. {example.task}/{example.case_id}/{example.condition}: {message})")
-    for line in _placement_lines(read_qc(run_dir, warn=False), samples, manifest):
+    for line in _placement_lines(read_qc(run_dir, warn=False), samples, manifest, read_reidentification(run_dir)):
         typer.echo(line)
     rejected = read_rejected(run_dir)
     if rejected:
@@ -169,10 +169,10 @@ def show_cmd(
         typer.echo(f"resume with: harness eval --resume {run_dir}")
 
 
-def _placement_lines(qc: list[dict], samples: list, manifest: dict) -> list[str]:
-    """Which node ran which jobs: defacing from the QC log's `ran_on`, rendering and scoring from the samples'
-    (jobs answered from a cache, and anything run in the driver's own process under the local executor, ran
-    nowhere else and are not listed)."""
+def _placement_lines(qc: list[dict], samples: list, manifest: dict, probes: list[dict] = ()) -> list[str]:
+    """Which node ran which jobs: defacing from the QC log's `ran_on`, rendering and scoring from the samples', the
+    privacy attack from qc/reidentification.jsonl's (jobs answered from a cache, and anything run in the driver's own
+    process under the local executor, ran nowhere else and are not listed)."""
     by_node: dict[tuple, dict[str, list]] = {}
 
     def add(placed, part: str) -> None:
@@ -185,6 +185,8 @@ def _placement_lines(qc: list[dict], samples: list, manifest: dict) -> list[str]
     for sample in samples:
         for part, placed in sample.ran_on.items():
             add(placed, str(part))
+    for probe in probes:
+        add(probe.get("ran_on"), "privacy")
     if not by_node:
         return []
     lines = [f"jobs by node ({(manifest.get('config') or {}).get('executor', 'local')} executor):"]
