@@ -115,6 +115,16 @@ class Defacer:
         ({defacer name: {role: path}}). Only `precomputed:NAME` has any: the path of its file."""
         return {}
 
+    def for_case(self, defaced: Mapping[str, Mapping[str, Path]], role: str) -> "Defacer":
+        """This defacer as it applies to one case volume: itself, or (precomputed:NAME) the one that names the case's
+        own file. Every stage that needs a case's defacer asks here."""
+        own = self.case_params(defaced, role)
+        if not own:
+            return self
+        from defacers.registry import get  # the registry imports this module
+
+        return get(self.name, **{**self.params, **own})
+
     def deface(self, volume: Volume, brain_reference: Volume | None = None) -> DefacedVolume:
         """The defaced volume and its QC. `brain_reference`: a volume of the same case on the same grid whose brain
         mask measures the brain voxels changed (the case's T1 for its other contrasts); None: `volume`'s own."""

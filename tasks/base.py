@@ -248,6 +248,11 @@ class Task(ABC):
         other = self.brain_mask_role
         return other if other not in (None, role) and other in case.volumes else None
 
+    def brain_reference(self, case, role: str, cache_dir):
+        """The volume of brain_reference_role (lazy when its hash is remembered under cache_dir), or None."""
+        other = self.brain_reference_role(case, role)
+        return None if other is None else case.load_remembered(other, cache_dir)
+
     def headline(self, truth: Mapping[str, Any]) -> str:
         """One line about a case's truth, for `harness data show` (default: the required fields)."""
         return "  ".join(f"{f.name} {truth.get(f.name)}" for f in self.truth_fields if f.required)

@@ -184,8 +184,7 @@ class Runner:
         return name, {**params, **self.defacers[condition].case_params(case.defaced, role)}
 
     def case_defacer(self, condition: str, case, role: str) -> defacers.Defacer:
-        name, params = self.case_defacer_spec(condition, case, role)
-        return self.defacers[condition] if params == self.defacer_specs[condition][1] else defacers.get(name, **params)
+        return self.defacers[condition].for_case(case.defaced, role)
 
     def brain_reference_file(self, task: str, case, role: str):
         """The case file whose brain mask measures the QC of `role` (Task.brain_mask_role), when it is another role."""

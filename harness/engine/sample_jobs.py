@@ -29,8 +29,7 @@ def condition_volumes(task, case, role_defacers: dict | None, cache_dir) -> dict
         if role_defacers is None:
             out[role] = original
             continue
-        brain_role = task.brain_reference_role(case, role)  # part of the defacer cache key, as in the deface stage
-        reference = None if brain_role is None else case.load_remembered(brain_role, cache_dir)
+        reference = task.brain_reference(case, role, cache_dir)  # part of the defacer cache key, as in the deface stage
         out[role] = defacers.defaced_volume(role_defacers[role], original, cache_dir, reference)
     return out
 

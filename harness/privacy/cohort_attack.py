@@ -61,9 +61,7 @@ def cohort_items(source: str | None, task: str | None, *, limit: int | None, cac
 
 def _defacer_for(spec: str, case: Case, role: str) -> defacers.Defacer:
     name, params = defacers.parse_defacer_spec(spec)
-    base = defacers.get(name, **params)
-    own = base.case_params(case.defaced, role)
-    return defacers.get(name, **{**params, **own}) if own else base
+    return defacers.get(name, **params).for_case(case.defaced, role)
 
 
 def attack_one(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | str:
@@ -79,8 +77,7 @@ def attack_one(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | s
         from tasks import get_task
 
         # with the brain reference the deface stage used (part of the defacer cache key): found, not made again
-        brain_role = get_task(item.case.task).brain_reference_role(item.case, item.role)
-        reference = None if brain_role is None else item.case.load_remembered(brain_role, cache_dir)
+        reference = get_task(item.case.task).brain_reference(item.case, item.role, cache_dir)
         defaced = defacers.defaced_volume(defacer, volume, cache_dir, reference)
     except HarnessError as exc:
         return f"not defaced: {exc}"

@@ -166,15 +166,13 @@ class ImageSource:
             return volume
         identity = sample.defacer if isinstance(sample.defacer, dict) else {}
         params = identity.get("params") if isinstance(identity.get("params"), dict) else {}
-        defacer = defacers.get(str(identity.get("name", sample.condition)), **params)
-        own = defacer.case_params(case.defaced, role)  # a precomputed file of this case (as the runner does)
-        defacer = defacers.get(defacer.name, **params, **own) if own else defacer
+        # a precomputed condition's defacer names this case's own file, which the stored identity leaves out
+        defacer = defacers.get(str(identity.get("name", sample.condition)), **params).for_case(case.defaced, role)
         if str(defacer.identity.get("version")) != str(identity.get("version")):
             raise HarnessError(f"the run used {defacer.name} version {identity.get('version')}, "
                                f"this machine has {defacer.identity.get('version')}")
         # the QC's brain reference (the case's T1 for the tumour tasks) is part of the defacer cache key
-        brain_role = get_task(sample.task).brain_reference_role(case, role)
-        reference = None if brain_role is None else case.load(brain_role)
+        reference = get_task(sample.task).brain_reference(case, role, self.cache_dir)
         reference_hash = None if reference is None else reference.content_hash
         if defacers.cached_record(defacer, volume.content_hash, self.cache_dir, reference_hash) is None:  # never deface here
             raise HarnessError(f"the {sample.condition} volume of case {sample.case_id} ({role}) is not in the "
