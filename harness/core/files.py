@@ -3,6 +3,7 @@ identity of a file on disk (what must not change for a digest computed earlier t
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -45,3 +46,21 @@ def file_identity(path) -> dict:
         return {"folder": str(path), "files": sorted(files)}
     st = path.stat()
     return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+
+def read_cache_entry(path) -> dict | None:
+    """A small JSON cache entry, or None when it is missing or damaged (the caller computes it again)."""
+    try:
+        entry = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def write_cache_entry(path, entry: dict) -> None:
+    """Write a small JSON cache entry atomically, without fsync (read_cache_entry treats a crash's empty file as
+    missing); a read-only or full cache only costs the next run the work again."""
+    try:
+        atomic_write_text(path, json.dumps(entry), durable=False)
+    except OSError:
+        pass

@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from harness.core.files import atomic_write_text, file_identity
+from harness.core.files import file_identity, read_cache_entry, write_cache_entry
 
 
 def canonical_json(obj) -> str:
@@ -69,19 +69,13 @@ def _remembered_digest(p: Path) -> str:
     entry = None
     if _digest_folder is not None:
         entry = _digest_folder / f"{content_key(kind='file-sha256', identity=file_identity(p))}.json"
-        try:
-            digest = json.loads(entry.read_text())["sha256"]
-            if isinstance(digest, str) and len(digest) == 64:
-                return digest
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        digest = (read_cache_entry(entry) or {}).get("sha256")
+        if isinstance(digest, str) and len(digest) == 64:
+            return digest
     h = hashlib.sha256()
     with open(p, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     if entry is not None:
-        try:
-            atomic_write_text(entry, json.dumps({"sha256": h.hexdigest()}), durable=False)
-        except OSError:
-            pass
+        write_cache_entry(entry, {"sha256": h.hexdigest()})
     return h.hexdigest()

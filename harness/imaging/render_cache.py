@@ -17,7 +17,7 @@ import json
 import threading
 from pathlib import Path
 
-from harness.core.files import atomic_write_bytes, atomic_write_text
+from harness.core.files import atomic_write_bytes, atomic_write_text, read_cache_entry, write_cache_entry
 from harness.core.hashing import content_key
 
 # Bump when the renderer's output changes for the same volume and spec (windowing, resampling, labels, PNG encoding).
@@ -45,15 +45,11 @@ def remembered(volume, name: str, version: int, compute):
     if _folder is None:
         return compute(volume)
     path = _folder / "derived" / f"{content_key(kind='derived', name=name, version=version, volume=volume.content_hash)}.json"
-    try:
-        return json.loads(path.read_text())["value"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    entry = read_cache_entry(path)
+    if entry is not None and "value" in entry:
+        return entry["value"]
     value = compute(volume)
-    try:
-        atomic_write_text(path, json.dumps({"value": value}), durable=False)
-    except OSError:
-        pass
+    write_cache_entry(path, {"value": value})
     return value
 
 

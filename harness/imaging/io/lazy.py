@@ -10,7 +10,6 @@ cached sample never makes.
 
 from __future__ import annotations
 
-import json
 import threading
 import warnings
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.core.files import atomic_write_text, file_identity
+from harness.core.files import file_identity, read_cache_entry, write_cache_entry
 from harness.core.hashing import content_key
 from harness.core.volume import Volume
 
@@ -38,12 +37,14 @@ class HashMemo:
         return content_key(kind="volume-id", loader=LOADER_VERSION, identity=file_identity(path), **facts)
 
     def get(self, key: str) -> dict | None:
+        record = read_cache_entry(self.folder / f"{key}.json")
+        if record is None:
+            return None
         try:
-            record = json.loads((self.folder / f"{key}.json").read_text())
             header = {"modality": str(record["modality"]), "shape": tuple(int(n) for n in record["shape"]),
                       "affine": np.array(record["affine"], dtype=np.float64).reshape(4, 4)}
             content_hash = record["content_hash"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
         if not (isinstance(content_hash, str) and len(content_hash) == 64 and len(header["shape"]) == 3):
             return None
@@ -52,10 +53,7 @@ class HashMemo:
     def put(self, key: str, volume: Volume) -> None:
         record = {"content_hash": volume.content_hash, "modality": volume.modality, "shape": list(volume.shape),
                   "affine": np.asarray(volume.affine).tolist()}
-        try:
-            atomic_write_text(self.folder / f"{key}.json", json.dumps(record), durable=False)
-        except OSError:  # a read-only or full cache only costs the next run a read
-            pass
+        write_cache_entry(self.folder / f"{key}.json", record)
 
     def content_hash(self, key: str) -> str | None:
         record = self.get(key)
