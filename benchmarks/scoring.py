@@ -3,8 +3,9 @@
     python benchmarks/scoring.py [--bertscore-pairs 64] [--skip-bertscore]
 
 Figures: bootstrap CI of a mean paired difference for 1,000 cases x 2,000 resamples (percentile and BCa) and of a
-generic (non-vectorised) statistic; ROUGE-L pairs/s; BERTScore pairs/s (model load reported apart); findings
-labeler sentences/s and reports/s.
+generic (non-vectorised) statistic; ROUGE-L pairs/s; BERTScore pairs/s when every text is new and as a ct-report run
+scores (one reference per case, one original answer per defacer: texts come back; model load reported apart);
+findings labeler sentences/s and reports/s.
 """
 
 from __future__ import annotations
@@ -89,10 +90,29 @@ def main() -> None:
         bert = text.get_metric("bertscore")
         print(f"BERTScore model load ({bert.model_id}, layer {bert.num_layers}): {time.perf_counter() - t0:.1f} s")
         n = args.bertscore_pairs
-        bert.score(cands[:4], refs[:4])  # warm-up
+        bert.score([report(rng) for _ in range(4)], [report(rng) for _ in range(4)])  # warm-up on other texts
         t = timed(lambda: bert.score(cands[:n], refs[:n]), repeat=1)
-        print(f"BERTScore: {n / t:.1f} pairs/s ({words:.0f}-word reports, batch {bert.batch_size})")
+        print(f"BERTScore, every text new: {n / t:.1f} pairs/s ({words:.0f}-word reports, batch {bert.batch_size})")
+        grid_pairs, t = bertscore_grid(rng, cases=12, conditions=4, models=2)
+        print(f"BERTScore as a ct-report run scores it (12 cases x 4 conditions x 2 models, every answer new: one "
+              f"call per sample, then the fidelity pairs in one batch): {grid_pairs / t:.1f} pairs/s "
+              f"({grid_pairs} pairs)")
 
+
+def bertscore_grid(rng: random.Random, cases: int, conditions: int, models: int) -> tuple[int, float]:
+    """Time the BERTScore work of a ct-report run on a fresh metric (nothing remembered): each sample's answer
+    against its case's reference as the sample finishes, then every defaced answer against its original answer."""
+    bert = text.BertScore()
+    bert.score(["warm-up"], ["warm-up"])
+    truths = [report(rng) for _ in range(cases)]
+    answers = {(c, d, m): report(rng) for c in range(cases) for d in range(conditions) for m in range(models)}
+    t0 = time.perf_counter()
+    for (c, _, _), answer in answers.items():
+        bert.score([answer], [truths[c]])
+    fidelity = [(answers[c, d, m], answers[c, 0, m]) for c in range(cases) for d in range(1, conditions)
+                for m in range(models)]
+    bert.score([d for d, _ in fidelity], [o for _, o in fidelity])
+    return len(answers) + len(fidelity), time.perf_counter() - t0
 
 if __name__ == "__main__":
     main()

@@ -61,6 +61,46 @@ def test_bertscore_offline_default_model_ranks_paraphrase_above_unrelated():
 
 
 @pytest.mark.slow
+def test_bertscore_pair_scores_the_same_alone_or_in_any_batch():
+    # bert-score pads a batch and lets padded tokens match with similarity 0: there this pair scores 0.11537 in the
+    # batch below and 0.11501 alone. Cached values must not depend on which samples were scored together.
+    cand, ref = ("Acute right frontoparietal subdural haematoma measuring 9 mm with 6 mm leftward midline shift.",
+                 "The orbits are unremarkable.")
+    bert = get_metric("bertscore")
+    alone = bert.score([cand], [ref]).per_sample[0]
+    batch = bert.score([cand, "Acute subdural haematoma. The ventricles are normal in size. Basal cisterns are patent."],
+                       [ref, "Old lacunar infarct. Mucosal thickening of the left maxillary sinus. No acute infarct."])
+    assert batch.per_sample[0] == pytest.approx(alone, abs=1e-6)
+    import torch
+
+    with torch.inference_mode():
+        reference = bert._scorer.score([cand], [ref])[2].item()  # bert-score's own value for the pair alone
+    assert alone == pytest.approx(reference, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_bertscore_embeds_each_text_once_across_calls(monkeypatch):
+    import bert_score.utils
+
+    embedded = []
+    real = bert_score.utils.get_bert_embedding
+
+    def counting(sentences, *args, **kwargs):
+        embedded.extend(sentences)
+        return real(sentences, *args, **kwargs)
+
+    monkeypatch.setattr(bert_score.utils, "get_bert_embedding", counting)
+    bert = text.BertScore()  # a fresh instance: nothing remembered yet
+    truth = "No acute intracranial haemorrhage. The ventricles are normal in size."
+    first = bert.score(["No bleed.", "Small subdural haematoma."], [truth, truth]).per_sample
+    assert sorted(embedded) == sorted(["No bleed.", "Small subdural haematoma.", truth])
+    embedded.clear()
+    again = bert.score(["Small subdural haematoma.", "Ventricles normal."], [truth, truth]).per_sample
+    assert embedded == ["Ventricles normal."]
+    assert again[0] == pytest.approx(first[1], abs=1e-6)
+
+
+@pytest.mark.slow
 def test_bertscore_works_with_hf_hub_offline():
     code = ("from harness.scoring.text import get_metric; r = get_metric('bertscore').score(['no bleed'], ['no bleed']);"
             "print(round(r.aggregate, 3))")
@@ -210,7 +250,7 @@ def test_bertscore_configured_model_uses_bert_scores_layer(fake_bert):
 
 
 def test_bertscore_scores_only_non_empty_pairs_and_reports_means(fake_bert):
-    m = text.BertScore(batch_size=4)
+    m = text.BertScore(batch_size=4, idf=True)  # with idf the wrapper hands the pairs to bert-score itself
     r = m.score(["no bleed", "", "left SDH", "x"], ["no bleed", "", "right SDH", "y"])
     assert m._scorer.calls == [(["no bleed", "left SDH", "x"], ["no bleed", "right SDH", "y"], 4)]
     assert r.per_sample == pytest.approx([0.1, 1.0, 0.5, 0.9])
