@@ -88,7 +88,8 @@ class Volume:
         h.update(self.modality.encode())
         h.update(str(self.data.shape).encode())
         h.update(np.round(self.affine, 6).astype("<f8").tobytes())
-        h.update(np.ascontiguousarray(self.data).astype("<f4", copy=False).tobytes())
+        # hashed in place: a tobytes() copy of a CT volume costs as much as the hash itself
+        h.update(memoryview(np.ascontiguousarray(self.data, dtype="<f4")).cast("B"))
         return h.hexdigest()
 
     @cached_property

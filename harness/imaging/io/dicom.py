@@ -271,8 +271,14 @@ def _pixels(slices: list[SliceRef], datasets: dict[Path, pydicom.Dataset]) -> np
         plane = arr[s.frame] if s.frame is not None else arr
         if plane.shape != (s.rows, s.cols):
             raise VolumeError(s.path, f"pixel data shape {plane.shape} does not match Rows x Columns {s.rows}x{s.cols}")
-        planes.append(plane.astype(np.float64) * s.slope + s.intercept)
-    return np.stack(planes, axis=-1)
+        planes.append(plane)
+    # rescaled in one pass over the stacked stored values (the same float64 operations as slice by slice)
+    slopes = np.array([s.slope for s in slices], dtype=np.float64)
+    intercepts = np.array([s.intercept for s in slices], dtype=np.float64)
+    pixels = np.stack(planes, axis=-1).astype(np.float64)
+    pixels *= slopes
+    pixels += intercepts
+    return pixels
 
 
 def _safe_meta(ds: pydicom.Dataset, modality: str) -> dict:
