@@ -55,10 +55,10 @@ def defaced_volume(defacer: Defacer, volume, cache_dir, brain_reference=None):
         return deface_cached(defacer, volume, cache_dir, brain_reference).volume
 
     def load() -> Volume:
-        hit = _load(folder, volume)
-        return hit.volume if hit is not None else deface_cached(defacer, volume, cache_dir, brain_reference).volume
+        defaced = _load_defaced(folder, volume)[1]  # a sample shows the defaced voxels: the change mask stays unread
+        return defaced if defaced is not None else deface_cached(defacer, volume, cache_dir, brain_reference).volume
 
-    return remembered_volume(folder / "defaced.nii.gz", load, cache_dir, defaced_from=volume.content_hash)
+    return remembered_volume(folder / "defaced.nii.gz", load, cache_dir, verify=False, defaced_from=volume.content_hash)
 
 
 def deface_cached(defacer: Defacer, volume: Volume, cache_dir, brain_reference: Volume | None = None) -> DefacedVolume:
@@ -80,13 +80,26 @@ def deface_cached(defacer: Defacer, volume: Volume, cache_dir, brain_reference: 
 
 def _load(folder: Path, volume: Volume) -> DefacedVolume | None:
     """The cached result, or None when the folder is unusable (it is then recomputed and overwritten)."""
+    record, defaced = _load_defaced(folder, volume)
+    if defaced is None:
+        return None
+    try:
+        changed = load_nifti(folder / "changed.nii.gz", modality="MR").data > 0.5
+    except (OSError, ValueError, HarnessError):
+        return None
+    if changed.shape != volume.shape:
+        return None
+    return DefacedVolume(defaced, changed, record["qc"], record.get("timings", {}), from_cache=True)
+
+
+def _load_defaced(folder: Path, volume: Volume) -> tuple[dict, Volume | None]:
+    """(qc record, defaced volume) of a cache folder; the volume is None when the folder is unusable."""
     try:
         record = json.loads((folder / "qc.json").read_text())
         data = load_nifti(folder / "defaced.nii.gz", modality=volume.modality).data
-        changed = load_nifti(folder / "changed.nii.gz", modality="MR").data > 0.5
     except (OSError, ValueError, KeyError, HarnessError):  # a damaged entry is recomputed and overwritten
-        return None
-    if data.shape != volume.shape or changed.shape != volume.shape or record.get("volume") != volume.content_hash:
-        return None
+        return {}, None
+    if not isinstance(record, dict) or "qc" not in record or data.shape != volume.shape or record.get("volume") != volume.content_hash:
+        return {}, None
     # The affine comes from the input (NIfTI stores it as float32), so the result hashes like a fresh one.
-    return DefacedVolume(volume.with_data(data), changed, record["qc"], record.get("timings", {}), from_cache=True)
+    return record, volume.with_data(data)

@@ -190,6 +190,27 @@ def test_cache_hit_does_not_recompute(tmp_path, colin, monkeypatch):
     assert len(list((tmp_path / "defaced").iterdir())) == 2
 
 
+def test_a_sample_reads_only_the_defaced_voxels_of_a_cached_entry(tmp_path, colin):
+    """A cached defaced volume is shown without reading the original's voxels or the change mask; what it shows
+    is what deface_cached gives."""
+    from harness.imaging.io.lazy import LazyVolume, remembered_volume
+
+    path = save_nifti(colin, tmp_path / "colin.nii.gz")
+    load = lambda: load_nifti(path, modality="MR")  # noqa: E731
+    cache = tmp_path / "cache"
+    original = remembered_volume(path, load, cache, modality="MR")
+    d = defacers.get("quickshear")
+    expected = defacers.deface_cached(d, original, cache)
+    defacers.defaced_volume(d, original, cache)  # remembers the defaced file's hash
+    (cache / "defaced" / next(p.name for p in (cache / "defaced").iterdir()) / "changed.nii.gz").unlink()
+    lazy_original = remembered_volume(path, load, cache, modality="MR")
+    shown = defacers.defaced_volume(d, lazy_original, cache)
+    assert isinstance(lazy_original, LazyVolume) and isinstance(shown, LazyVolume)
+    np.testing.assert_array_equal(shown.data, expected.volume.data)
+    assert dict(shown.meta) == dict(expected.volume.meta) and shown.content_hash == expected.volume.content_hash
+    assert not lazy_original.loaded  # its header came from the memo
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("codes", [("L", "P", "S"), ("P", "I", "R"), ("A", "S", "L")])
 def test_orientation_invariance(tmp_path, colin, colin_results, codes):

@@ -78,6 +78,10 @@ def test_a_remembered_volume_is_lazy_and_a_changed_file_is_read_again(tmp_path, 
            (first.content_hash, first.shape, first.modality, first.spacing, first.orientation)
     assert np.array_equal(lazy.affine, first.affine)
     assert np.allclose(lazy.voxel_to_world([[1, 2, 3]]), first.voxel_to_world([[1, 2, 3]]))
+    # so do its metadata and a copy with other voxels (a defaced volume is built on it)
+    assert dict(lazy.meta) == dict(first.meta)
+    copy = lazy.with_data(first.data * 2)
+    assert copy.content_hash == first.with_data(first.data * 2).content_hash and dict(copy.meta) == dict(first.meta)
     assert not lazy.loaded and len(reads) == 1
     assert np.array_equal(lazy.data, first.data) and lazy.loaded and len(reads) == 2
     assert remembered_volume(path, load, tmp_path / "cache", modality="CT") is not None and len(reads) == 3  # other facts

@@ -48,11 +48,16 @@ class HashMemo:
             return None
         if not (isinstance(content_hash, str) and len(content_hash) == 64 and len(header["shape"]) == 3):
             return None
+        meta = record.get("meta")  # absent in records written before it was kept: then read with the voxels
+        if isinstance(meta, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in meta.items()):
+            header["meta"] = meta
         return {"content_hash": content_hash, **header}
 
     def put(self, key: str, volume: Volume) -> None:
         record = {"content_hash": volume.content_hash, "modality": volume.modality, "shape": list(volume.shape),
                   "affine": np.asarray(volume.affine).tolist()}
+        if all(isinstance(v, (str, int, float)) for v in volume.meta.values()):
+            record["meta"] = dict(volume.meta)
         write_cache_entry(self.folder / f"{key}.json", record)
 
     def content_hash(self, key: str) -> str | None:
@@ -61,13 +66,18 @@ class HashMemo:
 
 
 class LazyVolume:
-    """Stands in for a Volume: its content hash and header (modality, shape, affine, spacing, orientation, the
-    voxel/world maps) come from the memo; anything else (data, meta, with_data, ...) reads the voxels once."""
+    """Stands in for a Volume: its content hash and header (modality, shape, affine, metadata, spacing, orientation,
+    the voxel/world maps, with_data) come from the memo; anything else (data, ...) reads the voxels once.
 
-    def __init__(self, load: Callable[[], Volume], record: dict, on_mismatch: Callable[[Volume], None] | None = None):
+    verify: check the voxels read against the remembered hash. Off for the harness's own cache files, which are
+    only ever replaced by an atomic rename (a new inode, so a new identity); on for users' files."""
+
+    def __init__(self, load: Callable[[], Volume], record: dict, on_mismatch: Callable[[Volume], None] | None = None,
+                 verify: bool = True):
         self._load = load
         self._record = record
         self._on_mismatch = on_mismatch
+        self._verify = verify
         self._volume: Volume | None = None
         self._lock = threading.Lock()
 
@@ -80,19 +90,25 @@ class LazyVolume:
     orientation = property(Volume.orientation.fget)
     world_to_voxel = Volume.world_to_voxel
     voxel_to_world = Volume.voxel_to_world
+    # a defaced copy of a volume needs only its header: the original's voxels stay unread
+    with_data = Volume.with_data
+
+    @property
+    def meta(self):
+        return self._record["meta"] if "meta" in self._record else self.volume.meta
 
     @property
     def volume(self) -> Volume:
         with self._lock:
             if self._volume is None:
                 volume = self._load()
-                if volume.content_hash != self.content_hash:
+                if self._verify and volume.content_hash != self.content_hash:
                     # the file was replaced without changing size, mtime or inode (or a loader changed without a
                     # version bump): trust the voxels from now on and correct the memo
                     warnings.warn(f"volume content changed behind an unchanged file identity (hash "
                                   f"{self.content_hash[:12]} -> {volume.content_hash[:12]}); using what was read")
                     self._record = {"content_hash": volume.content_hash, "modality": volume.modality,
-                                    "shape": volume.shape, "affine": volume.affine}
+                                    "shape": volume.shape, "affine": volume.affine, "meta": volume.meta}
                     if self._on_mismatch:
                         self._on_mismatch(volume)
                 self._volume = volume
@@ -108,10 +124,11 @@ class LazyVolume:
         return getattr(self.volume, name)
 
 
-def remembered_volume(path, load: Callable[[], Volume], cache_dir, **facts) -> Volume | LazyVolume:
+def remembered_volume(path, load: Callable[[], Volume], cache_dir, verify: bool = True, **facts) -> Volume | LazyVolume:
     """The volume at `path` as `load()` reads it: lazy when its hash is remembered, else read now and remembered.
 
-    facts: whatever else decides what load() returns (modality, the input a defaced file belongs to, ...)."""
+    facts: whatever else decides what load() returns (modality, the input a defaced file belongs to, ...);
+    verify: as for LazyVolume."""
     memo = HashMemo(cache_dir)
     try:
         key = memo.key(path, **facts)
@@ -119,7 +136,7 @@ def remembered_volume(path, load: Callable[[], Volume], cache_dir, **facts) -> V
         return load()
     record = memo.get(key)
     if record is not None:
-        return LazyVolume(load, record, on_mismatch=lambda v: memo.put(key, v))
+        return LazyVolume(load, record, on_mismatch=lambda v: memo.put(key, v), verify=verify)
     volume = load()
     memo.put(key, volume)
     return volume
