@@ -228,3 +228,24 @@ def test_bad_spec_values_are_clear_errors():
     assert parse_montage("auto") == (0, 0) and parse_montage("3x4") == (3, 4) and parse_montage(None) is None
     with pytest.raises(RenderError, match="cannot read montage"):
         parse_montage("3by4")
+
+
+@pytest.mark.parametrize("height", [60, 240, 517])
+def test_kept_label_glyphs_draw_the_pixels_imagedraw_text_draws(height):
+    """Labels are drawn from kept glyph masks; the pixels must be exactly ImageDraw.text's, or every stored image
+    hash (and the viewer's re-render check) would change with the cache."""
+    from PIL import ImageDraw
+
+    from harness.imaging import render as r
+
+    rng = np.random.default_rng(height)
+    base = Image.fromarray(rng.integers(0, 256, (height, 300), dtype=np.uint8), "L")
+    size = max(10, height // 24)
+    kept, direct = base.copy(), base.copy()
+    draw = ImageDraw.Draw(direct)
+    for xy, text, anchor in (((4, 2), "#17 z=-12.5mm", None), ((4, height // 2), "R", "lm"), ((296, height // 2), "L", "rm")):
+        r._label(ImageDraw.Draw(kept), xy, text, size, anchor)
+        r._label(ImageDraw.Draw(kept), xy, text, size, anchor)  # drawn twice from the kept masks: still the same
+        for _ in range(2):
+            draw.text(xy, text, fill=255, font=r._font(size), anchor=anchor, stroke_width=2, stroke_fill=0)
+    assert np.array_equal(np.asarray(kept), np.asarray(direct))
