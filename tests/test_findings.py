@@ -166,6 +166,12 @@ CASES = [
     ("Subdural haematoma resolved.", {"sdh": A}),
     ("No acute haemorrhage is seen, chronic subdural haematoma on the left.",
      {"ich": P, "sdh": P, "iph": A, "edh": A, "sah": A, "ivh": A}),  # the verb ends the negation's scope
+    # a one-word answer after a colon negates its label, not what follows the comma
+    ("Fracture: none, scalp haematoma.", {"skfx": A, "facefx": A, "scalp": P}),
+    # a comma before a sized finding ends a negation's list; a bare list stays negated
+    ("No fracture, large scalp haematoma.", {"skfx": A, "facefx": A, "scalp": P}),
+    ("No fracture, 12 mm scalp haematoma.", {"skfx": A, "facefx": A, "scalp": P}),
+    ("No fracture, scalp haematoma or sinus disease.", {"skfx": A, "facefx": A, "scalp": A, "sinus": A}),
     ("Scalp haematoma with underlying skull fracture excluded.", {"scalp": P, "skfx": A}),  # "with" ends post scope
     ("SCALP HAEMATOMA WITH UNDERLYING SKULL FRACTURE EXCLUDED.", {"scalp": P, "skfx": A}),  # all-caps report
     # a post cue reaches 8 words back, not 9

@@ -54,6 +54,9 @@ __all__ = [
 PRESENT, ABSENT, UNCERTAIN, NOT_MENTIONED = "present", "absent", "uncertain", "not_mentioned"
 GROUPS = ("intracranial", "skull", "extracranial")
 _LEXICON_PATH = Path(__file__).with_name("findings_lexicon.json")
+# Bump when the rules in this module change what a report is labelled (the lexicon is identified by its hash).
+# 2: a one-word answer after a colon ("Fracture: none, ...") negates only its label.
+LABELER_VERSION = 2
 # rank used to merge mentions of one label: explicit beats implied, present beats uncertain beats absent
 _RANK = {NOT_MENTIONED: 0, "implied_absent": 1, ABSENT: 2, UNCERTAIN: 3, PRESENT: 4}
 _MAX_REPORT_CHARS = 50_000
@@ -139,6 +142,14 @@ def _lexicon() -> _Lexicon:
         cues[kind] = re.compile("|".join(_compile(p) for p in ordered), re.IGNORECASE)
     scope = raw.get("scope_words", {})
     return _Lexicon(labels, tuple(concepts), cues, int(scope.get("pre", 15)), int(scope.get("post", 8)))
+
+
+@lru_cache(maxsize=1)
+def lexicon_hash() -> str:
+    """The lexicon's content hash: a run's task identity names it, so a changed rule never mixes with old scores."""
+    import hashlib
+
+    return hashlib.sha256(_LEXICON_PATH.read_bytes()).hexdigest()[:16]
 
 
 def finding_labels() -> dict[str, str]:
@@ -236,7 +247,11 @@ def _cue_spans(sentence: str, lex: _Lexicon) -> list[_Span]:
         # the same words may serve as a cue before and after ("possible SDH" / "SDH is possible"): keep both
         if not any(s.start < k.end and k.start < s.end and not _mirror(s, k) for k in kept):
             kept.append(s)
-    return sorted((s for s in kept if s.kind != "pseudo"), key=lambda s: s.start)
+    # "Fracture: none, ..." answers the label before the colon: it negates nothing after it
+    return sorted((s for s in kept if s.kind != "pseudo"
+                   and not (s.kind == "pre_negation" and re.fullmatch(r"none|nil|negative|absent", s.text.lower())
+                            and re.search(r":\s*$", sentence[:s.start]))),
+                  key=lambda s: s.start)
 
 
 def _mentions(sentence: str, lex: _Lexicon) -> list[tuple[_Concept, int, int]]:

@@ -31,6 +31,7 @@ from harness.models.types import Message
 from harness.core.parsing import parse_answer, validate, ParseResult
 from harness.core.prompts import PROMPTS_DIR, render_prompt
 from harness.imaging.render import RenderSpec, Slices
+from harness.scoring.findings import LABELER_VERSION, lexicon_hash
 from harness.scoring.text import DEFAULT_BERTSCORE_MODEL_ID
 from harness.agent.tools import Tool, Toolbox
 from tasks import register_task
@@ -174,7 +175,8 @@ class CtReportTask(Task):
         return {"task": self.name, "version": self.version, "prompts": _prompts_hash(),
                 "render": [spec.key for _, spec, _ in single_views()],
                 "bertscore": {"model": DEFAULT_BERTSCORE_MODEL_ID, "num_layers": BERTSCORE_LAYERS, "rescaled": False},
-                "findings_labeler": "harness.scoring.findings (uncertain = positive)"}
+                "findings_labeler": (f"harness.scoring.findings v{LABELER_VERSION} (uncertain = positive; "
+                                     f"lexicon {lexicon_hash()})")}
 
     def truth_from_columns(self, columns) -> dict:
         """Also one true/false column per finding label (iph, sdh, ..., scalp_haematoma), as tables of reports have."""
