@@ -16,8 +16,9 @@ Flow for one sample (task, case, condition, model, mode), driven by harness's ru
 Then per pair (same case, model, mode; original vs a defacer):
   task.compare(original_answer, defaced_answer)         -> {metric: value} for the declared fidelity metrics
   task.agreement(pairs)                                  -> set-level agreement (kappa, ICC, Bland-Altman, ...)
-The "direct" mode has no model: task.solve_direct(case, volumes) computes the answer itself (e.g. Evans ratio by
-segmentation), so algorithmic routes go through the same scoring and pairing.
+The "direct" mode has no model: task.solve_direct(case, volumes, condition) computes the answer itself (e.g. Evans
+ratio by segmentation, or a label map the cohort gives for that condition), so algorithmic routes go through the same
+scoring and pairing.
 """
 
 from __future__ import annotations
@@ -204,8 +205,10 @@ class Task(ABC):
         """Set-level agreement between original and defaced answers (kappa, ICC, Bland-Altman...). JSON-able."""
         return {}
 
-    def solve_direct(self, case, volumes: Mapping[str, Any]) -> dict:
-        """The answer of the task's algorithmic route (mode "direct"); only tasks listing "direct" in modes."""
+    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original") -> dict:
+        """The answer of the task's algorithmic route (mode "direct"); only tasks listing "direct" in modes.
+        condition: what the volumes are seen through ("original" or the defacer as typed), for a task whose answer
+        the cohort gives per condition. Raises HarnessError for bad input (recorded as such, with the reason)."""
         raise NotImplementedError(f"task {self.name} has no direct route")
 
     # --- ground truth: how cohort sources read and check it ----------------------------------------------------
