@@ -106,6 +106,39 @@ def tradeoff(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
                   + f"Fidelity: {fid['description']}.")
 
 
+def tradeoff_statistic(summary: TaskSummary, statistic, out: Path, stem: str) -> Figure | None:
+    """Re-identification (rank-1, privacy stage) vs a cohort-level statistic of agreement() (tasks.base.SetStatistic,
+    e.g. nCR as in Molchanova et al. 2024, Fig. 5); one point per defacer x model, 95% CIs on both axes."""
+    points = []
+    for r in summary.rows:
+        if r.privacy is None or not r.privacy.reidentification:
+            continue
+        x = r.privacy.reid(1)
+        y = Estimate(*statistic.value_of(r.agreement or {}))
+        if x.value is not None and y.value is not None:
+            points.append((r, x, y))
+    if not points:
+        return None
+    defacers, models, colour, marker = _series(summary)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r, x, y in points:
+        xv, xerr = _err(x, 100.0)
+        yv, yerr = _err(y)
+        ax.errorbar(xv, yv, xerr=xerr, yerr=yerr, fmt=marker[(r.model, r.mode)], color=colour[r.defacer],
+                    ms=7, capsize=3, lw=1.2)
+        ax.annotate(r.defacer, (xv, yv), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    _legend(ax, defacers, models, colour, marker)
+    ax.set_xlabel("re-identified by face recognition, rank-1 (%)  ←  more private")
+    better = "higher is better" if statistic.higher_is_better else "lower is better"
+    ax.set_ylabel(f"{statistic.name}  ({better})")
+    ax.set_title(f"{summary.task}: re-identification vs {statistic.name} (95% CI)", loc="left")
+    _save(fig, out, stem)
+    return Figure(stem, f"Re-identification vs {statistic.name}",
+                  "Each point is one defacer with one model; x: the share of defaced volumes a face-recognition "
+                  "attack (dlib) matched to their own original first (bootstrap 95% CI over volumes); y: "
+                  f"{statistic.description} (bootstrap 95% CI over cases). The lower left corner is best.")
+
+
 def deltas(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
     """Paired score change (defaced - original) per defacer and model, one panel per accuracy metric."""
     metrics = [m for m in summary.accuracy_metrics if m.get("kind") != "categorical"]

@@ -55,6 +55,27 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class SetStatistic:
+    """A statistic of the whole cohort that task.agreement() reports (a dict with "cr" or "estimate", "low", "high" at
+    `path`), which the leaderboard tabulates per defacer and plots against re-identification (e.g. nCR)."""
+
+    name: str
+    path: tuple[str, ...]
+    description: str
+    higher_is_better: bool
+
+    def value_of(self, agreement: Mapping) -> tuple[float | None, float | None, float | None, int]:
+        """(value, CI low, CI high, n) at `path` of an agreement dict; Nones when absent."""
+        node: Any = agreement
+        for key in self.path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            return None, None, None, 0
+        value = node.get("cr", node.get("estimate"))
+        return value, node.get("low"), node.get("high"), int(node.get("n") or 0)
+
+
+@dataclass(frozen=True)
 class TruthField:
     """One ground-truth field of a task, as cohort sources read it (a manifest key, a CSV or participants.tsv column).
 
@@ -166,6 +187,9 @@ class Task(ABC):
     answer_schema: ClassVar[dict]  # harness.core.parsing schema of a parsed answer
     accuracy_metrics: ClassVar[tuple[Metric, ...]]  # answer vs ground truth, one value per sample
     fidelity_metrics: ClassVar[tuple[Metric, ...]]  # defaced answer vs original answer, one value per pair
+    # Fidelity metrics with a `group` (e.g. a brain region) are also tabulated group x defacer on the leaderboard;
+    # board_statistic: a cohort-level statistic of agreement() shown per defacer and against re-identification.
+    board_statistic: ClassVar[SetStatistic | None] = None
 
     def identity(self) -> dict:
         return {"task": self.name, "version": self.version}

@@ -193,3 +193,24 @@ def test_label_tables(tmp_path):
     with pytest.raises(HarnessError, match="neither freesurfer nor slant"):
         label_table("aseg")
     assert math.isclose(sum(1 for _ in fs.names), 123)
+
+
+def test_board_tabulates_regions_by_defacer_with_ncr(cohort, tmp_path):
+    from harness.core.sample import Sample
+    from harness.results.aggregate import group_cells, summarize_task
+    from leaderboard import plots
+    from leaderboard.site import grouped_table
+
+    task, a = cohort["task"], cohort["answers"]
+    samples = [Sample(sample_id=f"{c}-{cond}", task=task.name, case_id=c, condition=cond, model="algorithm:seg-fidelity",
+                      mode="direct", status="ok", defacer={"name": cond}, answer=a[c, cond], scores={})
+               for c in ("c0", "c1", "c2") for cond in ("original", "deface")]
+    summary = summarize_task(task, group_cells(samples)[task.name], {})
+    table = grouped_table(summary, task.board_statistic)
+    rows = {r[0].text: r for r in table.rows}
+    assert [h["label"] for h in table.headers] == ["group", "deface · dice", "deface · volume change"]
+    assert set(rows) == {"whole brain", "ventricles", "caudate", "cerebral wm", "putamen", "nCR"}  # measured regions
+    wm = [2 * (5 + i) * 48 / ((6 + i) * 48 + (5 + i) * 48) for i in range(3)]
+    assert rows["cerebral wm"][1].v == pytest.approx(np.mean(wm))
+    assert rows["nCR"][1].v == pytest.approx(0.98)
+    assert plots.tradeoff_statistic(summary, task.board_statistic, tmp_path, "x") is None  # no privacy stage: no plot

@@ -40,7 +40,7 @@ from harness.scoring.segmentation import (
 )
 from harness.scoring.stats import bland_altman, complete_pairs
 from tasks import register_task
-from tasks.base import Metric, ModelInput, Task, TruthField
+from tasks.base import Metric, ModelInput, SetStatistic, Task, TruthField
 from tasks.nph_evans.analysis import evans_of_ventricles
 from tasks.nph_evans.phantom import PHANTOMS
 from tasks.seg_fidelity.segment import SEGMENTED_REGIONS, segment_tissues
@@ -99,6 +99,11 @@ class SegFidelityTask(Task):
                          higher_is_better=False, unit="%"),
         Metric("er_abs_diff", "|Evans ratio defaced - original| (label-map route)", higher_is_better=False),
     )
+
+    board_statistic = SetStatistic(
+        "nCR", ("volumes", "ncr"), "normalised coefficient of repeatability of the region volumes over the cohort "
+        "(Molchanova et al. 2024): 1.96 sqrt(mean squared difference) of volumes min-max scaled by the originals' "
+        "range, all regions jointly", higher_is_better=False)
 
     def headline(self, truth) -> str:
         er = truth.get("evans_ratio")
