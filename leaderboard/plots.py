@@ -141,9 +141,13 @@ def tradeoff_statistic(summary: TaskSummary, statistic, out: Path, stem: str) ->
 
 def deltas(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
     """Paired score change (defaced - original) per defacer and model, one panel per accuracy metric."""
-    metrics = [m for m in summary.accuracy_metrics if m.get("kind") != "categorical"]
-    rows = [r for r in summary.rows if any(r.accuracy.get(m["name"]) and r.accuracy[m["name"]].delta.value is not None
-                                           for m in metrics)]
+    def has_delta(r, m) -> bool:
+        return bool(r.accuracy.get(m["name"])) and r.accuracy[m["name"]].delta.value is not None
+
+    # a metric no row could measure (e.g. a region the segmenter does not label) gets no empty panel
+    metrics = [m for m in summary.accuracy_metrics if m.get("kind") != "categorical"
+               and any(has_delta(r, m) for r in summary.rows)]
+    rows = [r for r in summary.rows if any(has_delta(r, m) for m in metrics)]
     if not metrics or not rows:
         return None
     defacers, models, colour, marker = _series(summary)

@@ -82,12 +82,12 @@ class SegFidelityTask(Task):
         "type": "object",
         "properties": {
             "source": {"type": "string"}, "table": {"type": "string"},
-            "voxel_ml": {"type": "number", "exclusiveMinimum": 0},
+            "grid": {"type": "object"},  # {"voxel_ml", "shape"}: not a measurement (kept off Bland-Altman plots)
             "regions": {"type": "object"}, "volumes_ml": {"type": "object"}, "label_volumes_ml": {"type": "object"},
             "labels": {"type": "object"}, "qc": {"type": "object"},
             "evans_ratio": {"type": ["number", "null"]},
         },
-        "required": ["voxel_ml", "regions", "volumes_ml", "labels"],
+        "required": ["grid", "regions", "volumes_ml", "labels"],
     }
     accuracy_metrics = (
         *_region_metrics("truth_dice_", "Dice of the {region} against the case's exact label map", higher_is_better=True),
@@ -141,7 +141,8 @@ class SegFidelityTask(Task):
         present = {int(v): int(c) for v, c in enumerate(np.bincount(labels.ravel())) if c and v}
         regions = {r: [int(v) for v in table.regions[r]] for r in REGIONS if table.regions.get(r)}
         seg = evans_of_ventricles(t1, np.isin(labels, table.lateral_ventricles))
-        answer = {"source": source, "table": Path(table.name).name, "voxel_ml": voxel_ml, "regions": regions,
+        answer = {"source": source, "table": Path(table.name).name, "regions": regions,
+                  "grid": {"voxel_ml": voxel_ml, "shape": list(labels.shape)},
                   "volumes_ml": {r: round(v, 4) for r, v in region_volumes_ml(present, voxel_ml, regions).items()},
                   "label_volumes_ml": {str(k): round(c * voxel_ml, 4) for k, c in present.items()},
                   "labels": encode_labels(labels), "qc": qc, "evans_ratio": None}
