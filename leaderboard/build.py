@@ -34,7 +34,7 @@ from leaderboard import plots
 from leaderboard.boards import Board, board_facts, split_boards
 from leaderboard.anonymize import check_clean, clean, cohort_salt, hash_case, scrub_paths
 from leaderboard.built_files import record_build
-from leaderboard.site import agreement_blocks, overview_table, privacy_table, render_page, results_table
+from leaderboard.site import agreement_blocks, grouped_table, overview_table, privacy_table, render_page, results_table
 from leaderboard.tables import columns, flat_record, markdown, to_csv
 
 SCHEMA = "harness-leaderboard/1"
@@ -126,7 +126,10 @@ def _write_board(out: Path, board: Board, task, summary, facts: dict, tc, salt: 
     atomic_write_text(out / "results" / f"{name}-pairs.csv", to_csv(pairs))
     _parquet(pairs, out / "results" / f"{name}-pairs.parquet")
 
+    statistic = getattr(task, "board_statistic", None)
     figures = [f for f in (plots.tradeoff(summary, out / "plots", f"{name}-tradeoff"),
+                           statistic and plots.tradeoff_statistic(summary, statistic, out / "plots",
+                                                                  f"{name}-tradeoff-{statistic.name.lower()}"),
                            plots.deltas(summary, out / "plots", f"{name}-deltas")) if f]
     for field in plots.measurement_fields(task):
         f = plots.bland_altman_plot(summary, tc.cells, field, out / "plots", f"{name}-bland-altman-{field}")
@@ -138,7 +141,7 @@ def _write_board(out: Path, board: Board, task, summary, facts: dict, tc, salt: 
     headline, label = _headline(summary)
     html = render_page("task.html.j2", page_title=summary.title or summary.task, current=name, boards=nav,
                        summary=summary, description=scrub_paths(str(getattr(task, "description", ""))), facts=facts,
-                       results=results_table(summary), figures=figures, agreement=agreement_blocks(summary),
+                       results=results_table(summary), figures=figures, grouped=grouped_table(summary, statistic), agreement=agreement_blocks(summary),
                        name=name, headline=headline, headline_label=label, primary=primary,
                        harness_versions=facts["harness_versions"], built=_today(),
                        privacy=privacy_table(reidentification),

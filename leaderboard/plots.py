@@ -74,6 +74,21 @@ def _legend(ax, defacers, models, colour, marker) -> None:
     ax.legend(handles=handles, fontsize=7, frameon=False, loc="best")
 
 
+def _privacy_scatter(summary: TaskSummary, points, annotate: bool = False):
+    """Axes with one point per (row, x privacy estimate as a share, y estimate), 95% CI whiskers, the legend."""
+    defacers, models, colour, marker = _series(summary)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r, x, y in points:
+        xv, xerr = _err(x, 100.0)
+        yv, yerr = _err(y)
+        ax.errorbar(xv, yv, xerr=xerr, yerr=yerr, fmt=marker[(r.model, r.mode)], color=colour[r.defacer],
+                    ms=7, capsize=3, lw=1.2)
+        if annotate:
+            ax.annotate(r.defacer, (xv, yv), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    _legend(ax, defacers, models, colour, marker)
+    return ax
+
+
 def tradeoff(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
     """Privacy vs the primary fidelity metric; one point per defacer x model. Privacy is rank-1 re-identification by
     the face-recognition attack when the runs had the privacy stage, else the share of face voxels changed."""
@@ -84,20 +99,13 @@ def tradeoff(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
     points = [(r, x, y) for r, x, y in points if x.value is not None and y is not None and y.value is not None]
     if not points:
         return None
-    defacers, models, colour, marker = _series(summary)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for r, x, y in points:
-        xv, xerr = _err(x, 100.0)
-        yv, yerr = _err(y)
-        ax.errorbar(xv, yv, xerr=xerr, yerr=yerr, fmt=marker[(r.model, r.mode)], color=colour[r.defacer],
-                    ms=7, capsize=3, lw=1.2)
-    _legend(ax, defacers, models, colour, marker)
+    ax = _privacy_scatter(summary, points)
     ax.set_xlabel("re-identified by face recognition, rank-1 (%)  ←  more private" if reid
                   else "privacy: face-region head voxels changed (%)  →  more face removed")
     better = "higher is better" if fid.get("higher_is_better") else "lower is better"
     ax.set_ylabel(f"fidelity: {_label(fid)}  ({better})")
     ax.set_title(f"{summary.task}: privacy vs fidelity (95% CI)", loc="left")
-    _save(fig, out, stem)
+    _save(ax.figure, out, stem)
     return Figure(stem, "Privacy vs fidelity",
                   "Each point is one defacer with one model; whiskers are bootstrap 95% CIs over cases (x over "
                   "defaced volumes, y over paired cases). "
@@ -106,11 +114,40 @@ def tradeoff(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
                   + f"Fidelity: {fid['description']}.")
 
 
+def tradeoff_statistic(summary: TaskSummary, statistic, out: Path, stem: str) -> Figure | None:
+    """Re-identification (rank-1, privacy stage) vs a cohort-level statistic of agreement() (tasks.base.SetStatistic,
+    e.g. nCR as in Molchanova et al. 2024, Fig. 5); one point per defacer x model, 95% CIs on both axes."""
+    points = []
+    for r in summary.rows:
+        if r.privacy is None or not r.privacy.reidentification:
+            continue
+        x = r.privacy.reid(1)
+        y = Estimate(*statistic.value_of(r.agreement or {}))
+        if x.value is not None and y.value is not None:
+            points.append((r, x, y))
+    if not points:
+        return None
+    ax = _privacy_scatter(summary, points, annotate=True)
+    ax.set_xlabel("re-identified by face recognition, rank-1 (%)  ←  more private")
+    better = "higher is better" if statistic.higher_is_better else "lower is better"
+    ax.set_ylabel(f"{statistic.name}  ({better})")
+    ax.set_title(f"{summary.task}: re-identification vs {statistic.name} (95% CI)", loc="left")
+    _save(ax.figure, out, stem)
+    return Figure(stem, f"Re-identification vs {statistic.name}",
+                  "Each point is one defacer with one model; x: the share of defaced volumes a face-recognition "
+                  "attack (dlib) matched to their own original first (bootstrap 95% CI over volumes); y: "
+                  f"{statistic.description} (bootstrap 95% CI over cases). The lower left corner is best.")
+
+
 def deltas(summary: TaskSummary, out: Path, stem: str) -> Figure | None:
     """Paired score change (defaced - original) per defacer and model, one panel per accuracy metric."""
-    metrics = [m for m in summary.accuracy_metrics if m.get("kind") != "categorical"]
-    rows = [r for r in summary.rows if any(r.accuracy.get(m["name"]) and r.accuracy[m["name"]].delta.value is not None
-                                           for m in metrics)]
+    def has_delta(r, m) -> bool:
+        return bool(r.accuracy.get(m["name"])) and r.accuracy[m["name"]].delta.value is not None
+
+    # a metric no row could measure (e.g. a region the segmenter does not label) gets no empty panel
+    metrics = [m for m in summary.accuracy_metrics if m.get("kind") != "categorical"
+               and any(has_delta(r, m) for r in summary.rows)]
+    rows = [r for r in summary.rows if any(has_delta(r, m) for m in metrics)]
     if not metrics or not rows:
         return None
     defacers, models, colour, marker = _series(summary)

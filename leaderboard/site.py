@@ -126,6 +126,45 @@ def _result_cells(summary: TaskSummary, row: SummaryRow, acc, cat) -> list[Cell]
     return cells
 
 
+def _metric_kind(metric: dict) -> str:
+    """A grouped metric's name without its group ("dice_caudate" -> "dice"), for column headings."""
+    return metric["name"].removesuffix(f"_{metric['group']}").replace("_", " ")
+
+
+def grouped_table(summary: TaskSummary, statistic=None) -> HtmlTable | None:
+    """Fidelity metrics that carry a group (e.g. a brain region), group x (model, defacer): each metric's mean and
+    CI, a group without any value left out; then `statistic` (a tasks.base.SetStatistic of agreement(), e.g. nCR)
+    per model and defacer. None when the task has no grouped metrics."""
+    grouped = [m for m in summary.fidelity_metrics if m.get("group")]
+    if not grouped:
+        return None
+    kinds = list(dict.fromkeys(_metric_kind(m) for m in grouped))
+    by_group: dict[str, dict[str, dict]] = {}
+    for m in grouped:
+        by_group.setdefault(m["group"], {})[_metric_kind(m)] = m
+    rows = summary.rows
+    t = HtmlTable([{"label": "group"}])
+    for r in rows:
+        for kind in kinds:
+            m = next(mm for g in by_group.values() for k, mm in g.items() if k == kind)
+            t.headers.append({"label": f"{r.defacer} · {kind}", "unit": m.get("unit") or "",
+                              "title": f"{r.model} ({r.mode}), {r.defacer}: {m['description'].replace(m['group'], 'group')}"})
+    for group, metrics in by_group.items():
+        cells = [Cell(group.replace("_", " "))]
+        for r in rows:
+            cells += [est_cell(r.fidelity.get(metrics[k]["name"]) if k in metrics else None) for k in kinds]
+        if any(c.text != "–" for c in cells[1:]):
+            t.rows.append(cells)
+    if statistic is not None:
+        cells = [Cell(statistic.name, title=statistic.description)]
+        for r in rows:
+            v, lo, hi, n = statistic.value_of(r.agreement or {})
+            cells.append(est_cell(Estimate(v, lo, hi, n)))
+            cells += [Cell("–", "") for _ in kinds[1:]]
+        t.rows.append(cells)
+    return t
+
+
 def privacy_table(reidentification: dict[str, dict]) -> HtmlTable | None:
     """The re-identification attack per condition of one board (task and cohort): the originals' positive control
     first, then each defacer. None when the runs had no privacy stage."""

@@ -12,7 +12,7 @@ Built-in tasks are found by importing every module below tasks/; tasks of other 
 from __future__ import annotations
 
 from harness.core.registry import Registry, UnknownNameError
-from tasks.base import Metric, ModelInput, Task, TruthField
+from tasks.base import Metric, ModelInput, SetStatistic, Task, TruthField
 
 task_registry: Registry[type[Task]] = Registry(
     "task", packages=("tasks",), group="harness.tasks",
@@ -42,5 +42,5 @@ def get_task(name: str) -> Task:
     return _instances[key]
 
 
-__all__ = ["Metric", "ModelInput", "Task", "TruthField", "UnknownTaskError", "get_task", "register_task",
+__all__ = ["Metric", "ModelInput", "SetStatistic", "Task", "TruthField", "UnknownTaskError", "get_task", "register_task",
            "task_names", "task_registry"]

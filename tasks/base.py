@@ -16,8 +16,9 @@ Flow for one sample (task, case, condition, model, mode), driven by harness's ru
 Then per pair (same case, model, mode; original vs a defacer):
   task.compare(original_answer, defaced_answer)         -> {metric: value} for the declared fidelity metrics
   task.agreement(pairs)                                  -> set-level agreement (kappa, ICC, Bland-Altman, ...)
-The "direct" mode has no model: task.solve_direct(case, volumes) computes the answer itself (e.g. Evans ratio by
-segmentation), so algorithmic routes go through the same scoring and pairing.
+The "direct" mode has no model: task.solve_direct(case, volumes, condition) computes the answer itself (e.g. Evans
+ratio by segmentation, or a label map the cohort gives for that condition), so algorithmic routes go through the same
+scoring and pairing.
 """
 
 from __future__ import annotations
@@ -51,6 +52,27 @@ class Metric:
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "higher_is_better": self.higher_is_better,
                 "kind": self.kind, "unit": self.unit, "group": self.group}
+
+
+@dataclass(frozen=True)
+class SetStatistic:
+    """A statistic of the whole cohort that task.agreement() reports (a dict with "cr" or "estimate", "low", "high" at
+    `path`), which the leaderboard tabulates per defacer and plots against re-identification (e.g. nCR)."""
+
+    name: str
+    path: tuple[str, ...]
+    description: str
+    higher_is_better: bool
+
+    def value_of(self, agreement: Mapping) -> tuple[float | None, float | None, float | None, int]:
+        """(value, CI low, CI high, n) at `path` of an agreement dict; Nones when absent."""
+        node: Any = agreement
+        for key in self.path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            return None, None, None, 0
+        value = node.get("cr", node.get("estimate"))
+        return value, node.get("low"), node.get("high"), int(node.get("n") or 0)
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,9 @@ class Task(ABC):
     answer_schema: ClassVar[dict]  # harness.core.parsing schema of a parsed answer
     accuracy_metrics: ClassVar[tuple[Metric, ...]]  # answer vs ground truth, one value per sample
     fidelity_metrics: ClassVar[tuple[Metric, ...]]  # defaced answer vs original answer, one value per pair
+    # Fidelity metrics with a `group` (e.g. a brain region) are also tabulated group x defacer on the leaderboard;
+    # board_statistic: a cohort-level statistic of agreement() shown per defacer and against re-identification.
+    board_statistic: ClassVar[SetStatistic | None] = None
 
     def identity(self) -> dict:
         return {"task": self.name, "version": self.version}
@@ -204,8 +229,10 @@ class Task(ABC):
         """Set-level agreement between original and defaced answers (kappa, ICC, Bland-Altman...). JSON-able."""
         return {}
 
-    def solve_direct(self, case, volumes: Mapping[str, Any]) -> dict:
-        """The answer of the task's algorithmic route (mode "direct"); only tasks listing "direct" in modes."""
+    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original") -> dict:
+        """The answer of the task's algorithmic route (mode "direct"); only tasks listing "direct" in modes.
+        condition: what the volumes are seen through ("original" or the defacer as typed), for a task whose answer
+        the cohort gives per condition. Raises HarnessError for bad input (recorded as such, with the reason)."""
         raise NotImplementedError(f"task {self.name} has no direct route")
 
     # --- ground truth: how cohort sources read and check it ----------------------------------------------------

@@ -230,7 +230,7 @@ def test_upenn_gbm_layout(tmp_path):
     assert [c.truth["diagnosis"] for c in dx.cases] == ["glioblastoma", "glioblastoma"]
     assert dx.cases[0].truth["molecular"] == {"IDH1": "Wildtype", "MGMT": "Methylated"}
     assert set(dx.cases[0].volumes) == {"t1", "t1c", "t2", "flair"}
-    with pytest.raises(HarnessError, match="tumor-slice and tumor-dx only"):
+    with pytest.raises(HarnessError, match="tumor-slice and tumor-dx.* only, not ct-report"):
         load_cohort(root, "ct-report")
 
 

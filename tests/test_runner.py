@@ -153,7 +153,8 @@ def test_timeout_and_retries_from_the_command_line_bound_each_request(task, coho
 
 def test_rejected_rows_are_reported_kept_and_counted_in_coverage(task, cohort, tmp_path, capsys):
     folder = Path(cohort).parent  # the fixture is the manifest file
-    good = [json.loads(line) for line in Path(cohort).read_text().splitlines()[:2]]
+    rows = [json.loads(line) for line in Path(cohort).read_text().splitlines()]
+    good = [r for r in rows if r.get("task") == "nph-evans"][:2]  # the phantoms also have seg-fidelity rows
     for row in good:
         row["volumes"] = {role: str(folder / path) for role, path in row["volumes"].items()}
         row.pop("masks", None)
@@ -309,14 +310,15 @@ def test_an_unreadable_case_fails_alone_and_fail_fast_stops(task, cohort, tmp_pa
     for row in rows:  # manifest paths are relative to the manifest: point them back at the original files
         for group in ("volumes", "masks"):
             row[group] = {k: str((Path(cohort).parent / v).resolve()) for k, v in row.get(group, {}).items()}
-    bad = Path(rows[1]["volumes"]["t1"])
+    second = [r for r in rows if r.get("task") == "nph-evans"][1]  # the phantoms also have seg-fidelity rows
+    bad = Path(second["volumes"]["t1"])
     (tmp_path / "bad.nii.gz").write_bytes(bad.read_bytes()[:2000])  # truncated
-    rows[1]["volumes"]["t1"] = str(tmp_path / "bad.nii.gz")
+    second["volumes"]["t1"] = str(tmp_path / "bad.nii.gz")
     (broken / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     outcome = run(broken / "manifest.jsonl", tmp_path / "runs", tmp_path / "cache")
     recs = lines(outcome.run_dir)
     failed = [r for r in recs if r["status"] == "failed"]
-    assert len(recs) == 6 and len(failed) == 2 and {r["case_id"] for r in failed} == {rows[1]["id"]}
+    assert len(recs) == 6 and len(failed) == 2 and {r["case_id"] for r in failed} == {second["id"]}
     assert {r["error"]["kind"] for r in failed} == {"bad_input"} and all("bad.nii.gz" in r["error"]["message"] for r in failed)
     with pytest.raises(FailFast):
         run(broken / "manifest.jsonl", tmp_path / "runs2", tmp_path / "cache", fail_fast=True)

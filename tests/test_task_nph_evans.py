@@ -16,7 +16,7 @@ from harness.agent.loop import Budget, run_agent, run_single_turn
 from harness.models import Sampling, create_model, parse_model_spec, scripted_names
 from harness.scoring.stats import cohen_kappa
 from tasks import get_task
-from tasks.nph_evans.analysis import MASK_FORMAT, MaskFormatError, decode_mask, encode_mask, mask_dice
+from harness.imaging.compact import MASK_FORMAT, MaskFormatError, decode_mask, encode_mask, mask_dice
 from tasks.nph_evans.task import MONTAGE_BELOW_VERTEX_MM, montage_slices
 
 

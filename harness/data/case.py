@@ -32,6 +32,10 @@ class Case:
     meta: dict = field(default_factory=dict)
     # Volumes defaced elsewhere, {defacer name: {role: path}}: the files `--defacer precomputed:NAME` shows.
     defaced: Mapping[str, Mapping[str, Path]] = field(default_factory=dict)
+    # Label maps made elsewhere, {condition: path} (condition: "original", a defacer as typed, "precomputed:NAME"),
+    # and the label table that reads them ("freesurfer", "slant" or a TSV path): what `seg-fidelity` compares.
+    label_maps: Mapping[str, Path] = field(default_factory=dict)
+    label_table: str = ""
 
     @property
     def roles(self) -> tuple[str, ...]:

@@ -65,6 +65,9 @@ class Cohort:
             doc = {"id": case.id, "volumes": {r: fingerprint(p) for r, p in sorted(case.volumes.items())}, "truth": truth, "meta": case.meta}
             if case.defaced:  # only then: cohorts without precomputed volumes keep the hashes they always had
                 doc["defaced"] = {name: {r: fingerprint(p) for r, p in sorted(roles.items())} for name, roles in sorted(case.defaced.items())}
+            if case.label_maps:  # likewise: only cohorts that give label maps hash them
+                doc["label_maps"] = {c: fingerprint(p) for c, p in sorted(case.label_maps.items())}
+                doc["label_table"] = fingerprint(case.label_table) if Path(case.label_table).is_file() else case.label_table
             h.update(canonical_json(doc).encode())
         return h.hexdigest()
 

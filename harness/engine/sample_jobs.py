@@ -49,10 +49,12 @@ def render(task, case, load_volumes: Callable[[], dict], mode: str, reraise: boo
     return {"input": inp, "volumes": volumes, "volume_keys": {r: v.content_hash[:16] for r, v in volumes.items()}}
 
 
-def solve(task, case, load_volumes: Callable[[], dict], reraise: bool = False) -> dict:
-    """{"raw": answer} from the task's own algorithm (direct mode)."""
+def solve(task, case, load_volumes: Callable[[], dict], condition: str, reraise: bool = False) -> dict:
+    """{"raw": answer} from the task's own algorithm (direct mode) under `condition`."""
     try:
-        return {"raw": task.solve_direct(case, load_volumes())}
+        return {"raw": task.solve_direct(case, load_volumes(), condition)}
+    except HarnessError as exc:
+        return {"failed": (FailureKind.BAD_INPUT, str(exc))}
     except Exception as exc:
         if reraise:
             raise
@@ -77,8 +79,8 @@ def render_job(task, case, role_defacers: dict | None, mode: str, cache_dir: str
     return out
 
 
-def solve_job(task, case, role_defacers: dict | None, cache_dir: str, reraise: bool = False) -> dict:
-    return solve(task, case, lambda: condition_volumes(task, case, role_defacers, cache_dir), reraise)
+def solve_job(task, case, role_defacers: dict | None, condition: str, cache_dir: str, reraise: bool = False) -> dict:
+    return solve(task, case, lambda: condition_volumes(task, case, role_defacers, cache_dir), condition, reraise)
 
 
 def score_job(task, case, role_defacers: dict | None, value, cache_dir: str, reraise: bool = False) -> dict:

@@ -101,7 +101,8 @@ class SampleStage:
         transcript: list = []
         tokens: dict = {}
         if item.mode == "direct":
-            solved = await self._part(item, case, sample_jobs.solve, sample_jobs.solve_job, placements, "solve")
+            solved = await self._part(item, case, sample_jobs.solve, sample_jobs.solve_job, placements, "solve",
+                                      item.condition)
             if "failed" in solved:
                 return failed(*solved["failed"])
             raw = solved["raw"]

@@ -23,8 +23,6 @@ montage); NPH call correct on 10/10 for all three.
 
 from __future__ import annotations
 
-import base64
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +31,7 @@ from PIL import Image, ImageDraw
 from scipy.spatial import ConvexHull, QhullError
 
 from harness.imaging.brainmask import brain_mask, largest_component
+
 from harness.core.volume import Volume
 
 VENTRICLE_LEVEL = 0.45  # relative to white matter: between CSF (~0.2) and the caudate/white matter around the horns
@@ -195,10 +194,16 @@ def frontal_horns_of(ventricles: np.ndarray) -> np.ndarray:
 def segment_evans(volume: Volume) -> Segmentation:
     """The segmentation route: lateral ventricles, frontal horns, the slice with the widest horns and the inner-skull
     width there (whole voxels, like the ground truth: (max - min + 1) x voxel size)."""
-    sp = volume.spacing
     norm = normalise(volume)
-    head = head_region(norm)
-    vent = segment_ventricles(norm, head, sp)
+    return evans_of_ventricles(volume, segment_ventricles(norm, head_region(norm), volume.spacing), norm)
+
+
+def evans_of_ventricles(volume: Volume, ventricles: np.ndarray, norm: np.ndarray | None = None) -> Segmentation:
+    """The Evans ratio of given lateral ventricles (this module's segmentation, or a label map's): frontal horns =
+    their anterior part, the slice with the widest horns, the inner-skull width measured on the T1 there."""
+    sp = volume.spacing
+    norm = normalise(volume) if norm is None else norm
+    vent = np.asarray(ventricles, dtype=bool)
     horns = frontal_horns_of(vent)
     widths = np.zeros(volume.shape[2])
     for k in np.nonzero(horns.any(axis=(0, 1)))[0]:
@@ -214,72 +219,6 @@ def segment_evans(volume: Volume) -> Segmentation:
         return Segmentation(vent, horns, None, float(widths[k]), None, k, "no brain on the frontal-horn slice")
     skull = (extent[1] - extent[0]) * sp[0]
     return Segmentation(vent, horns, float(widths[k] / skull), float(widths[k]), float(skull), k)
-
-
-# --- compact masks in answers --------------------------------------------------------------------------------------
-
-MASK_FORMAT = "bbox-packbits-zlib-base64/1"
-
-
-def encode_mask(mask: np.ndarray) -> dict:
-    """A boolean mask as JSON: volume shape, bounding box (origin, size) and the box's voxels (C order) as
-    packed bits, zlib-compressed, base64 - a few kB for a ventricle mask, so a Dice can be computed from two
-    answers alone (the answer is all compare() sees)."""
-    mask = np.asarray(mask, dtype=bool)
-    idx = np.argwhere(mask)
-    if idx.size == 0:
-        origin, size = [0, 0, 0], [0, 0, 0]
-        payload = b""
-    else:
-        lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-        origin, size = lo.tolist(), (hi - lo).tolist()
-        crop = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        payload = zlib.compress(np.packbits(crop.ravel()).tobytes(), 9)
-    return {"format": MASK_FORMAT, "shape": list(mask.shape), "origin": origin, "size": size,
-            "voxels": int(mask.sum()), "data": base64.b64encode(payload).decode("ascii")}
-
-
-class MaskFormatError(ValueError):
-    pass
-
-
-def decode_mask(doc) -> np.ndarray:
-    """The mask back from encode_mask's dict; MaskFormatError for anything malformed (answers are untrusted)."""
-    if not isinstance(doc, dict) or doc.get("format") != MASK_FORMAT:
-        raise MaskFormatError(f"not a {MASK_FORMAT} mask")
-    try:
-        shape = tuple(int(v) for v in doc["shape"])
-        origin = tuple(int(v) for v in doc["origin"])
-        size = tuple(int(v) for v in doc["size"])
-        if len(shape) != 3 or len(origin) != 3 or len(size) != 3 or min(shape) < 1 or min(origin) < 0 or min(size) < 0:
-            raise MaskFormatError("shape, origin and size must be three non-negative integers")
-        if any(o + s > n for o, s, n in zip(origin, size, shape)) or int(np.prod(shape)) > 2**31:
-            raise MaskFormatError("the box does not fit the shape")
-        mask = np.zeros(shape, dtype=bool)
-        count = int(np.prod(size))
-        if count:
-            raw = zlib.decompress(base64.b64decode(doc["data"], validate=True), bufsize=count // 8 + 1)
-            if len(raw) != (count + 7) // 8:  # unpackbits would pad a short payload with zeros
-                raise MaskFormatError("the data does not fill the box")
-            bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=count)
-            mask[origin[0] : origin[0] + size[0], origin[1] : origin[1] + size[1], origin[2] : origin[2] + size[2]] = bits.reshape(size).astype(bool)
-        return mask
-    except (KeyError, TypeError, ValueError, zlib.error) as exc:
-        if isinstance(exc, MaskFormatError):
-            raise
-        raise MaskFormatError(f"malformed mask: {exc}") from None
-
-
-def mask_dice(a: dict, b: dict) -> float | None:
-    """Dice of two encoded masks on the same grid; None when either is missing or malformed or the grids differ."""
-    try:
-        ma, mb = decode_mask(a), decode_mask(b)
-    except MaskFormatError:
-        return None
-    if ma.shape != mb.shape:
-        return None
-    total = int(ma.sum()) + int(mb.sum())
-    return 2.0 * int((ma & mb).sum()) / total if total else 1.0
 
 
 # --- the 2D reader of rendered axial images (the scripted VLM baseline) ---------------------------------------------

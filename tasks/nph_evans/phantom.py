@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 from harness.phantoms import anatomy as A
 from harness.phantoms.generator import PhantomGenerator
 from harness.phantoms import head as P
+from tasks.seg_fidelity.segment import LEFT_RIGHT, midline_x, paint
 
 ER_RANGE = (0.22, 0.40)
 
@@ -38,6 +39,20 @@ def evans_ratio(frontal_horns: np.ndarray, intracranial: np.ndarray, spacing) ->
     xs = np.nonzero(intracranial[:, :, k].any(axis=1))[0]
     skull = (xs[-1] - xs[0] + 1) * sx
     return {"evans_ratio": fh / skull, "frontal_horn_width_mm": fh, "inner_skull_width_mm": skull, "slice_index": int(k)}
+
+
+def freesurfer_labels(labels: np.ndarray, ventricles: np.ndarray) -> np.ndarray:
+    """The phantom's exact tissue labels in FreeSurfer's numbers (what seg-fidelity reads): lateral ventricles 4/43,
+    cerebral white matter 2/41, grey matter 3/42, other CSF 24; left and right split as the harness segmentation
+    splits them. uint8, as the sample cohort writes masks."""
+    gm, wm = labels == A.GM, labels == A.WM
+    out = np.zeros(labels.shape, dtype=np.int32)
+    mid = midline_x(ventricles, gm | wm)
+    paint(out, wm, LEFT_RIGHT["wm"], mid)
+    paint(out, gm, LEFT_RIGHT["gm"], mid)
+    paint(out, ventricles, LEFT_RIGHT["ventricle"], mid)
+    out[labels == A.CSF] = 24
+    return out.astype(np.uint8)
 
 
 def _ventricle_centre(labels: np.ndarray) -> np.ndarray:
@@ -89,13 +104,15 @@ def make_case(atlas: A.Atlas, rng: np.random.Generator, *, resolution_scale: flo
     frontal = head.labels == A.FRONTAL_HORN
     intracranial = np.isin(head.labels, P.INTRACRANIAL_LABELS)
     truth = evans_ratio(frontal, intracranial, head.spacing)
+    ventricles = np.isin(head.labels, (A.VENTRICLE, A.FRONTAL_HORN))
     return {
         "head": head,
         "images": {"t1": P.to_scanner_units(t1, rng)},
         "masks": {
             "frontal_horns": frontal,
-            "ventricles": np.isin(head.labels, (A.VENTRICLE, A.FRONTAL_HORN)),
+            "ventricles": ventricles,
             "intracranial": intracranial,
+            "labels": freesurfer_labels(head.labels, ventricles),
         },
         "truth": truth,
         "facts": {"target_evans_ratio": round(target, 4), "enlargement_mm": round(strength, 2)},
@@ -106,10 +123,10 @@ class NphPhantoms(PhantomGenerator):
     """T1 heads with ventricles enlarged to Evans ratios drawn from ER_RANGE."""
 
     name = "nph-evans"
-    version = "1"
+    version = "2"  # 2: writes the exact label map (labels.nii.gz) and a seg-fidelity row
     seed_stream = 0
     default_n = 10
-    tasks = ("nph-evans",)
+    tasks = ("nph-evans", "seg-fidelity")
 
     def make_case(self, atlas, rng, index, *, resolution_scale=1.0) -> dict:
         return make_case(atlas, rng, resolution_scale=resolution_scale)

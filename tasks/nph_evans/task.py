@@ -37,7 +37,8 @@ from tasks import register_task
 from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, shown_images, split_tiles
 from tasks.nph_evans.phantom import PHANTOMS
-from tasks.nph_evans.analysis import NPH_THRESHOLD, encode_mask, head_region, mask_dice, read_axial_image, segment_evans
+from harness.imaging.compact import encode_mask, mask_dice
+from tasks.nph_evans.analysis import NPH_THRESHOLD, head_region, read_axial_image, segment_evans
 
 ICC_FORM = "ICC(2,1)"  # absolute agreement: a systematic shift introduced by defacing lowers it
 MONTAGE_BELOW_VERTEX_MM = (75.0, 105.0)  # where the frontal horns lie in adult heads (measured from the scalp vertex)
@@ -164,7 +165,7 @@ class NphEvansTask(Task):
                 "nph_kappa": k.to_dict()}
 
     # --- the segmentation route ---------------------------------------------------------------------------------
-    def solve_direct(self, case, volumes: Mapping[str, Any]) -> dict:
+    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original") -> dict:
         seg = segment_evans(volumes["t1"])
         if seg.evans_ratio is None:
             # Recorded as unparsable with the reason: the algorithm gave no measurement, which is not a wrong answer.

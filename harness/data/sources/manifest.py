@@ -12,6 +12,11 @@ Row schema (paths are relative to the manifest's folder unless absolute):
               volumes defaced elsewhere, shown by `--defacer precomputed:NAME` (defacers/precomputed.py). A name is
               letters, digits and _ . + - ; each role must be one of the row's volumes. The files are checked when
               used, not here: a missing one fails only the samples that need it, with the reason.
+    labels    {condition: path}, optional (JSON string in CSV); or flat columns labels@CONDITION (labels@original,
+              labels@reface, labels@precomputed:mri_reface): label maps made elsewhere (FreeSurfer aseg.mgz, SLANT,
+              any NIfTI label volume) of the task's volume under each condition, for `seg-fidelity`. A condition is
+              "original" or a --defacer as typed. Checked when used: a missing or unreadable map fails that sample.
+    label_table  "freesurfer" (default), "slant", or a TSV path (harness/imaging/labels): what the label values mean
 Example JSONL row:
     {"id": "c1", "volumes": {"t1": "c1/t1.nii.gz"}, "truth": {"evans_ratio": 0.31},
      "defaced": {"mri_reface": {"t1": "c1/t1_reface.nii.gz"}}}
@@ -31,6 +36,7 @@ import re
 from pathlib import Path
 
 from harness.data.case import ROLES, Case
+from harness.imaging.labels import BUILT_IN as BUILT_IN_LABEL_TABLES
 from harness.core.config import default_cache_dir
 from harness.core.errors import HarnessError
 
@@ -41,6 +47,8 @@ class ManifestError(HarnessError):
 
 DEFACED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 DEFACED_COLUMN_SEP = "@"  # flat column ROLE@NAME
+LABELS_COLUMN = "labels" + DEFACED_COLUMN_SEP  # flat column labels@CONDITION
+DEFAULT_LABEL_TABLE = "freesurfer"
 
 
 def drop_nulls(value):
@@ -123,6 +131,7 @@ def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict 
         masks_in = _json_field(row.get("masks"), "masks")
         meta = _json_field(row.get("meta"), "meta")
         defaced_in = _json_field(row.get("defaced"), "defaced")
+        labels_in = _json_field(row.get("labels"), "labels")
     except ValueError as exc:
         return None, str(exc)
     if not isinstance(volumes_in, dict) or not isinstance(truth, dict) or not isinstance(masks_in, dict) or not isinstance(meta, dict):
@@ -156,6 +165,12 @@ def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict 
     defaced, problem = _defaced_paths(defaced_in, row, base, volumes)
     if problem:
         return None, problem
+    label_maps, problem = _label_map_paths(labels_in, row, base)
+    if problem:
+        return None, problem
+    label_table = str(row.get("label_table") or DEFAULT_LABEL_TABLE).strip()
+    if label_table not in BUILT_IN_LABEL_TABLES:
+        label_table = str(_resolve(base, label_table))
     if masks_in:
         masks = {}
         for name, rel in masks_in.items():
@@ -172,7 +187,7 @@ def build_case(row: dict, base: Path, task, *, row_name: str, source_meta: dict 
     if problems:
         return None, "; ".join(problems)
     meta = {**(source_meta or {}), **meta}
-    return Case(case_id, task.name, volumes, truth, meta, defaced), None
+    return Case(case_id, task.name, volumes, truth, meta, defaced, label_maps, label_table if label_maps else ""), None
 
 
 def _resolve(base: Path, rel: str) -> Path:
@@ -186,7 +201,7 @@ def _defaced_paths(given, row: dict, base: Path, volumes: dict) -> tuple[dict, s
     entries = [(str(name), str(role), path) for name, roles in given.items() for role, path in roles.items()]
     for key, path in row.items():
         role, sep, name = str(key).partition(DEFACED_COLUMN_SEP)
-        if sep and path not in (None, ""):
+        if sep and path not in (None, "") and not str(key).startswith(LABELS_COLUMN):
             entries.append((name, role, path))
     defaced: dict[str, dict[str, Path]] = {}
     for name, role, path in entries:
@@ -198,6 +213,23 @@ def _defaced_paths(given, row: dict, base: Path, volumes: dict) -> tuple[dict, s
             return {}, f"defaced {name} {role} has no path"
         defaced.setdefault(name, {}).setdefault(role, _resolve(base, path.strip()))
     return defaced, None
+
+
+def _label_map_paths(given, row: dict, base: Path) -> tuple[dict, str | None]:
+    """The row's label maps, {condition: path}, from its "labels" object and labels@CONDITION columns."""
+    if not isinstance(given, dict):
+        return {}, 'labels must be an object {"CONDITION": "PATH"} (CONDITION: original or a --defacer as typed)'
+    entries = list(given.items()) + [(str(k)[len(LABELS_COLUMN):], v) for k, v in row.items()
+                                     if str(k).startswith(LABELS_COLUMN) and v not in (None, "")]
+    maps: dict[str, Path] = {}
+    for condition, path in entries:
+        condition = str(condition).strip()
+        if not condition:
+            return {}, "a label map names no condition (labels@CONDITION)"
+        if not isinstance(path, str) or not path.strip():
+            return {}, f"label map of {condition} has no path"
+        maps.setdefault(condition, _resolve(base, path.strip()))
+    return maps, None
 
 
 def rows_to_cases(rows, base: Path, task, *, limit=None, check_files=True) -> tuple[list[Case], list[tuple[str, str]]]:

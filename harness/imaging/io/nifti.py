@@ -53,7 +53,7 @@ def check_declared_size(img, path) -> None:
     if voxels > MAX_VOXELS:
         raise VolumeError(path, f"header declares {voxels:,} voxels (shape {shape}), more than the {MAX_VOXELS:,} "
                                 "harness reads; the header is wrong or the volume needs cropping first")
-    if not path.name.lower().endswith(".gz"):
+    if not path.name.lower().endswith((".gz", ".mgz")):  # .mgz is gzip-compressed MGH
         declared = voxels * img.header.get_data_dtype().itemsize + int(img.header.get_data_offset())
         size = path.stat().st_size
         if size < declared:

@@ -36,6 +36,11 @@ from harness.scoring.stats.pairs import (
     coverage,
     paired_comparison,
 )
+from harness.scoring.stats.repeatability import (
+    RepeatabilityResult,
+    coefficient_of_repeatability,
+    normalised_cr,
+)
 from harness.scoring.stats.significance import (
     BHResult,
     McNemarResult,
@@ -62,6 +67,9 @@ __all__ = [
     "cohen_kappa",
     "icc",
     "bland_altman",
+    "RepeatabilityResult",
+    "coefficient_of_repeatability",
+    "normalised_cr",
     "coverage",
     "complete_pairs",
     "PairedComparison",

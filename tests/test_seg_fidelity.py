@@ -1,0 +1,216 @@
+"""seg-fidelity on a manifest whose rows carry label maps for the original and two conditions (NIfTI, and a
+FreeSurfer-style MGH in FreeSurfer's LIA orientation): Dice, volume change, the cohort's volume tests, CR and nCR
+against hand-computed values; label tables; nearest-neighbour resampling; missing and unreadable maps."""
+
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from harness.core.errors import HarnessError, VolumeError
+from harness.core.failures import FailureKind
+from harness.core.volume import Volume
+from harness.data import load_cohort
+from harness.engine import sample_jobs
+from harness.imaging.io import save_nifti
+from harness.imaging.io.labelmap import label_map_on
+from harness.imaging.labels import LabelTableError, label_table
+from harness.scoring.stats import wilcoxon_signed_rank
+from tasks import get_task
+from tests.conftest import make_head
+
+SHAPE, SPACING = (20, 24, 18), (2.0, 2.0, 2.0)
+VOXEL_ML = 0.008
+
+
+def original_labels(i: int) -> np.ndarray:
+    """Case i: cerebral WM (2) 6+i x 8 x 6 voxels, a lateral ventricle (4) 2 x 4 x 4, the caudate (11) 2 x 2 x 2."""
+    lab = np.zeros(SHAPE, np.int32)
+    lab[4:10 + i, 6:14, 4:10] = 2
+    lab[10 + i:12 + i, 8:12, 5:9] = 4
+    lab[4:6, 14:16, 4:6] = 11
+    return lab
+
+
+def deface_labels(i: int) -> np.ndarray:
+    """One WM slab lost (48 voxels) and the caudate labelled putamen (12)."""
+    lab = original_labels(i)
+    lab[4, 6:14, 4:10] = 0
+    lab[lab == 11] = 12
+    return lab
+
+
+def ext_labels(i: int) -> np.ndarray:
+    """The ventricle one voxel longer (40 voxels instead of 32)."""
+    lab = original_labels(i)
+    lab[10 + i:12 + i, 12, 5:9] = 4
+    return lab
+
+
+def save_mgh_lia(labels: np.ndarray, affine: np.ndarray, path) -> None:
+    """As FreeSurfer writes aseg.mgz: axes Left, Inferior, Anterior (same voxel centres, another array order)."""
+    data = np.flip(labels, axis=0).transpose(0, 2, 1)[:, ::-1, :]  # (x->L, z->I, y->A)
+    n = labels.shape
+    lia = np.zeros((4, 4))
+    lia[:3, 0] = -affine[:3, 0]
+    lia[:3, 1] = -affine[:3, 2]
+    lia[:3, 2] = affine[:3, 1]
+    lia[:3, 3] = affine[:3, 3] + affine[:3, 0] * (n[0] - 1) + affine[:3, 2] * (n[2] - 1)
+    lia[3, 3] = 1
+    nib.save(nib.MGHImage(np.ascontiguousarray(data).astype(np.int32), lia), str(path))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("segcohort")
+    head = make_head(SHAPE, SPACING)
+    rows = []
+    for i in range(3):
+        d = root / f"c{i}"
+        d.mkdir()
+        save_nifti(head, d / "t1.nii.gz")
+        save_nifti(head, d / "t1_ext.nii.gz")
+        for name, lab in (("labels", original_labels(i)), ("labels_deface", deface_labels(i))):
+            save_nifti(Volume(lab.astype(np.float32), head.affine, "MR"), d / f"{name}.nii.gz", dtype=np.int16)
+        labels = {"original": f"c{i}/labels.nii.gz", "deface": f"c{i}/labels_deface.nii.gz"}
+        if i < 2:  # the third case has no map for precomputed:ext
+            save_mgh_lia(ext_labels(i), head.affine, d / "aseg_ext.mgz")
+            labels["precomputed:ext"] = f"c{i}/aseg_ext.mgz"
+        rows.append({"id": f"c{i}", "volumes": {"t1": f"c{i}/t1.nii.gz"}, "labels": labels,
+                     "defaced": {"ext": {"t1": f"c{i}/t1_ext.nii.gz"}}, "masks": {"labels": f"c{i}/labels.nii.gz"}})
+    (root / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = get_task("seg-fidelity")
+    cases = load_cohort(str(root / "cases.jsonl"), task).cases
+    answers = {}
+    for case in cases:
+        for condition in ("original", "deface", "precomputed:ext"):
+            if condition in case.label_maps:
+                raw = task.solve_direct(case, {"t1": head}, condition)
+                answers[case.id, condition] = task.parse(raw).value
+    return {"root": root, "task": task, "cases": cases, "answers": answers, "head": head}
+
+
+def test_manifest_rows_carry_label_maps_per_condition(cohort):
+    case = cohort["cases"][0]
+    assert set(case.label_maps) == {"original", "deface", "precomputed:ext"}
+    assert case.label_table == "freesurfer" and case.defaced["ext"]["t1"].name == "t1_ext.nii.gz"
+    csv = cohort["root"] / "cases.csv"
+    csv.write_text("id,t1,labels@original,labels@precomputed:ext,t1@ext,label_table\n"
+                   "c0,c0/t1.nii.gz,c0/labels.nii.gz,c0/aseg_ext.mgz,c0/t1_ext.nii.gz,slant\n")
+    (row,) = load_cohort(str(csv), cohort["task"]).cases
+    assert set(row.label_maps) == {"original", "precomputed:ext"} and row.label_table == "slant"
+    assert set(row.defaced) == {"ext"}  # labels@... columns are not defaced volumes
+
+
+def test_dice_and_volume_change_against_hand_values(cohort):
+    task, a = cohort["task"], cohort["answers"]
+    o, d, e = a["c0", "original"], a["c0", "deface"], a["c0", "precomputed:ext"]
+    assert o["volumes_ml"]["cerebral_wm"] == pytest.approx(288 * VOXEL_ML)
+    assert o["label_volumes_ml"] == {"2": pytest.approx(2.304), "4": pytest.approx(0.256), "11": pytest.approx(0.064)}
+    got = task.compare(o, d)
+    assert got["dice_cerebral_wm"] == pytest.approx(2 * 240 / (288 + 240))
+    assert got["dice_whole_brain"] == pytest.approx(2 * 280 / (328 + 280))  # caudate -> putamen stays brain
+    assert got["dice_caudate"] == 0.0 and got["dice_putamen"] == 0.0 and got["dice_ventricles"] == 1.0
+    assert got["dice_label_11"] == 0.0 and got["dice_label_2"] == pytest.approx(2 * 240 / 528)
+    assert got["volume_change_cerebral_wm"] == pytest.approx(100 * (240 - 288) / 288)
+    assert got["dice_brainstem"] is None and got["volume_change_brainstem"] is None  # in neither map
+    ext = task.compare(o, e)  # the MGH map in LIA orientation lands on the same voxels
+    assert "resampled_from" not in e["qc"]  # reoriented exactly (same voxel centres), not interpolated
+    assert ext["dice_ventricles"] == pytest.approx(2 * 32 / (32 + 40))
+    assert ext["volume_change_ventricles"] == pytest.approx(25.0)
+    assert ext["dice_cerebral_wm"] == 1.0
+
+
+def test_cohort_volume_tests_cr_and_ncr(cohort):
+    task, a = cohort["task"], cohort["answers"]
+    pairs = [(a[f"c{i}", "original"], a[f"c{i}", "deface"]) for i in range(3)]
+    vol = task.agreement(pairs)["volumes"]
+    assert set(vol["regions"]) == {"whole_brain", "ventricles", "caudate", "cerebral_wm"}  # putamen: no original
+    wm = vol["regions"]["cerebral_wm"]
+    assert wm["cr"]["cr"] == pytest.approx(1.96 * 48 * VOXEL_ML)  # every case loses 48 voxels
+    assert wm["bland_altman"]["bias"] == pytest.approx(-48 * VOXEL_ML)
+    o_wm = [o["volumes_ml"]["cerebral_wm"] for o, _ in pairs]
+    assert wm["wilcoxon"]["p"] == pytest.approx(wilcoxon_signed_rank(o_wm, [d["volumes_ml"]["cerebral_wm"] for _, d in pairs]).p_value)
+    assert wm["wilcoxon"]["q"] >= wm["wilcoxon"]["p"]
+    # nCR: ventricles and caudate do not vary in the originals (left out); whole brain and WM originals span 96
+    # voxels, every scaled difference is -0.5 -> 1.96 * sqrt(0.25)
+    assert vol["ncr"]["cr"] == pytest.approx(0.98) and vol["ncr"]["n_regions"] == 2
+    assert "2 region(s)" in vol["ncr"]["reason"]
+
+
+def test_truth_label_map_scores_the_segmentation(cohort):
+    task, a = cohort["task"], cohort["answers"]
+    truth = cohort["cases"][0].truth
+    assert task.score(a["c0", "original"], truth)["truth_dice_whole_brain"] == 1.0
+    assert task.score(a["c0", "deface"], truth)["truth_dice_cerebral_wm"] == pytest.approx(2 * 240 / 528)
+
+
+def test_missing_or_unreadable_map_fails_that_sample_with_the_reason(cohort):
+    task, head = cohort["task"], cohort["head"]
+    third = cohort["cases"][2]
+    out = sample_jobs.solve(task, third, lambda: {"t1": head}, "precomputed:ext")
+    kind, message = out["failed"]
+    assert kind == FailureKind.BAD_INPUT and "none for 'precomputed:ext'" in message
+    bad = cohort["root"] / "c2" / "broken.nii.gz"
+    bad.write_bytes(b"not a label map")
+    broken = type(third)(third.id, third.task, third.volumes, third.truth, third.meta, third.defaced,
+                         {**third.label_maps, "precomputed:ext": bad}, third.label_table)
+    kind, message = sample_jobs.solve(task, broken, lambda: {"t1": head}, "precomputed:ext")["failed"]
+    assert kind == FailureKind.BAD_INPUT and "broken.nii.gz" in message
+
+
+def test_label_map_on_another_grid_is_resampled_by_nearest_neighbour(tmp_path):
+    head = make_head(SHAPE, SPACING)
+    lab = original_labels(1)
+    fine = np.repeat(np.repeat(np.repeat(lab, 2, 0), 2, 1), 2, 2)  # 1 mm voxels, same origin
+    fine[1::2] = 7  # between the 2 mm voxel centres: only nearest neighbour at the centres ignores it
+    affine = head.affine.copy()
+    affine[:3, :3] = np.eye(3)
+    nib.save(nib.Nifti1Image(fine.astype(np.int16), affine), str(tmp_path / "fine.nii.gz"))
+    got = label_map_on(tmp_path / "fine.nii.gz", head)
+    assert np.array_equal(got.labels, lab)
+    assert got.resampled_from["shape"] == list(fine.shape) and got.resampled_from["spacing_mm"] == [1.0, 1.0, 1.0]
+    nib.save(nib.Nifti1Image(lab.astype(np.float32) + 0.5, head.affine), str(tmp_path / "image.nii.gz"))
+    with pytest.raises(VolumeError, match="non-integer"):
+        label_map_on(tmp_path / "image.nii.gz", head)
+    with pytest.raises(VolumeError, match="not found"):
+        label_map_on(tmp_path / "absent.mgz", head)
+
+
+def test_label_tables(tmp_path):
+    fs, slant = label_table("freesurfer"), label_table("slant")
+    assert len(slant.names) == 132 and len(slant.regions["cerebral_gm"]) == 98
+    assert slant.name_of(59) == "Right-Thalamus-Proper" and slant.lateral_ventricles == (51, 52)
+    assert fs.regions["caudate"] == (11, 50) and 1035 in fs.regions["cerebral_gm"] and 24 not in fs.regions["whole_brain"]
+    tsv = tmp_path / "mine.tsv"
+    tsv.write_text("label\tname\tregion\n1\tbrain\tcerebral_gm\n")
+    assert label_table(str(tsv)).regions["cerebral_gm"] == (1,)
+    tsv.write_text("label\tname\tregion\n1\tbrain\tcortex\n")
+    with pytest.raises(LabelTableError, match=r"mine.tsv line 2: region 'cortex'"):
+        label_table(str(tsv))
+    with pytest.raises(HarnessError, match="neither freesurfer nor slant"):
+        label_table("aseg")
+    assert math.isclose(sum(1 for _ in fs.names), 123)
+
+
+def test_board_tabulates_regions_by_defacer_with_ncr(cohort, tmp_path):
+    from harness.core.sample import Sample
+    from harness.results.aggregate import group_cells, summarize_task
+    from leaderboard import plots
+    from leaderboard.site import grouped_table
+
+    task, a = cohort["task"], cohort["answers"]
+    samples = [Sample(sample_id=f"{c}-{cond}", task=task.name, case_id=c, condition=cond, model="algorithm:seg-fidelity",
+                      mode="direct", status="ok", defacer={"name": cond}, answer=a[c, cond], scores={})
+               for c in ("c0", "c1", "c2") for cond in ("original", "deface")]
+    summary = summarize_task(task, group_cells(samples)[task.name], {})
+    table = grouped_table(summary, task.board_statistic)
+    rows = {r[0].text: r for r in table.rows}
+    assert [h["label"] for h in table.headers] == ["group", "deface · dice", "deface · volume change"]
+    assert set(rows) == {"whole brain", "ventricles", "caudate", "cerebral wm", "putamen", "nCR"}  # measured regions
+    wm = [2 * (5 + i) * 48 / ((6 + i) * 48 + (5 + i) * 48) for i in range(3)]
+    assert rows["cerebral wm"][1].v == pytest.approx(np.mean(wm))
+    assert rows["nCR"][1].v == pytest.approx(0.98)
+    assert plots.tradeoff_statistic(summary, task.board_statistic, tmp_path, "x") is None  # no privacy stage: no plot
