@@ -69,14 +69,15 @@ class LazyVolume:
     """Stands in for a Volume: its content hash and header (modality, shape, affine, metadata, spacing, orientation,
     the voxel/world maps, with_data) come from the memo; anything else (data, ...) reads the voxels once.
 
-    verify: check the voxels read against the remembered hash. Off for the harness's own cache files, which are
+    rewrite_record(volume): called after a read that the memo's record must follow (other content, or a record from
+    before metadata was kept). verify: check the voxels read against the remembered hash. Off for the harness's own cache files, which are
     only ever replaced by an atomic rename (a new inode, so a new identity); on for users' files."""
 
-    def __init__(self, load: Callable[[], Volume], record: dict, on_mismatch: Callable[[Volume], None] | None = None,
+    def __init__(self, load: Callable[[], Volume], record: dict, rewrite_record: Callable[[Volume], None] | None = None,
                  verify: bool = True):
         self._load = load
         self._record = record
-        self._on_mismatch = on_mismatch
+        self._rewrite_record = rewrite_record
         self._verify = verify
         self._volume: Volume | None = None
         self._lock = threading.Lock()
@@ -109,8 +110,10 @@ class LazyVolume:
                                   f"{self.content_hash[:12]} -> {volume.content_hash[:12]}); using what was read")
                     self._record = {"content_hash": volume.content_hash, "modality": volume.modality,
                                     "shape": volume.shape, "affine": volume.affine, "meta": volume.meta}
-                    if self._on_mismatch:
-                        self._on_mismatch(volume)
+                    if self._rewrite_record:
+                        self._rewrite_record(volume)
+                elif "meta" not in self._record and self._rewrite_record and volume.content_hash == self.content_hash:
+                    self._rewrite_record(volume)  # a record from before metadata was kept: complete it, once
                 self._volume = volume
             return self._volume
 
@@ -136,7 +139,7 @@ def remembered_volume(path, load: Callable[[], Volume], cache_dir, verify: bool 
         return load()
     record = memo.get(key)
     if record is not None:
-        return LazyVolume(load, record, on_mismatch=lambda v: memo.put(key, v), verify=verify)
+        return LazyVolume(load, record, rewrite_record=lambda v: memo.put(key, v), verify=verify)
     volume = load()
     memo.put(key, volume)
     return volume
