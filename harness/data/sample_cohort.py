@@ -37,6 +37,7 @@ from harness.core.volume import Volume
 from harness.imaging.io import save_nifti
 from harness.imaging.io.dicom_write import write_dicom_series
 from harness.phantoms import anatomy
+from harness.phantoms.head import HEAD_VERSION
 from harness.phantoms.generator import PhantomGenerator
 
 WRITER_VERSION = 2  # bump whenever the files written for a case change, so cached cohorts are rebuilt
@@ -86,6 +87,7 @@ def write_case(task, seed: int, index: int, out: Path, atlas: anatomy.Atlas, *, 
         "anatomy": atlas.source,
         "anatomy_hash": atlas.content_hash[:16],
         "generator_version": WRITER_VERSION,
+        "head_version": HEAD_VERSION,
         "phantoms": {"name": gen.name, "version": gen.version},
         "seed": seed,
         "index": index,
@@ -93,6 +95,7 @@ def write_case(task, seed: int, index: int, out: Path, atlas: anatomy.Atlas, *, 
         "spacing_mm": [round(s, 3) for s in head.spacing],
         "pose": head.pose,
         "face_deformation_mm": round(head.face_amplitude_mm, 2),
+        "face_features_mm": head.face_features_mm,
         "seconds": round(time.perf_counter() - started, 2),
         **made["facts"],
         **gen.meta_for(index, made),
@@ -142,9 +145,7 @@ def sample_cohort_manifest(task, cache_dir=None, *, n: int | None = None, seed: 
     if n < 1:
         raise HarnessError(f"a sample cohort needs at least one case, not {n}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = content_key(generator=WRITER_VERSION, phantoms=gen.version, anatomy=anatomy.atlas_keys(),
-                      group=gen.name, seed=seed, scale=resolution_scale)
-    folder = cache / "cohorts" / f"{gen.name}-{key[:16]}"
+    folder = cache / "cohorts" / f"{gen.name}-{cohort_key(gen, seed, resolution_scale)[:16]}"
     manifest = folder / f"manifest-{n}.jsonl"
     if manifest.exists():
         return manifest
@@ -161,6 +162,13 @@ def sample_cohort_manifest(task, cache_dir=None, *, n: int | None = None, seed: 
     return manifest
 
 
+def cohort_key(gen: PhantomGenerator, seed: int, resolution_scale: float) -> str:
+    """What the cached cases of a built-in cohort are made from: any change to the writer, the heads, the task's
+    generator or the anatomy gives a new key, so stale cases are never served."""
+    return content_key(generator=WRITER_VERSION, heads=HEAD_VERSION, phantoms=gen.version, anatomy=anatomy.atlas_keys(),
+                       group=gen.name, seed=seed, scale=resolution_scale)
+
+
 def _jsonl(rows) -> str:
     return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
 
@@ -168,7 +176,7 @@ def _jsonl(rows) -> str:
 def _write_info(folder: Path, gen, atlases, seed: int, resolution_scale: float, **extra) -> None:
     """cohort.json: what made the cases (generator, anatomy, seed, scale)."""
     info = {"phantoms": gen.name, "phantoms_version": gen.version, "tasks": list(gen.tasks), "seed": seed,
-            "generator_version": WRITER_VERSION, "anatomy": [a.source for a in atlases],
+            "generator_version": WRITER_VERSION, "head_version": HEAD_VERSION, "anatomy": [a.source for a in atlases],
             "anatomy_hash": [a.content_hash for a in atlases], "resolution_scale": resolution_scale, "phantom": True,
             **extra}
     atomic_write_text(folder / "cohort.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
