@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from harness.data import sample_cohort
+from harness.imaging.io import load_volume
 from harness.phantoms import anatomy as A
 from harness.phantoms import face_shape
+from harness.phantoms.face_sources import colin27_face
 from harness.phantoms import head as P
 from tasks.nph_evans.phantom import PHANTOMS as NPH_PHANTOMS
 
@@ -88,3 +90,18 @@ def test_a_new_head_version_is_a_new_cohort_cache(monkeypatch):
     before = sample_cohort.cohort_key(NPH_PHANTOMS, 0, 1.0)
     monkeypatch.setattr(sample_cohort, "HEAD_VERSION", P.HEAD_VERSION + 1)
     assert sample_cohort.cohort_key(NPH_PHANTOMS, 0, 1.0) != before
+
+
+def test_colin27s_face_changes_the_face_and_nothing_inside_the_skull(atlas):
+    if A.colin27_files() is None:
+        pytest.skip("mricron-data (Colin27) is not installed")  # CI installs it
+    t1, labels = colin27_face(atlas.t1, atlas.labels, atlas.affine, load_volume(A.colin27_files()[0]), A.SKIN_T1)
+    faced = A.Atlas(t1, labels, atlas.affine, A.COLIN27_FACE_ATLAS, "")
+    assert faced.labels.shape == atlas.labels.shape
+    skull = np.isin(atlas.labels, INTRACRANIAL)
+    assert np.array_equal(faced.labels[skull], atlas.labels[skull]) and np.array_equal(faced.t1[skull], atlas.t1[skull])
+    face = np.zeros(atlas.labels.shape, bool)
+    face[:, int(0.7 * face.shape[1]):, : int(0.55 * face.shape[2])] = True  # anterior, lower: eyes, nose, cheeks
+    head = face & ((atlas.labels > 0) | (faced.labels > 0))
+    assert np.abs(faced.t1 - atlas.t1)[head].mean() > 0.035
+    assert (faced.labels != atlas.labels)[face].sum() > 1000  # the skin follows Colin27's face

@@ -128,7 +128,7 @@ _SHAPERS: dict[str, FaceShaper] = {}
 
 def shaper_for(atlas: A.Atlas) -> FaceShaper:
     """The FaceShaper of a pydeface-derived atlas, built once per atlas content in a process (~1 s)."""
-    if atlas.source != A.PYDEFACE_ATLAS:
+    if atlas.source not in A.PYDEFACE_HEADS:
         raise ValueError(f"face features are placed on the pydeface average head, not on {atlas.source}")
     if atlas.content_hash not in _SHAPERS:
         _SHAPERS[atlas.content_hash] = FaceShaper(atlas, _template_affine())

@@ -32,9 +32,7 @@ NECROSIS, OEDEMA, ENHANCING, NONENHANCING, MENINGIOMA, BLOOD, INFARCT, SINUS_FLU
 BRAIN_LABELS = (A.GM, A.WM)
 INTRACRANIAL_LABELS = (A.CSF, A.VENTRICLE, A.FRONTAL_HORN, A.GM, A.WM, NECROSIS, OEDEMA, ENHANCING, NONENHANCING, MENINGIOMA, BLOOD, INFARCT)
 
-# The template T1 (white matter 0.85) at the skin: where a face render of the template itself puts it (0.6 x Otsu
-# = 0.21). Lower levels raise the faint head-holder frame in front of the template's eyes (0.1-0.2) as skin.
-SKIN_T1 = 0.2
+SKIN_T1 = A.SKIN_T1
 SKIN_BAND_VOX, SKIN_OUTSIDE_VOX = 4, 2
 # What the template's own intensity decides in that band: its soft tissue, the bone and air under thin skin (lips,
 # nose, nostrils; their thresholded labels tear the mouth). Eyes keep their label (the vitreous is dark on T1).
@@ -158,7 +156,7 @@ def make_head(atlas: A.Atlas, rng: np.random.Generator, spacing=None, *, resolut
     fine = np.indices(tuple(shape), dtype=np.float32) / step
     coords = np.stack([ndi.map_coordinates(coarse[i], fine, order=1, mode="nearest") for i in range(3)])
     del fine
-    face = face_shape.draw_face(_face_rng(rng)) if atlas.source == A.PYDEFACE_ATLAS else {}
+    face = face_shape.draw_face(_face_rng(rng)) if atlas.source in A.PYDEFACE_HEADS else {}
     if face:
         _move_features(coords, atlas, face)
     labels = ndi.map_coordinates(atlas.labels, coords, order=0, mode="constant", cval=0)
