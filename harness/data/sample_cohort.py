@@ -14,9 +14,11 @@ What a case holds is the task's business: each task declares a PhantomGenerator 
 `Task.phantoms`; this module only writes and caches what it makes.
 Every case is deterministic in (generator, seed, case index): case i is the same whatever n is, so the cache keeps
 cases one by one (CACHE/cohorts/<phantoms>-<key>/cases, rows/) and writes a manifest per case count asked for.
-Every case is built from the pydeface average head, so the built-in cohort is the same on every machine. (Colin27
-phantoms exist - harness.phantoms.anatomy.load_atlases(include_colin27=True) - but their faces are too dark for the
-template-based defacers, which refuse them; see load_atlases.)
+Every case is built from the pydeface average head; when mricron-data is installed (as on CI), cases alternate
+between its own face and Colin27's face on it (anatomy.load_atlases: a second real face makes the faces distinct
+people to a face-recognition attack), so the cohort depends on that package - its key says which. (Phantoms with
+Colin27's brain too exist - load_atlases(include_colin27=True) - but their faces are too dark for the
+template-based defacers, which refuse them.)
 """
 
 from __future__ import annotations

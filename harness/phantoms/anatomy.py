@@ -311,7 +311,7 @@ def load_atlases(cache_dir=None, *, include_colin27: bool = False) -> list[Atlas
 
     Colin27 phantoms (include_colin27=True, when mricron-data is installed) have sharper brains, but their face
     soft tissue comes out too dark: the template-based defacers then find almost no face to remove (27 % face
-    overlap, refused). They also made the built-in cohort differ between machines with and without mricron-data.
+    overlap, refused).
     """
     colin = load_colin27(cache_dir) if include_colin27 else None
     return [a for a in (load_atlas(cache_dir), load_colin27_face(cache_dir), colin) if a is not None]
