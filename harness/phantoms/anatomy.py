@@ -230,7 +230,8 @@ def colin27_files() -> tuple[Path, Path] | None:
 def atlas_key(name: str, sources: list[Path]) -> str:
     """An atlas's content hash, from its template files alone (no need to derive or read the atlas)."""
     digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
-    return content_key(anatomy=ANATOMY_VERSION, name=name, template=digest, grid_mm=GRID_MM)
+    derivation = {"derivation": DERIVATION_VERSIONS[name]} if name in DERIVATION_VERSIONS else {}
+    return content_key(anatomy=ANATOMY_VERSION, name=name, template=digest, grid_mm=GRID_MM, **derivation)
 
 
 def _cached_atlas(name: str, sources: list[Path], derive, cache_dir, *, on_grid: bool = False) -> Atlas:
@@ -269,6 +270,8 @@ def load_atlas(cache_dir=None) -> Atlas:
 
 
 PYDEFACE_ATLAS, COLIN27_ATLAS, COLIN27_FACE_ATLAS = "pydeface-mean", "colin27", "pydeface-colin27-face"
+# Bumped whenever an atlas derived from another changes (face_sources for the Colin27 face).
+DERIVATION_VERSIONS = {COLIN27_FACE_ATLAS: 2}
 # Atlases on the pydeface head's world and skull (the face features' landmarks hold on them).
 PYDEFACE_HEADS = (PYDEFACE_ATLAS, COLIN27_FACE_ATLAS)
 

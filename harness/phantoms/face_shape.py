@@ -24,6 +24,12 @@ from scipy import ndimage as ndi
 
 from harness.phantoms import anatomy as A
 
+# The face: in front of the temples and below the brow (pydeface template voxel j and k). What changes a face (a
+# second face source, the skin taken from the template's intensity) stays inside it, so the skull around the brain
+# and the vertex - where the Evans ratio's inner skull width and head extent are measured - keep their labelled skin.
+FACE_FRONT_J, FACE_TOP_K = 175.0, 112.0
+FACE_FADE_VOX = 8.0
+
 CLEARANCE_MM = 3.0
 RAMP_MM = 12.0
 # The largest move any voxel gets (mm): below RAMP_MM, so the ramp above keeps intracranial voxels where they are.
@@ -131,12 +137,20 @@ def shaper_for(atlas: A.Atlas) -> FaceShaper:
     if atlas.source not in A.PYDEFACE_HEADS:
         raise ValueError(f"face features are placed on the pydeface average head, not on {atlas.source}")
     if atlas.content_hash not in _SHAPERS:
-        _SHAPERS[atlas.content_hash] = FaceShaper(atlas, _template_affine())
+        _SHAPERS[atlas.content_hash] = FaceShaper(atlas, template_affine())
     return _SHAPERS[atlas.content_hash]
 
 
 @lru_cache(maxsize=1)
-def _template_affine() -> np.ndarray:
+def template_affine() -> np.ndarray:
+    """Voxel -> world of the pydeface template, whose voxel indices the landmarks are."""
     import nibabel as nib
 
     return np.asarray(nib.load(str(A.pydeface_template())).affine, float)
+
+
+def face_region(template_ijk: np.ndarray) -> np.ndarray:
+    """Weight (N,) of pydeface template voxel positions (N, 3): 1 in the face, fading to 0 over FACE_FADE_VOX."""
+    front = np.clip((template_ijk[:, 1] - FACE_FRONT_J) / FACE_FADE_VOX, 0, 1)
+    below = np.clip((FACE_TOP_K - template_ijk[:, 2]) / FACE_FADE_VOX, 0, 1)
+    return front * below

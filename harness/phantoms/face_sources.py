@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 from harness.core.volume import Volume
 from harness.imaging.brainmask import largest_component
 from harness.phantoms import anatomy as A
+from harness.phantoms.face_shape import face_region, template_affine
 
 FADE_MM = 8.0
 # Colin27 starts this far outside the intracranial space (the same clearance the face features keep).
@@ -45,6 +46,7 @@ def colin27_face(t1: np.ndarray, labels: np.ndarray, affine: np.ndarray, colin: 
     from_skull = ndi.distance_transform_edt(~intracranial, sampling=zooms)
     from_edge = ndi.distance_transform_edt(covered, sampling=zooms)
     weight = np.clip((from_skull - SKULL_CLEARANCE_MM) / FADE_MM, 0, 1) * np.clip(from_edge / FADE_MM, 0, 1)
+    weight *= _face_region(t1.shape, affine)
     mixed = (t1 + weight * (np.clip(colin_here, 0, None) * scale - t1)).astype(np.float32)
 
     new_head = ndi.binary_fill_holes(largest_component(mixed >= skin_t1))
@@ -53,3 +55,11 @@ def colin27_face(t1: np.ndarray, labels: np.ndarray, affine: np.ndarray, colin: 
     out[relabel & (labels == A.BACKGROUND) & new_head] = A.SCALP
     out[relabel & (labels != A.BACKGROUND) & ~new_head] = A.BACKGROUND
     return mixed, out
+
+
+def _face_region(shape, affine: np.ndarray) -> np.ndarray:
+    """face_shape.face_region on every voxel of a grid (Colin27's face only: its scalp and diploe, placed by an
+    affine fit, would blur the inner table around the brain)."""
+    to_template = np.linalg.inv(template_affine()) @ affine
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1).T @ to_template[:3, :3].T.astype(np.float32)
+    return face_region(ijk + to_template[:3, 3].astype(np.float32)).reshape(shape)

@@ -61,6 +61,7 @@ class Head:
     face_amplitude_mm: float
     pose: dict
     face_features_mm: dict = field(default_factory=dict)  # the identity: each feature's move (face_shape.FEATURES)
+    face: np.ndarray | None = None  # bool: the face (face_shape.face_region), where `skin` reads the template's skin
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -159,6 +160,7 @@ def make_head(atlas: A.Atlas, rng: np.random.Generator, spacing=None, *, resolut
     face = face_shape.draw_face(_face_rng(rng)) if atlas.source in A.PYDEFACE_HEADS else {}
     if face:
         _move_features(coords, atlas, face)
+    face_mask = _face_mask(coords, atlas) if atlas.source in A.PYDEFACE_HEADS else None
     labels = ndi.map_coordinates(atlas.labels, coords, order=0, mode="constant", cval=0)
     texture = ndi.map_coordinates(atlas.t1, coords, order=1, mode="constant", cval=0.0)
     pose = {
@@ -167,7 +169,14 @@ def make_head(atlas: A.Atlas, rng: np.random.Generator, spacing=None, *, resolut
         "scale": [round(float(s), 4) for s in size * aniso],
     }
     return Head(labels.astype(np.uint8), texture.astype(np.float32), affine, face_amp, pose,
-                {k: round(v, 2) for k, v in face.items()})
+                {k: round(v, 2) for k, v in face.items()}, face_mask)
+
+
+def _face_mask(coords: np.ndarray, atlas: A.Atlas) -> np.ndarray:
+    """Which output voxels show the face (pull map in atlas voxels -> pydeface template voxels -> face_region)."""
+    to_template = (np.linalg.inv(face_shape.template_affine()) @ atlas.affine).astype(np.float32)
+    ijk = coords.reshape(3, -1).T @ to_template[:3, :3].T + to_template[:3, 3]
+    return (face_shape.face_region(ijk) > 0.5).reshape(coords.shape[1:])
 
 
 def _face_rng(rng: np.random.Generator) -> np.random.Generator:
@@ -263,7 +272,7 @@ def skin(head: Head) -> tuple[np.ndarray, np.ndarray]:
 
     Labels pulled nearest-neighbour from a 1.2 mm atlas give a stair-stepped, melted skin (no eyelids, lips or
     nostrils in a face render); the template's T1, pulled linearly, still has its real skin with partial volume. So
-    within SKIN_BAND_VOX voxels of the air outside the template's skin (its T1 below SKIN_T1, holes filled), and no
+    in the face (head.face; all of the head when None) within SKIN_BAND_VOX voxels of the air outside the template's skin (its T1 below SKIN_T1, holes filled), and no
     further than SKIN_OUTSIDE_VOX voxels out of the labelled head, background, scalp, bone and air are synthesised as
     scalp scaled by `tissue`, the share of tissue the template's intensity says a voxel holds (0.5 at SKIN_T1).
     Elsewhere tissue is 1 in the labelled head and 0 outside it (so the template's faint head-holder frame, away from
@@ -272,6 +281,8 @@ def skin(head: Head) -> tuple[np.ndarray, np.ndarray]:
     outside = ~ndi.binary_fill_holes(head.texture >= SKIN_T1)
     band = ndi.binary_dilation(outside, iterations=SKIN_BAND_VOX) & ndi.binary_dilation(inside, iterations=SKIN_OUTSIDE_VOX)
     soft = band & np.isin(head.labels, SKIN_BAND_LABELS)
+    if head.face is not None:
+        soft &= head.face
     tissue = inside.astype(np.float32)
     tissue[soft] = np.clip(head.texture[soft] / SKIN_T1 - 0.5, 0.0, 1.0)
     labels = head.labels.copy()
