@@ -8,6 +8,8 @@ Prints:
   each re-render to the head's own gallery face and to the other head, and the same for its refaced copy;
 - the sample cohort of --task: originals detected, positive-control rank-1, and per defacer detection, rank-1,
   rank-5 (95 % CIs) and same-person share (harness privacy --json);
+- how far apart dlib puts the cohort's faces: each volume's probe views from its own gallery faces (same person)
+  and each person's gallery faces from every other person's, within and across face sources (phantom anatomy);
 - seconds per (volume, condition) of the attack as computed (render + detect + embed; the pose fit is shared with
   the defacers in a run), from the cache entries it wrote.
 Targets (issue 12): originals detected >= 90 %, control rank-1 >= 90 %, deface and quickshear detection <= 20 %,
@@ -27,7 +29,8 @@ import defacers
 from defacers.template import pydeface_template
 from harness.imaging.io import load_volume
 from harness.imaging.face_render import GALLERY_VIEW
-from harness.privacy.cohort_attack import attack_cohort, cohort_items
+from harness.privacy.cohort_attack import attack_cohort, attack_findings, cohort_items, defaced_copy, defacer_for
+from harness.privacy.reidentify import Gallery, probe_embeddings
 from harness.privacy.volume_faces import attack_volume
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
@@ -63,11 +66,63 @@ def real_heads(cache: Path) -> None:
                 print(f"{name} vs {other}: {np.linalg.norm(np.subtract(e2, gallery)):.2f}")
 
 
+def face_distances(items, cache: Path) -> None:
+    """Same-person and between-person embedding distances of the cohort's originals (from the attack's cache)."""
+    originals, _ = attack_findings(items, [], cache)
+    gallery = Gallery(originals)
+    source = {item.subject.person: item.case.meta.get("anatomy", "?") for item in items}
+    same = [d for s, f in originals.items() if not f.no_face and s.person in gallery.people
+            for d in [gallery.rank(s.person, probe_embeddings(f))[1]] if np.isfinite(d)]
+    between: dict[str, list[float]] = {}
+    for s, f in originals.items():
+        found = f.findings.get(GALLERY_VIEW.name)
+        if f.no_face or found is None or found.embedding is None:
+            continue
+        d = gallery.distances(np.asarray([found.embedding]))
+        for other, dist in zip(gallery.people, d):
+            if other > s.person:
+                kind = "same source" if source[other] == source[s.person] else "across sources"
+                between.setdefault(kind, []).append(float(dist))
+    if same:
+        print(f"same person (probe views to own gallery): median {np.median(same):.2f}, max {np.max(same):.2f} "
+              f"over {len(same)} volumes")
+    for kind, values in sorted(between.items()):
+        print(f"different people, {kind}: min {np.min(values):.2f}, median {np.median(values):.2f}, "
+              f"max {np.max(values):.2f} over {len(values)} pairs")
+
+
+def defaced_figure(items, defacer_names: list[str], path: Path, cache: Path) -> None:
+    """README figure: renders of DEFACED volumes only (never an original's face), one row per defacer, for the first
+    volume of each face source in the cohort (frontal, +15 and -30 degrees of yaw)."""
+    from PIL import Image, ImageDraw
+
+    from harness.imaging.face_render import VIEWS, render_faces
+    from harness.privacy.volume_faces import pose_cached
+
+    firsts = {}
+    for item in items:
+        firsts.setdefault(item.case.meta.get("anatomy", "?"), item)
+    shown = [v for v in VIEWS if v.name in ("front-lightB", "yaw+15-lightB", "yaw-30-lightB")]
+    rows = []
+    for item in firsts.values():
+        original = item.case.load_remembered(item.role, cache)
+        pose = pose_cached(original, cache)
+        for name in defacer_names:
+            defaced = defaced_copy(item, defacer_for(name, item.case, item.role), original, cache)
+            images = [r.image for r in render_faces(defaced, pose, shown)]
+            label = Image.new("L", (110, images[0].shape[0]))
+            ImageDraw.Draw(label).text((4, images[0].shape[0] // 2), f"{name}\n{item.case.id}", fill=255)
+            rows.append(np.concatenate([np.asarray(label)] + images, axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", default="tumor-slice")
     parser.add_argument("--defacers", default="deface,quickshear,reface")
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: a fresh temporary folder (cold)")
+    parser.add_argument("--figure", type=Path, default=None, help="write renders of the defaced volumes here (README)")
     args = parser.parse_args()
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="privacy-bench-"))
     real_heads(cache)
@@ -75,6 +130,9 @@ def main() -> None:
     report = attack_cohort(items, args.defacers.split(","), cache)
     report.pop("attack")
     print(json.dumps(report, indent=1))
+    face_distances(items, cache)
+    if args.figure:
+        defaced_figure(items, args.defacers.split(","), args.figure, cache)
     seconds = [json.loads(p.read_text()).get("seconds", 0.0) for p in (cache / "face-attack").glob("*.json")]
     seconds = [s for s in seconds if s > 0]
     if seconds:

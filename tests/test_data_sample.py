@@ -48,7 +48,7 @@ def test_sample_writes_a_loadable_cohort(cohorts, task):
     info = json.loads((cohorts[task] / "cohort.json").read_text())
     assert info["phantom"] is True and info["task"] == task
     for case in cohort.cases:
-        assert case.meta["phantom"] is True and case.meta["anatomy"] in ("pydeface-mean", "colin27")
+        assert case.meta["phantom"] is True and case.meta["anatomy"] in ("pydeface-mean", "pydeface-colin27-face", "colin27")
         shapes = {case.load(role).shape for role in case.roles}
         assert len(shapes) == 1  # all contrasts of a case share one grid
     assert len({c.id for c in cohort.cases}) == N[task]

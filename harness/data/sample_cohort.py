@@ -14,9 +14,11 @@ What a case holds is the task's business: each task declares a PhantomGenerator 
 `Task.phantoms`; this module only writes and caches what it makes.
 Every case is deterministic in (generator, seed, case index): case i is the same whatever n is, so the cache keeps
 cases one by one (CACHE/cohorts/<phantoms>-<key>/cases, rows/) and writes a manifest per case count asked for.
-Every case is built from the pydeface average head, so the built-in cohort is the same on every machine. (Colin27
-phantoms exist - harness.phantoms.anatomy.load_atlases(include_colin27=True) - but their faces are too dark for the
-template-based defacers, which refuse them; see load_atlases.)
+Every case is built from the pydeface average head; when mricron-data is installed (as on CI), cases alternate
+between its own face and Colin27's face on it (anatomy.load_atlases: a second real face makes the faces distinct
+people to a face-recognition attack), so the cohort depends on that package - its key says which. (Phantoms with
+Colin27's brain too exist - load_atlases(include_colin27=True) - but their faces are too dark for the
+template-based defacers, which refuse them.)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from harness.core.volume import Volume
 from harness.imaging.io import save_nifti
 from harness.imaging.io.dicom_write import write_dicom_series
 from harness.phantoms import anatomy
+from harness.phantoms.head import HEAD_VERSION
 from harness.phantoms.generator import PhantomGenerator
 
 WRITER_VERSION = 2  # bump whenever the files written for a case change, so cached cohorts are rebuilt
@@ -86,6 +89,7 @@ def write_case(task, seed: int, index: int, out: Path, atlas: anatomy.Atlas, *, 
         "anatomy": atlas.source,
         "anatomy_hash": atlas.content_hash[:16],
         "generator_version": WRITER_VERSION,
+        "head_version": HEAD_VERSION,
         "phantoms": {"name": gen.name, "version": gen.version},
         "seed": seed,
         "index": index,
@@ -93,6 +97,7 @@ def write_case(task, seed: int, index: int, out: Path, atlas: anatomy.Atlas, *, 
         "spacing_mm": [round(s, 3) for s in head.spacing],
         "pose": head.pose,
         "face_deformation_mm": round(head.face_amplitude_mm, 2),
+        "face_features_mm": head.face_features_mm,
         "seconds": round(time.perf_counter() - started, 2),
         **made["facts"],
         **gen.meta_for(index, made),
@@ -142,9 +147,7 @@ def sample_cohort_manifest(task, cache_dir=None, *, n: int | None = None, seed: 
     if n < 1:
         raise HarnessError(f"a sample cohort needs at least one case, not {n}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = content_key(generator=WRITER_VERSION, phantoms=gen.version, anatomy=anatomy.atlas_keys(),
-                      group=gen.name, seed=seed, scale=resolution_scale)
-    folder = cache / "cohorts" / f"{gen.name}-{key[:16]}"
+    folder = cache / "cohorts" / f"{gen.name}-{cohort_key(gen, seed, resolution_scale)[:16]}"
     manifest = folder / f"manifest-{n}.jsonl"
     if manifest.exists():
         return manifest
@@ -161,6 +164,13 @@ def sample_cohort_manifest(task, cache_dir=None, *, n: int | None = None, seed: 
     return manifest
 
 
+def cohort_key(gen: PhantomGenerator, seed: int, resolution_scale: float) -> str:
+    """What the cached cases of a built-in cohort are made from: any change to the writer, the heads, the task's
+    generator or the anatomy gives a new key, so stale cases are never served."""
+    return content_key(generator=WRITER_VERSION, heads=HEAD_VERSION, phantoms=gen.version, anatomy=anatomy.atlas_keys(),
+                       group=gen.name, seed=seed, scale=resolution_scale)
+
+
 def _jsonl(rows) -> str:
     return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
 
@@ -168,7 +178,7 @@ def _jsonl(rows) -> str:
 def _write_info(folder: Path, gen, atlases, seed: int, resolution_scale: float, **extra) -> None:
     """cohort.json: what made the cases (generator, anatomy, seed, scale)."""
     info = {"phantoms": gen.name, "phantoms_version": gen.version, "tasks": list(gen.tasks), "seed": seed,
-            "generator_version": WRITER_VERSION, "anatomy": [a.source for a in atlases],
+            "generator_version": WRITER_VERSION, "head_version": HEAD_VERSION, "anatomy": [a.source for a in atlases],
             "anatomy_hash": [a.content_hash for a in atlases], "resolution_scale": resolution_scale, "phantom": True,
             **extra}
     atomic_write_text(folder / "cohort.json", json.dumps(info, indent=2, sort_keys=True) + "\n")

@@ -35,6 +35,9 @@ from harness.imaging.brainmask import largest_component
 
 ANATOMY_VERSION = 8
 GRID_MM = 1.2
+# The template T1 (white matter 0.85) at the skin: where a face render of the template itself puts it (0.6 x Otsu
+# = 0.21). Lower levels raise the faint head-holder frame in front of the template's eyes (0.1-0.2) as skin.
+SKIN_T1 = 0.2
 
 BACKGROUND, SCALP, BONE, CSF, VENTRICLE, FRONTAL_HORN, GM, WM, EYE, AIR = range(10)
 LABEL_NAMES = {
@@ -227,10 +230,14 @@ def colin27_files() -> tuple[Path, Path] | None:
 def atlas_key(name: str, sources: list[Path]) -> str:
     """An atlas's content hash, from its template files alone (no need to derive or read the atlas)."""
     digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
-    return content_key(anatomy=ANATOMY_VERSION, name=name, template=digest, grid_mm=GRID_MM)
+    derivation = {"derivation": DERIVATION_VERSIONS[name]} if name in DERIVATION_VERSIONS else {}
+    return content_key(anatomy=ANATOMY_VERSION, name=name, template=digest, grid_mm=GRID_MM, **derivation)
 
 
-def _cached_atlas(name: str, sources: list[Path], derive, cache_dir) -> Atlas:
+def _cached_atlas(name: str, sources: list[Path], derive, cache_dir, *, on_grid: bool = False) -> Atlas:
+    """The atlas `name` made from `sources` by derive() -> (t1, labels, affine), remembered under cache_dir.
+    derive gives the template's own grid and intensities (normalised and resampled here), or with on_grid=True an
+    atlas grid and normalised T1 already (an atlas derived from another)."""
     key = atlas_key(name, sources)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache / "anatomy" / f"{name}-{key[:16]}.npz"
@@ -241,12 +248,13 @@ def _cached_atlas(name: str, sources: list[Path], derive, cache_dir) -> Atlas:
         except (OSError, ValueError, KeyError):
             target.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
     t1, labels, affine = derive()
-    wm = float(np.median(t1[labels == WM]))
-    t1_grid, lab_grid, grid_affine = _resample_to_grid(t1 / wm * 0.85, labels, affine)
+    if not on_grid:
+        wm = float(np.median(t1[labels == WM]))
+        t1, labels, affine = _resample_to_grid(t1 / wm * 0.85, labels, affine)
     buf = io.BytesIO()
-    np.savez_compressed(buf, t1=t1_grid, labels=lab_grid, affine=grid_affine)
+    np.savez_compressed(buf, t1=t1, labels=labels, affine=affine)
     atomic_write_bytes(target, buf.getvalue())
-    return Atlas(t1_grid, lab_grid, grid_affine, name, key)
+    return Atlas(t1, labels, affine, name, key)
 
 
 def load_atlas(cache_dir=None) -> Atlas:
@@ -261,7 +269,28 @@ def load_atlas(cache_dir=None) -> Atlas:
     return _cached_atlas(PYDEFACE_ATLAS, [path], derive, cache_dir)
 
 
-PYDEFACE_ATLAS, COLIN27_ATLAS = "pydeface-mean", "colin27"
+PYDEFACE_ATLAS, COLIN27_ATLAS, COLIN27_FACE_ATLAS = "pydeface-mean", "colin27", "pydeface-colin27-face"
+# Bumped whenever an atlas derived from another changes (face_sources for the Colin27 face).
+DERIVATION_VERSIONS = {COLIN27_FACE_ATLAS: 2}
+# Atlases on the pydeface head's world and skull (the face features' landmarks hold on them).
+PYDEFACE_HEADS = (PYDEFACE_ATLAS, COLIN27_FACE_ATLAS)
+
+
+def load_colin27_face(cache_dir=None) -> Atlas | None:
+    """The pydeface atlas with Colin27's face (harness.phantoms.face_sources) when mricron-data is installed; on the
+    pydeface atlas's own grid, derived from it in a few seconds and cached."""
+    files = colin27_files()
+    if files is None:
+        return None
+
+    def derive():
+        from harness.imaging.io import load_volume
+        from harness.phantoms.face_sources import colin27_face
+
+        base = load_atlas(cache_dir)
+        return (*colin27_face(base.t1, base.labels, base.affine, load_volume(files[0]), SKIN_T1), base.affine)
+
+    return _cached_atlas(COLIN27_FACE_ATLAS, [pydeface_template(), files[0]], derive, cache_dir, on_grid=True)
 
 
 def load_colin27(cache_dir=None) -> Atlas | None:
@@ -280,17 +309,23 @@ def load_colin27(cache_dir=None) -> Atlas | None:
 
 
 def load_atlases(cache_dir=None, *, include_colin27: bool = False) -> list[Atlas]:
-    """The heads the sample cohorts are built from: the pydeface average only, by default.
+    """The heads the sample cohorts are built from: the pydeface average, and the same head with Colin27's face when
+    mricron-data is installed (a second real face: one source makes one person to a face-recognition model).
 
     Colin27 phantoms (include_colin27=True, when mricron-data is installed) have sharper brains, but their face
     soft tissue comes out too dark: the template-based defacers then find almost no face to remove (27 % face
-    overlap, refused). They also made the built-in cohort differ between machines with and without mricron-data.
+    overlap, refused).
     """
     colin = load_colin27(cache_dir) if include_colin27 else None
-    return [load_atlas(cache_dir)] + ([colin] if colin is not None else [])
+    return [a for a in (load_atlas(cache_dir), load_colin27_face(cache_dir), colin) if a is not None]
 
 
 def atlas_keys(*, include_colin27: bool = False) -> list[str]:
     """The content hashes of load_atlases(...)'s atlases, in its order, without deriving or reading them."""
-    colin = colin27_files() if include_colin27 else None
-    return [atlas_key(PYDEFACE_ATLAS, [pydeface_template()])] + ([atlas_key(COLIN27_ATLAS, list(colin))] if colin else [])
+    files = colin27_files()
+    keys = [atlas_key(PYDEFACE_ATLAS, [pydeface_template()])]
+    if files:
+        keys.append(atlas_key(COLIN27_FACE_ATLAS, [pydeface_template(), files[0]]))
+    if files and include_colin27:
+        keys.append(atlas_key(COLIN27_ATLAS, list(files)))
+    return keys

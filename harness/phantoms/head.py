@@ -2,28 +2,41 @@
 
 A case is built in three steps, all driven by one numpy Generator (deterministic by seed):
 1. geometry: a random output grid (isotropic 1.0-1.3 mm, or anisotropic thick slices such as 1x1x3 mm), a random
-   pose (rotation up to ~10 degrees, translation up to ~10 mm, head size +-6 %), and a smooth random deformation
-   of the whole head that is stronger over the face, so no two faces are the same average face;
+   pose (rotation up to ~10 degrees, translation up to ~10 mm, head size +-6 %), a smooth random deformation
+   of the whole head that is stronger over the face, and a face identity: localised moves of the facial features
+   (harness.phantoms.face_shape), drawn from the case's seed on a stream of its own and zero inside the skull;
 2. labels and T1 texture are pulled through that mapping onto the output grid (labels nearest, texture linear);
    task generators then edit the labels in output space (ventricles, lesions, haemorrhage) with `pull_labels`,
    a smooth displacement, so ground truth is always computed on exactly the voxels that are written;
-3. intensities per contrast from the labels (`synthesize_mr`), plus bias field, Rician noise and a scanner scale.
+3. intensities per contrast from the labels (`synthesize_mr`), the skin from the template's own intensity (`skin`),
+   plus bias field, Rician noise and a scanner scale.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from harness.phantoms import anatomy as A
+from harness.phantoms import face_shape
+
+# Names what make_head and the synthesis make of an atlas; it keys every cached sample cohort, so a change to the
+# heads (2: distinct face features, skin from the template's own intensity) rebuilds them.
+HEAD_VERSION = 2
 
 # Lesion label codes used in output-space label maps, after the anatomy codes 0-9.
 NECROSIS, OEDEMA, ENHANCING, NONENHANCING, MENINGIOMA, BLOOD, INFARCT, SINUS_FLUID, SWELLING = range(10, 19)
 
 BRAIN_LABELS = (A.GM, A.WM)
 INTRACRANIAL_LABELS = (A.CSF, A.VENTRICLE, A.FRONTAL_HORN, A.GM, A.WM, NECROSIS, OEDEMA, ENHANCING, NONENHANCING, MENINGIOMA, BLOOD, INFARCT)
+
+SKIN_T1 = A.SKIN_T1
+SKIN_BAND_VOX, SKIN_OUTSIDE_VOX = 4, 2
+# What the template's own intensity decides in that band: its soft tissue, the bone and air under thin skin (lips,
+# nose, nostrils; their thresholded labels tear the mouth). Eyes keep their label (the vitreous is dark on T1).
+SKIN_BAND_LABELS = (A.BACKGROUND, A.SCALP, A.BONE, A.AIR)
 
 # Relative MR intensities per label (white matter on T1 = 0.85). Texture from the real template is added on top.
 MR_CONTRAST = {
@@ -47,6 +60,8 @@ class Head:
     affine: np.ndarray
     face_amplitude_mm: float
     pose: dict
+    face_features_mm: dict = field(default_factory=dict)  # the identity: each feature's move (face_shape.FEATURES)
+    face: np.ndarray | None = None  # bool: the face (face_shape.face_region), where `skin` reads the template's skin
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -142,6 +157,10 @@ def make_head(atlas: A.Atlas, rng: np.random.Generator, spacing=None, *, resolut
     fine = np.indices(tuple(shape), dtype=np.float32) / step
     coords = np.stack([ndi.map_coordinates(coarse[i], fine, order=1, mode="nearest") for i in range(3)])
     del fine
+    face = face_shape.draw_face(_face_rng(rng)) if atlas.source in A.PYDEFACE_HEADS else {}
+    if face:
+        _move_features(coords, atlas, face)
+    face_mask = _face_mask(coords, atlas) if atlas.source in A.PYDEFACE_HEADS else None
     labels = ndi.map_coordinates(atlas.labels, coords, order=0, mode="constant", cval=0)
     texture = ndi.map_coordinates(atlas.t1, coords, order=1, mode="constant", cval=0.0)
     pose = {
@@ -149,7 +168,42 @@ def make_head(atlas: A.Atlas, rng: np.random.Generator, spacing=None, *, resolut
         "translation_mm": [round(float(s), 2) for s in shift],
         "scale": [round(float(s), 4) for s in size * aniso],
     }
-    return Head(labels.astype(np.uint8), texture.astype(np.float32), affine, face_amp, pose)
+    return Head(labels.astype(np.uint8), texture.astype(np.float32), affine, face_amp, pose,
+                {k: round(v, 2) for k, v in face.items()}, face_mask)
+
+
+def _face_mask(coords: np.ndarray, atlas: A.Atlas) -> np.ndarray:
+    """Which output voxels show the face (pull map in atlas voxels -> pydeface template voxels -> face_region)."""
+    to_template = (np.linalg.inv(face_shape.template_affine()) @ atlas.affine).astype(np.float32)
+    ijk = coords.reshape(3, -1).T @ to_template[:3, :3].T + to_template[:3, 3]
+    return (face_shape.face_region(ijk) > 0.5).reshape(coords.shape[1:])
+
+
+def _face_rng(rng: np.random.Generator) -> np.random.Generator:
+    """The face's own random stream, spawned from the case's seed: drawing a face consumes nothing from `rng`, so
+    every other draw of a case (grid, pose, lesions, noise) is what it was before faces had features."""
+    seq = getattr(rng.bit_generator, "seed_seq", None)
+    if seq is None:
+        raise ValueError("phantom generators draw from a SeedSequence-seeded Generator (np.random.default_rng(seq))")
+    return np.random.default_rng(seq.spawn(1)[0])
+
+
+def _move_features(coords: np.ndarray, atlas: A.Atlas, face: dict[str, float]) -> None:
+    """Apply a face identity to a pull map (atlas voxel coordinates per output voxel, (3, ...), changed in place):
+    an output voxel showing atlas point x now shows x - u(x), so the tissue at x appears moved by u. Only voxels
+    inside the features' support are touched."""
+    shaper = face_shape.shaper_for(atlas)
+    lo, hi = shaper.support()
+    to_mm = atlas.affine.astype(np.float32)
+    to_vox = np.linalg.inv(atlas.affine).astype(np.float32)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])], np.float32)
+    corners = corners @ to_vox[:3, :3].T + to_vox[:3, 3]
+    inside = np.ones(coords.shape[1:], bool)
+    for axis in range(3):
+        inside &= (coords[axis] >= corners[:, axis].min()) & (coords[axis] <= corners[:, axis].max())
+    points = coords[:, inside].T @ to_mm[:3, :3].T + to_mm[:3, 3]
+    moved = points - shaper.displacement(points, face)
+    coords[:, inside] = (moved @ to_vox[:3, :3].T + to_vox[:3, 3]).T
 
 
 def radial_pull(shape, centre_vox, spacing, strength_mm: float, sigma_mm: float, weights=(1.0, 1.0, 1.0)):
@@ -213,17 +267,42 @@ def template_means(head: Head) -> np.ndarray:
     return lut
 
 
+def skin(head: Head) -> tuple[np.ndarray, np.ndarray]:
+    """Where the skin is, from the template's own intensities: (labels, tissue) for synthesis.
+
+    Labels pulled nearest-neighbour from a 1.2 mm atlas give a stair-stepped, melted skin (no eyelids, lips or
+    nostrils in a face render); the template's T1, pulled linearly, still has its real skin with partial volume. So
+    in the face (head.face; all of the head when None) within SKIN_BAND_VOX voxels of the air outside the template's skin (its T1 below SKIN_T1, holes filled), and no
+    further than SKIN_OUTSIDE_VOX voxels out of the labelled head, background, scalp, bone and air are synthesised as
+    scalp scaled by `tissue`, the share of tissue the template's intensity says a voxel holds (0.5 at SKIN_T1).
+    Elsewhere tissue is 1 in the labelled head and 0 outside it (so the template's faint head-holder frame, away from
+    the skin, never shows). The label map itself (and every truth computed from it) is unchanged."""
+    inside = head.labels != A.BACKGROUND
+    outside = ~ndi.binary_fill_holes(head.texture >= SKIN_T1)
+    band = ndi.binary_dilation(outside, iterations=SKIN_BAND_VOX) & ndi.binary_dilation(inside, iterations=SKIN_OUTSIDE_VOX)
+    soft = band & np.isin(head.labels, SKIN_BAND_LABELS)
+    if head.face is not None:
+        soft &= head.face
+    tissue = inside.astype(np.float32)
+    tissue[soft] = np.clip(head.texture[soft] / SKIN_T1 - 0.5, 0.0, 1.0)
+    labels = head.labels.copy()
+    labels[soft] = A.SCALP
+    return labels, tissue
+
+
 def synthesize_mr(head: Head, contrast: str, rng: np.random.Generator, *, noise: float, bias: np.ndarray) -> np.ndarray:
-    """One MR contrast: label means with partial volume + template texture + bias field + Rician noise (0..~1.4)."""
+    """One MR contrast: label means with partial volume + template texture, the skin where the template has it
+    (see `skin`), bias field and Rician noise (0..~1.4)."""
     lut = np.zeros(32, np.float32)
     lut[: len(MR_CONTRAST[contrast])] = MR_CONTRAST[contrast]
     sigma = [0.6 / s for s in head.spacing]
-    base = partial_volume(head.labels, lut, sigma)
+    labels, tissue = skin(head)
+    base = partial_volume(labels, lut, sigma)
     # Texture only where anatomy is the template's own (lesions and fluids are homogeneous).
-    ref = partial_volume(head.labels, template_means(head), sigma)
-    anatomical = np.isin(head.labels, (A.SCALP, A.GM, A.WM, A.BONE, A.EYE)).astype(np.float32)
+    ref = partial_volume(labels, template_means(head), sigma)
+    anatomical = np.isin(labels, (A.SCALP, A.GM, A.WM, A.BONE, A.EYE)).astype(np.float32)
     anatomical = ndi.gaussian_filter(anatomical, sigma)
-    img = base + MR_TEXTURE[contrast] * anatomical * (head.texture - ref)
+    img = (base + MR_TEXTURE[contrast] * anatomical * (head.texture - ref)) * tissue
     img = np.clip(img, 0, None) * bias
     n1 = rng.standard_normal(img.shape, dtype=np.float32) * noise
     n2 = rng.standard_normal(img.shape, dtype=np.float32) * noise

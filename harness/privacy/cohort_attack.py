@@ -59,26 +59,31 @@ def cohort_items(source: str | None, task: str | None, *, limit: int | None, cac
     return cohort_volumes(cases)
 
 
-def _defacer_for(spec: str, case: Case, role: str) -> defacers.Defacer:
+def defacer_for(spec: str, case: Case, role: str) -> defacers.Defacer:
     name, params = defacers.parse_defacer_spec(spec)
     return defacers.get(name, **params).for_case(case.defaced, role)
+
+
+def defaced_copy(item: CohortVolume, defacer: defacers.Defacer, volume, cache_dir):
+    """The cohort volume defaced, with the brain reference the deface stage used (part of the defacer cache key):
+    found in the cache, not made again."""
+    from tasks import get_task
+
+    reference = get_task(item.case.task).brain_reference(item.case, item.role, cache_dir)
+    return defacers.defaced_volume(defacer, volume, cache_dir, reference)
 
 
 def attack_one(item: CohortVolume, condition: str, cache_dir) -> VolumeFaces | str:
     """Findings on one volume under one condition ("original" or a defacer spec), or why it has none (a refusal)."""
     volume = item.case.load_remembered(item.role, cache_dir)
-    defacer = _defacer_for(condition, item.case, item.role)
+    defacer = defacer_for(condition, item.case, item.role)
     hit = cached_faces(volume.content_hash, defacer.identity, cache_dir)
     if hit is not None:
         return hit
     if condition == ORIGINAL:
         return attack_volume(volume, volume, defacer.identity, cache_dir)
     try:
-        from tasks import get_task
-
-        # with the brain reference the deface stage used (part of the defacer cache key): found, not made again
-        reference = get_task(item.case.task).brain_reference(item.case, item.role, cache_dir)
-        defaced = defacers.defaced_volume(defacer, volume, cache_dir, reference)
+        defaced = defaced_copy(item, defacer, volume, cache_dir)
     except HarnessError as exc:
         return f"not defaced: {exc}"
     try:

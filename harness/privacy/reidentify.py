@@ -40,7 +40,7 @@ class Subject:
     label: str  # "case/role"
 
 
-def _probe_embeddings(faces: "VolumeFaces") -> np.ndarray:
+def probe_embeddings(faces: "VolumeFaces") -> np.ndarray:
     probe_names = {v.name for v in PROBE_VIEWS}
     rows = [f.embedding for name, f in sorted(faces.findings.items()) if name in probe_names and f.embedding is not None]
     return np.asarray(rows, dtype=np.float64).reshape(-1, 128)
@@ -96,7 +96,7 @@ def probe_outcomes(gallery: Gallery, probes: dict[Subject, "VolumeFaces | str"])
         if reason:
             rec["no_face"] = reason
         else:
-            embeddings = _probe_embeddings(faces)
+            embeddings = probe_embeddings(faces)
             rec["detected"] = bool(len(embeddings))
             if rec["in_gallery"]:
                 rank, distance = gallery.rank(subject.person, embeddings)

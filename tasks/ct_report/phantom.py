@@ -311,11 +311,13 @@ def draw_findings(rng: np.random.Generator, primary: str | None = None) -> list[
 
 
 def synthesize_ct(head: P.Head, rng: np.random.Generator) -> np.ndarray:
-    """HU image: label values with partial volume, fat in the scalp (from the template texture), bone density
+    """HU image: label values with partial volume, the skin where the template has it (head.skin), fat in the scalp (from the template texture), bone density
     variation, quantum noise; integer HU clipped to -1024..3071 like a scanner."""
     lut = HU.copy()
     sigma = [0.8 / s for s in head.spacing]
-    img = P.partial_volume(head.labels, lut, sigma)
+    labels, tissue = P.skin(head)
+    img = P.partial_volume(labels, lut, sigma)
+    img = HU[A.BACKGROUND] + (img - HU[A.BACKGROUND]) * tissue
     scalp = head.labels == A.SCALP
     fat = np.clip((head.texture - 0.75) / 0.35, 0, 1)  # bright on T1 = fat
     img[scalp] -= 140 * fat[scalp]
