@@ -191,16 +191,12 @@ class BertScore(TextMetric):
         import torch
         from bert_score.utils import get_bert_embedding
 
-        scorer, stats = self._scorer, {}
-        for text in dict.fromkeys((*references, *candidates)):
-            if (known := self._embeddings.get(text)) is not None:
-                stats[text] = known
-        new = sorted((t for t in dict.fromkeys((*references, *candidates)) if t not in stats),
-                     key=lambda t: len(t.split(" ")), reverse=True)
+        scorer, texts, weights = self._scorer, list(dict.fromkeys((*references, *candidates))), self._idf_weights()
+        stats = {t: known for t in texts if (known := self._embeddings.get(t)) is not None}
+        new = sorted((t for t in texts if t not in stats), key=lambda t: len(t.split(" ")), reverse=True)
         for start in range(0, len(new), self.batch_size):
             batch = new[start:start + self.batch_size]
-            embs, masks, idf = get_bert_embedding(batch, scorer._model, scorer._tokenizer, self._idf_weights(),
-                                                  device=scorer.device)
+            embs, masks, idf = get_bert_embedding(batch, scorer._model, scorer._tokenizer, weights, device=scorer.device)
             for i, text in enumerate(batch):
                 n = int(masks[i].sum())
                 stats[text] = (embs[i, :n].cpu().clone(), idf[i, :n].cpu().clone())

@@ -31,7 +31,6 @@ from PIL import Image, ImageDraw
 from scipy.spatial import ConvexHull, QhullError
 
 from harness.imaging.brainmask import brain_mask, largest_component
-
 from harness.core.volume import Volume
 
 VENTRICLE_LEVEL = 0.45  # relative to white matter: between CSF (~0.2) and the caudate/white matter around the horns

@@ -190,9 +190,8 @@ class SegFidelityTask(Task):
             return out
         for r, labels in (original.get("regions") or {}).items():
             out[f"dice_{r}"] = dice_of(conf, labels)
-        for label in sorted({la for la, _ in conf} | {lb for _, lb in conf} - {0}):
-            if label:
-                out[f"dice_label_{label}"] = dice_of(conf, [label])
+        for label in sorted(({la for la, _ in conf} | {lb for _, lb in conf}) - {0}):
+            out[f"dice_label_{label}"] = dice_of(conf, [label])
         return out
 
     def agreement(self, pairs: Sequence[tuple[dict, dict]]) -> dict[str, Any]:
