@@ -16,9 +16,9 @@ Flow for one sample (task, case, condition, model, mode), driven by harness's ru
 Then per pair (same case, model, mode; original vs a defacer):
   task.compare(original_answer, defaced_answer)         -> {metric: value} for the declared fidelity metrics
   task.agreement(pairs)                                  -> set-level agreement (kappa, ICC, Bland-Altman, ...)
-The "direct" mode has no model: task.solve_direct(case, volumes, condition) computes the answer itself (e.g. Evans
-ratio by segmentation, or a label map the cohort gives for that condition), so algorithmic routes go through the same
-scoring and pairing.
+The "direct" mode (and any other of task.direct_modes) has no model: task.solve_direct(case, volumes, condition, mode)
+computes the answer itself (e.g. Evans ratio by segmentation, or a label map the cohort gives for that condition), so
+algorithmic routes go through the same scoring and pairing.
 """
 
 from __future__ import annotations
@@ -182,6 +182,8 @@ class Task(ABC):
     truth_fields: ClassVar[tuple[TruthField, ...]] = ()  # the ground truth a case carries; () = none required
     phantoms: ClassVar[Any] = None  # a harness.phantoms.PhantomGenerator for the built-in sample cohort, or None
     modes: ClassVar[tuple[str, ...]] = ("single", "agent")
+    # modes with no model: solve_direct computes the answer (the model column reads "algorithm:<task>")
+    direct_modes: ClassVar[tuple[str, ...]] = ("direct",)
     default_mode: ClassVar[str] = "single"
     baseline: ClassVar[str]  # the model spec of the task's CPU baseline, e.g. "scripted:nph-evans"
     answer_schema: ClassVar[dict]  # harness.core.parsing schema of a parsed answer
@@ -229,8 +231,8 @@ class Task(ABC):
         """Set-level agreement between original and defaced answers (kappa, ICC, Bland-Altman...). JSON-able."""
         return {}
 
-    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original") -> dict:
-        """The answer of the task's algorithmic route (mode "direct"); only tasks listing "direct" in modes.
+    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original", mode: str = "direct") -> dict:
+        """The answer of one of the task's algorithmic routes (`mode`, one of its direct_modes that it lists in modes).
         condition: what the volumes are seen through ("original" or the defacer as typed), for a task whose answer
         the cohort gives per condition. Raises HarnessError for bad input (recorded as such, with the reason)."""
         raise NotImplementedError(f"task {self.name} has no direct route")

@@ -150,14 +150,14 @@ def test_truth_label_map_scores_the_segmentation(cohort):
 def test_missing_or_unreadable_map_fails_that_sample_with_the_reason(cohort):
     task, head = cohort["task"], cohort["head"]
     third = cohort["cases"][2]
-    out = sample_jobs.solve(task, third, lambda: {"t1": head}, "precomputed:ext")
+    out = sample_jobs.solve(task, third, lambda: {"t1": head}, "precomputed:ext", "direct")
     kind, message = out["failed"]
     assert kind == FailureKind.BAD_INPUT and "none for 'precomputed:ext'" in message
     bad = cohort["root"] / "c2" / "broken.nii.gz"
     bad.write_bytes(b"not a label map")
     broken = type(third)(third.id, third.task, third.volumes, third.truth, third.meta, third.defaced,
                          {**third.label_maps, "precomputed:ext": bad}, third.label_table)
-    kind, message = sample_jobs.solve(task, broken, lambda: {"t1": head}, "precomputed:ext")["failed"]
+    kind, message = sample_jobs.solve(task, broken, lambda: {"t1": head}, "precomputed:ext", "direct")["failed"]
     assert kind == FailureKind.BAD_INPUT and "broken.nii.gz" in message
 
 

@@ -1,17 +1,22 @@
-"""nph-evans: parsing, scoring, pair fidelity and agreement against hand-computed values; the three routes on real
+"""nph-evans: parsing, scoring, pair fidelity and agreement against hand-computed values; the four routes on real
 sample-cohort phantoms (original and refaced); the tiny random VLM's garbage is recorded, never crashes."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import math
 import zlib
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
+from harness.core.failures import FailureKind
+from harness.engine import sample_jobs
 from harness.agent.loop import Budget, run_agent, run_single_turn
 from harness.models import Sampling, create_model, parse_model_spec, scripted_names
 from harness.scoring.stats import cohen_kappa
@@ -52,7 +57,8 @@ def _run(task, volume, mode, model=None, **kw):
 
 def test_registered_with_its_routes_and_baseline(task):
     assert task.name == "nph-evans" and task.roles == ("t1",)
-    assert set(task.modes) == {"single", "agent", "direct"} and task.default_mode == "agent"
+    assert set(task.modes) == {"single", "agent", "direct", "labels"} and task.default_mode == "agent"
+    assert set(task.direct_modes) == {"direct", "labels"}
     assert task.baseline == "scripted:nph-evans" and "nph-evans" in scripted_names()
     assert [m.name for m in task.accuracy_metrics] == ["er_abs_error", "nph_correct"]
     assert {m.name for m in task.fidelity_metrics} == {"er_abs_diff", "nph_agree", "ventricle_dice"}
@@ -191,6 +197,25 @@ def test_direct_route_segments_and_keeps_its_mask(task, cohort):
     mask = decode_mask(p.value["ventricle_mask"])
     assert mask.shape == vol.shape and mask.sum() * np.prod(vol.spacing) > 5000  # > 5 ml of lateral ventricle
     assert task.compare(p.value, p.value)["ventricle_dice"] == 1.0
+
+
+def test_labels_route_reads_the_ventricles_of_the_cohorts_label_map(task, cohort):
+    """The labels route measures the given map's lateral ventricles (here the phantom's exact map, given as the
+    cohort's FreeSurfer-numbered label map), not a segmentation of its own; a condition without a map is bad input."""
+    case = cohort[1]
+    vol = case.load("t1")
+    exact = case.truth["masks"]["labels"]
+    given = dataclasses.replace(case, label_maps={"original": exact}, label_table="freesurfer")
+    p = task.parse(task.solve_direct(given, {"t1": vol}, "original", "labels"))
+    assert p.ok, p.error
+    labels = np.asarray(nib.load(str(exact)).dataobj)
+    assert np.array_equal(decode_mask(p.value["ventricle_mask"]), np.isin(labels, (4, 43)))
+    assert p.value["source"] == f"label map {Path(exact).name}"
+    assert task.score(p.value, case.truth)["er_abs_error"] < 0.02
+    kind, message = sample_jobs.solve(task, given, lambda: {"t1": vol}, "reface", "labels")["failed"]
+    assert kind == FailureKind.BAD_INPUT and "none for 'reface'" in message
+    own = task.solve_direct(case, {"t1": vol}, "original", "labels")  # no maps: the harness's tissue segmentation
+    assert own["source"] == "harness segmentation" and task.score(own, case.truth)["nph_correct"] == 1.0
 
 
 @pytest.fixture(scope="module")

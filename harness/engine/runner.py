@@ -134,7 +134,7 @@ class Runner:
         self.models_by_task: dict[str, list[str]] = {}
         config = None
         for task_name, task in self.tasks.items():
-            if self.modes_by_task[task_name] == "direct":
+            if self.modes_by_task[task_name] in task.direct_modes:
                 # no model answers in the direct route: the task's own algorithm is the "model" column
                 self.models_by_task[task_name] = [f"{DIRECT_PREFIX}{task_name}"]
                 continue

@@ -39,7 +39,7 @@ def render(task, case, load_volumes: Callable[[], dict], mode: str, reraise: boo
     volumes themselves."""
     try:
         volumes = load_volumes()
-        inp = None if mode == "direct" else task.build_input(case, volumes, mode)
+        inp = None if mode in task.direct_modes else task.build_input(case, volumes, mode)
     except HarnessError as exc:
         return {"failed": (FailureKind.BAD_INPUT, str(exc))}
     except Exception as exc:
@@ -49,10 +49,10 @@ def render(task, case, load_volumes: Callable[[], dict], mode: str, reraise: boo
     return {"input": inp, "volumes": volumes, "volume_keys": {r: v.content_hash[:16] for r, v in volumes.items()}}
 
 
-def solve(task, case, load_volumes: Callable[[], dict], condition: str, reraise: bool = False) -> dict:
-    """{"raw": answer} from the task's own algorithm (direct mode) under `condition`."""
+def solve(task, case, load_volumes: Callable[[], dict], condition: str, mode: str, reraise: bool = False) -> dict:
+    """{"raw": answer} from the task's own algorithm (one of its direct modes) under `condition`."""
     try:
-        return {"raw": task.solve_direct(case, load_volumes(), condition)}
+        return {"raw": task.solve_direct(case, load_volumes(), condition, mode)}
     except HarnessError as exc:
         return {"failed": (FailureKind.BAD_INPUT, str(exc))}
     except Exception as exc:
@@ -79,8 +79,9 @@ def render_job(task, case, role_defacers: dict | None, mode: str, cache_dir: str
     return out
 
 
-def solve_job(task, case, role_defacers: dict | None, condition: str, cache_dir: str, reraise: bool = False) -> dict:
-    return solve(task, case, lambda: condition_volumes(task, case, role_defacers, cache_dir), condition, reraise)
+def solve_job(task, case, role_defacers: dict | None, condition: str, mode: str, cache_dir: str,
+              reraise: bool = False) -> dict:
+    return solve(task, case, lambda: condition_volumes(task, case, role_defacers, cache_dir), condition, mode, reraise)
 
 
 def score_job(task, case, role_defacers: dict | None, value, cache_dir: str, reraise: bool = False) -> dict:

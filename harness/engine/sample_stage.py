@@ -100,9 +100,9 @@ class SampleStage:
         t1 = time.perf_counter()
         transcript: list = []
         tokens: dict = {}
-        if item.mode == "direct":
+        if item.mode in self.ctx.tasks[item.task].direct_modes:
             solved = await self._part(item, case, sample_jobs.solve, sample_jobs.solve_job, placements, "solve",
-                                      item.condition)
+                                      item.condition, item.mode)
             if "failed" in solved:
                 return failed(*solved["failed"])
             raw = solved["raw"]
@@ -154,7 +154,7 @@ class SampleStage:
     async def run(self, todo: list[WorkItem], store, progress, deface_results: dict) -> None:
         cfg = self.ctx.cfg
         cache = ResponseCache(self.ctx.cache_dir / "responses.sqlite")
-        needed = {i.model for i in todo if i.mode != "direct"}
+        needed = {i.model for i in todo if i.mode not in self.ctx.tasks[i.task].direct_modes}
         models = {s: create_model(self.ctx.model_specs[s], cache=cache) for s in needed}
         sem = asyncio.Semaphore(max(1, cfg.concurrency))
         try:

@@ -4,6 +4,10 @@ and whether it suggests ventricular enlargement as in normal-pressure hydrocepha
 Routes (modes):
 - direct: segmentation (tasks.nph_evans.analysis.segment_evans) - no model; the answer also carries the ventricle mask,
   compactly encoded, so the pair's fidelity includes the Dice of the original and defaced ventricle masks.
+- labels: the Evans ratio of a label map's lateral ventricles - the cohort's FreeSurfer / SLANT / any label maps, one
+  per condition (manifest `labels`, as seg-fidelity reads them), or else the harness's own tissue segmentation
+  (tasks.seg_fidelity.labelmaps) - with the inner-skull width measured on the T1 at the widest frontal horns. No
+  model; on the board it sits beside the VLM routes and direct, so a FreeSurfer user sees all three.
 - agent (default): the model finds the level with view_slice/view_montage, measures the frontal horns and the inner
   skull with `measure`, and submits widths in mm and the ratio through a typed submit tool.
 - single: one axial montage around the expected frontal-horn level, chosen from the head's geometry (75-105 mm below
@@ -38,7 +42,8 @@ from tasks.base import Metric, ModelInput, Task, TruthField
 from tasks.common import image_array, prompt_messages, render_views, shown_images, split_tiles
 from tasks.nph_evans.phantom import PHANTOMS
 from harness.imaging.compact import encode_mask, mask_dice
-from tasks.nph_evans.analysis import NPH_THRESHOLD, head_region, read_axial_image, segment_evans
+from tasks.nph_evans.analysis import NPH_THRESHOLD, evans_of_ventricles, head_region, read_axial_image, segment_evans
+from tasks.seg_fidelity.labelmaps import case_label_map
 
 ICC_FORM = "ICC(2,1)"  # absolute agreement: a systematic shift introduced by defacing lowers it
 MONTAGE_BELOW_VERTEX_MM = (75.0, 105.0)  # where the frontal horns lie in adult heads (measured from the scalp vertex)
@@ -85,7 +90,8 @@ class NphEvansTask(Task):
         TruthField("slice_index", "integer", "the axial slice (third array axis of the canonical volume) with the widest frontal horns", minimum=0),
     )
     phantoms = PHANTOMS
-    modes = ("agent", "single", "direct")
+    modes = ("agent", "single", "direct", "labels")
+    direct_modes = ("direct", "labels")
     default_mode = "agent"
     baseline = "scripted:nph-evans"
     answer_schema = {
@@ -111,7 +117,7 @@ class NphEvansTask(Task):
     fidelity_metrics = (
         Metric("er_abs_diff", "|Evans ratio defaced - original|", higher_is_better=False),
         Metric("nph_agree", "same NPH call on the defaced and original volume", higher_is_better=True),
-        Metric("ventricle_dice", "Dice of the ventricle masks, defaced vs original (direct route only)", higher_is_better=True),
+        Metric("ventricle_dice", "Dice of the ventricle masks, defaced vs original (direct and labels routes)", higher_is_better=True),
     )
 
     def headline(self, truth) -> str:
@@ -165,15 +171,22 @@ class NphEvansTask(Task):
                 "nph_kappa": k.to_dict()}
 
     # --- the segmentation route ---------------------------------------------------------------------------------
-    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original") -> dict:
-        seg = segment_evans(volumes["t1"])
+    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original", mode: str = "direct") -> dict:
+        t1 = volumes["t1"]
+        source = {}
+        if mode == "labels":
+            got = case_label_map(case, t1, condition)
+            seg = evans_of_ventricles(t1, np.isin(got.labels, got.table.lateral_ventricles))
+            source = {"source": got.source, **({"qc": got.qc} if got.qc else {})}
+        else:
+            seg = segment_evans(t1)
         if seg.evans_ratio is None:
             # Recorded as unparsable with the reason: the algorithm gave no measurement, which is not a wrong answer.
-            return {"error": seg.reason}
+            return {"error": seg.reason, **source}
         return {"evans_ratio": round(seg.evans_ratio, 4), "nph": seg.evans_ratio > NPH_THRESHOLD,
                 "frontal_horn_width_mm": round(seg.frontal_horn_width_mm, 2),
                 "inner_skull_width_mm": round(seg.inner_skull_width_mm, 2), "slice_index": seg.slice_index,
-                "ventricle_mask": encode_mask(seg.ventricles)}
+                "ventricle_mask": encode_mask(seg.ventricles), **source}
 
 
 def montage_slices(volume) -> list[int]:

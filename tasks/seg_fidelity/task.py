@@ -26,11 +26,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness.core.errors import HarnessError
 from harness.core.parsing import ParseResult, validate
 from harness.imaging.compact import MaskFormatError, decode_labels, encode_labels
-from harness.imaging.io.labelmap import label_map_on, read_label_map
-from harness.imaging.labels import REGIONS, LabelTable, label_table
+from harness.imaging.io.labelmap import read_label_map
+from harness.imaging.labels import REGIONS, LabelTable
 from harness.scoring.segmentation import (
     confusion,
     dice_of,
@@ -43,18 +42,13 @@ from tasks import register_task
 from tasks.base import Metric, ModelInput, SetStatistic, Task, TruthField
 from tasks.nph_evans.analysis import evans_of_ventricles
 from tasks.nph_evans.phantom import PHANTOMS
-from tasks.seg_fidelity.segment import SEGMENTED_REGIONS, segment_tissues
+from tasks.seg_fidelity.labelmaps import case_label_map
 
-HARNESS_SEGMENTATION = "harness segmentation"
 TRUTH_MASK = "labels"  # the truth mask that is an exact label map (the sample phantoms write it)
 REGION_TITLES = {"whole_brain": "whole brain", "ventricles": "ventricles", "caudate": "caudate",
                  "cerebral_wm": "cerebral white matter", "cerebral_gm": "cerebral grey matter",
                  "brainstem": "brainstem", "putamen": "putamen", "thalamus": "thalamus",
                  "cerebellar_gm": "cerebellar grey matter", "cerebellar_wm": "cerebellar white matter"}
-
-
-class LabelMapError(HarnessError):
-    pass
 
 
 def _region_metrics(prefix: str, what: str, **kw) -> tuple[Metric, ...]:
@@ -113,28 +107,10 @@ class SegFidelityTask(Task):
         raise ValueError("seg-fidelity has no model input: its answers are label maps (mode direct)")
 
     # --- the answer: a label map of this condition -----------------------------------------------------------------
-    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original") -> dict:
+    def solve_direct(self, case, volumes: Mapping[str, Any], condition: str = "original", mode: str = "direct") -> dict:
         t1 = volumes["t1"]
-        qc: dict = {}
-        if case.label_maps:
-            path = case.label_maps.get(condition)
-            if path is None:
-                raise LabelMapError(f"case {case.id} gives label maps for {', '.join(sorted(case.label_maps))} but none "
-                                    f"for {condition!r} (manifest \"labels\": {{{condition!r}: PATH}} or a "
-                                    f"labels@{condition} column)")
-            table = label_table(case.label_table)
-            given = label_map_on(path, t1)
-            labels, source = given.labels, f"label map {Path(path).name}"
-            if given.resampled_from:
-                qc["resampled_from"] = given.resampled_from
-        else:
-            table, labels, source = label_table("freesurfer"), segment_tissues(t1), HARNESS_SEGMENTATION
-            table = LabelTable(table.name, table.names, {r: v for r, v in table.regions.items() if r in SEGMENTED_REGIONS},
-                               table.lateral_ventricles)
-        unknown = sorted(set(np.unique(labels).tolist()) - set(table.names) - {0})
-        if unknown:
-            qc["labels_not_in_table"] = unknown[:50]
-        return self._answer(t1, labels, table, source, qc)
+        got = case_label_map(case, t1, condition)
+        return self._answer(t1, got.labels, got.table, got.source, got.qc)
 
     def _answer(self, t1, labels: np.ndarray, table: LabelTable, source: str, qc: dict) -> dict:
         voxel_ml = float(np.prod(t1.spacing)) / 1000.0
