@@ -15,7 +15,9 @@ is scanned for case ids, local paths and secrets before build returns (LeakError
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Mapping
@@ -122,7 +124,7 @@ def _write_board(out: Path, board: Board, task, summary, facts: dict, tc, salt: 
            "rows": records, "summary": summary.to_dict()}
     atomic_write_text(out / "results" / f"{name}.json", json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     atomic_write_text(out / "results" / f"{name}.md", markdown(summary, facts))
-    pairs = _pair_records(summary, tc, salt)
+    pairs = _pair_records(task, summary, tc, salt)
     atomic_write_text(out / "results" / f"{name}-pairs.csv", to_csv(pairs))
     _parquet(pairs, out / "results" / f"{name}-pairs.parquet")
 
@@ -159,8 +161,18 @@ def _headline(summary) -> tuple[str, str]:
     return f"{len(sig)} of {len(summary.rows)}", f"model × defacer cells where {primary['name']} changed significantly"
 
 
-def _pair_records(summary, tc, salt: bytes) -> list[dict]:
+def _pair_records(task, summary, tc, salt: bytes) -> list[dict]:
+    """One row per case x model x mode x defacer: each accuracy score on both conditions (a reader recomputes every
+    delta and test from them; hashed ids keep the pairing) and the pair's fidelity values - the declared metrics,
+    then whatever else compare() measures per case (seg-fidelity: Dice and volume change of every raw label)."""
     acc = [m["name"] for m in summary.accuracy_metrics]
+    compared = {id(cell): cell.compared(task) for cell in tc.cells}
+    declared = [m["name"] for m in summary.fidelity_metrics]
+    values = [got for per_case in compared.values() for got in per_case.values()]
+    extra = {k for got in values for k in got if k not in declared}
+    extra = {k for k in extra if all(isinstance(got.get(k), (int, float, type(None))) and not isinstance(got.get(k), bool)
+                                     for got in values)}  # measurements only, not labels or notes
+    fidelity = declared + sorted(extra, key=_natural)
     out = []
     for cell in tc.cells:
         for case in sorted(tc.cases):
@@ -171,10 +183,21 @@ def _pair_records(summary, tc, salt: bytes) -> list[dict]:
             for m in acc:
                 rec[f"{m}_original"] = _score(o, m)
                 rec[f"{m}_defaced"] = _score(d, m)
+            got = compared[id(cell)].get(case, {})
+            for name in fidelity:
+                rec[name] = float(got[name]) if _number(got.get(name)) else None
             out.append(rec)
-    # The per-condition scores let a reader recompute every delta and test; hashed ids keep the pairing.
     out.sort(key=lambda r: (r["model"], r["mode"], r["defacer"], r["case"]))
     return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _natural(name: str) -> tuple:
+    """dice_label_2 before dice_label_10."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name))
 
 
 def _kind(s) -> str | None:

@@ -114,6 +114,8 @@ def test_dice_and_volume_change_against_hand_values(cohort):
     assert got["dice_whole_brain"] == pytest.approx(2 * 280 / (328 + 280))  # caudate -> putamen stays brain
     assert got["dice_caudate"] == 0.0 and got["dice_putamen"] == 0.0 and got["dice_ventricles"] == 1.0
     assert got["dice_label_11"] == 0.0 and got["dice_label_2"] == pytest.approx(2 * 240 / 528)
+    assert got["volume_change_label_2"] == pytest.approx(100 * (240 - 288) / 288)
+    assert got["volume_change_label_11"] == -100.0 and got["volume_change_label_12"] is None  # 12: not in the original
     assert got["volume_change_cerebral_wm"] == pytest.approx(100 * (240 - 288) / 288)
     assert got["dice_brainstem"] is None and got["volume_change_brainstem"] is None  # in neither map
     ext = task.compare(o, e)  # the MGH map in LIA orientation lands on the same voxels
@@ -199,13 +201,16 @@ def test_board_tabulates_regions_by_defacer_with_ncr(cohort, tmp_path):
     from harness.core.sample import Sample
     from harness.results.aggregate import group_cells, summarize_task
     from leaderboard import plots
+    from leaderboard.anonymize import hash_case
+    from leaderboard.build import _pair_records
     from leaderboard.site import grouped_table
 
     task, a = cohort["task"], cohort["answers"]
     samples = [Sample(sample_id=f"{c}-{cond}", task=task.name, case_id=c, condition=cond, model="algorithm:seg-fidelity",
                       mode="direct", status="ok", defacer={"name": cond}, answer=a[c, cond], scores={})
                for c in ("c0", "c1", "c2") for cond in ("original", "deface")]
-    summary = summarize_task(task, group_cells(samples)[task.name], {})
+    tc = group_cells(samples)[task.name]
+    summary = summarize_task(task, tc, {})
     table = grouped_table(summary, task.board_statistic)
     rows = {r[0].text: r for r in table.rows}
     assert [h["label"] for h in table.headers] == ["group", "deface · dice", "deface · volume change"]
@@ -214,3 +219,15 @@ def test_board_tabulates_regions_by_defacer_with_ncr(cohort, tmp_path):
     assert rows["cerebral wm"][1].v == pytest.approx(np.mean(wm))
     assert rows["nCR"][1].v == pytest.approx(0.98)
     assert plots.tradeoff_statistic(summary, task.board_statistic, tmp_path, "x") is None  # no privacy stage: no plot
+
+    # the per-case table (<board>-pairs.csv): the declared fidelity metrics, then every raw label's Dice and change
+    records = _pair_records(task, summary, tc, b"salt")
+    assert len(records) == 3 and all(list(r) == list(records[0]) for r in records)
+    fidelity = [k for k in records[0] if k.startswith(("dice_label_", "volume_change_label_"))]
+    assert fidelity == ["dice_label_2", "dice_label_4", "dice_label_11", "dice_label_12",
+                        "volume_change_label_2", "volume_change_label_4", "volume_change_label_11", "volume_change_label_12"]
+    by_case = {r["case"]: r for r in records}
+    for i in range(3):
+        row = by_case[hash_case(f"c{i}", b"salt")]
+        assert row["dice_label_2"] == pytest.approx(wm[i]) and row["volume_change_label_11"] == -100.0
+        assert row["dice_cerebral_wm"] == pytest.approx(wm[i]) and row["volume_change_label_12"] is None

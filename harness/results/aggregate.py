@@ -60,11 +60,25 @@ class Cell:
     defacer: str
     original: dict[str, Sample] = field(default_factory=dict)  # case_id -> sample
     defaced: dict[str, Sample] = field(default_factory=dict)
+    _compared: dict[str, dict] | None = field(default=None, repr=False, compare=False)
 
     def pairs(self) -> list[tuple[str, Sample, Sample]]:
         """(case_id, original, defaced) for the cases where both samples are ok, in case-id order."""
         return [(c, self.original[c], d) for c, d in sorted(self.defaced.items())
                 if d.status == "ok" and c in self.original and self.original[c].status == "ok"]
+
+    def compared(self, task) -> dict[str, dict]:
+        """case_id -> task.compare() of that pair (every key it returns, declared or not), computed once: the
+        summary's fidelity estimates and the leaderboard's per-case table read the same values."""
+        if self._compared is None:
+            pairs = self.pairs()
+            try:
+                got = task.compare_many([(o.answer, d.answer) for _, o, d in pairs]) if pairs else []
+            except Exception as exc:
+                raise AggregateError(f"task {self.task}: compare() failed for model {self.model}, defacer "
+                                     f"{self.defacer}: {type(exc).__name__}: {exc}") from exc
+            self._compared = {c: dict(g or {}) for (c, _, _), g in zip(pairs, got)}
+        return self._compared
 
 
 @dataclass
@@ -161,7 +175,7 @@ def _row(task, cell: Cell, planned: int, acc, fid, privacy: Privacy | None) -> S
     ok_def = [s for s in cell.defaced.values() if s.status == "ok"]
     accuracy = {m.name: _set_metric(task, m, ok_orig, ok_def, pairs) if m.kind == "set" else _accuracy(m, ok_orig, ok_def, pairs)
                 for m in acc}
-    fidelity = _fidelity(task, cell, pairs, fid)
+    fidelity = _fidelity(task, cell, fid)
     answers = [(o.answer, d.answer) for _, o, d in pairs]
     try:
         agreement = _json_safe(task.agreement(answers)) if answers else {}
@@ -265,15 +279,9 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def _fidelity(task, cell: Cell, pairs, fid) -> dict[str, Estimate]:
+def _fidelity(task, cell: Cell, fid) -> dict[str, Estimate]:
     values: dict[str, list] = {m.name: [] for m in fid}
-    try:
-        compared = task.compare_many([(o.answer, d.answer) for _, o, d in pairs]) if pairs else []
-    except Exception as exc:
-        raise AggregateError(f"task {cell.task}: compare() failed for model {cell.model}, defacer "
-                             f"{cell.defacer}: {type(exc).__name__}: {exc}") from exc
-    for got in compared:
-        got = got or {}
+    for got in cell.compared(task).values():
         for name in values:
             v = got.get(name)
             if _numeric(v):

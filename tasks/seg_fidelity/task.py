@@ -11,10 +11,11 @@ Where the label maps come from (mode "direct": no VLM is asked; the model column
   cerebral grey and white matter, in FreeSurfer numbers.
 
 Regions: whole brain + the nine regions Gao et al. 2022 merge SLANT's labels into (harness.imaging.labels.REGIONS);
-a region the label table does not have is absent, not zero. Every raw label is compared too (compare() returns
-`dice_label_N`; each answer keeps `label_volumes_ml`: the per-case table). The answer also carries the Evans ratio
-measured on the map's lateral ventricles (frontal horns = their anterior part) and the inner-skull width on the T1
-(tasks.nph_evans.analysis.evans_of_ventricles), beside the nph-evans VLM and direct routes.
+a region the label table does not have is absent, not zero. Every raw label is compared too: compare() returns
+`dice_label_N` and `volume_change_label_N` (columns of the leaderboard's per-case table, <board>-pairs.csv) and each
+answer keeps `label_volumes_ml`. The answer also carries the Evans ratio measured on the map's lateral ventricles
+(frontal horns = their anterior part) and the inner-skull width on the T1 (tasks.nph_evans.analysis.
+evans_of_ventricles), which nph-evans's "labels" route reports on its own board.
 Accuracy (when the case's truth has a label map - the sample phantoms' exact one - or an Evans ratio): Dice per
 region against it, and the Evans ratio's absolute error.
 """
@@ -33,6 +34,7 @@ from harness.imaging.labels import REGIONS, LabelTable
 from harness.scoring.segmentation import (
     confusion,
     dice_of,
+    label_counts,
     region_volumes_ml,
     relative_change,
     volume_statistics,
@@ -166,8 +168,10 @@ class SegFidelityTask(Task):
             return out
         for r, labels in (original.get("regions") or {}).items():
             out[f"dice_{r}"] = dice_of(conf, labels)
-        for label in sorted(({la for la, _ in conf} | {lb for _, lb in conf}) - {0}):
+        o_count, d_count = label_counts(conf)
+        for label in sorted((set(o_count) | set(d_count)) - {0}):
             out[f"dice_label_{label}"] = dice_of(conf, [label])
+            out[f"volume_change_label_{label}"] = relative_change(o_count.get(label), d_count.get(label, 0))
         return out
 
     def agreement(self, pairs: Sequence[tuple[dict, dict]]) -> dict[str, Any]:
