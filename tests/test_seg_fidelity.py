@@ -231,3 +231,29 @@ def test_board_tabulates_regions_by_defacer_with_ncr(cohort, tmp_path):
         row = by_case[hash_case(f"c{i}", b"salt")]
         assert row["dice_label_2"] == pytest.approx(wm[i]) and row["volume_change_label_11"] == -100.0
         assert row["dice_cerebral_wm"] == pytest.approx(wm[i]) and row["volume_change_label_12"] is None
+
+
+def test_board_ncr_cell_is_the_estimate_with_its_ci(cohort):
+    """Cases losing different volumes (so the bootstrap CI has width): the board's nCR cell shows the estimate, equal
+    to nCR computed here from its definition, and the CI around it."""
+    from harness.core.sample import Sample
+    from harness.results.aggregate import group_cells, summarize_task
+    from leaderboard.site import grouped_table
+
+    task, a = cohort["task"], cohort["answers"]
+    loss = [48, 96, 24]  # voxels of white matter (and so of whole brain) lost per case
+    samples = []
+    for i in range(3):
+        o = a[f"c{i}", "original"]
+        d = dict(a[f"c{i}", "deface"])
+        d["volumes_ml"] = {**o["volumes_ml"], **{r: o["volumes_ml"][r] - loss[i] * VOXEL_ML for r in ("whole_brain", "cerebral_wm")}}
+        samples += [Sample(sample_id=f"c{i}-{cond}", task=task.name, case_id=f"c{i}", condition=cond,
+                           model="algorithm:seg-fidelity", mode="direct", status="ok", defacer={"name": cond},
+                           answer=ans, scores={}) for cond, ans in (("original", o), ("deface", d))]
+    summary = summarize_task(task, group_cells(samples)[task.name], {})
+    ncr = {r[0].text: r for r in grouped_table(summary, task.board_statistic).rows}["nCR"][1]
+    # both varying regions span 96 voxels in the originals: scaled differences -loss/96 (ventricles, caudate constant)
+    expected = 1.96 * math.sqrt(np.mean([(x / 96) ** 2 for x in loss for _ in range(2)]))
+    assert ncr.v == pytest.approx(expected)
+    low, high = (float(x) for x in ncr.ci.strip("[]").split(","))
+    assert low < expected < high
