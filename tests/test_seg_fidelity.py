@@ -4,6 +4,7 @@ against hand-computed values; label tables; nearest-neighbour resampling; missin
 
 import json
 import math
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -257,3 +258,47 @@ def test_board_ncr_cell_is_the_estimate_with_its_ci(cohort):
     assert ncr.v == pytest.approx(expected)
     low, high = (float(x) for x in ncr.ci.strip("[]").split(","))
     assert low < expected < high
+
+
+def test_bids_derivatives_give_label_maps_per_condition(tmp_path):
+    """*_dseg maps in BIDS derivatives: desc-original / desc-<defacer> name their condition anywhere, a map in a
+    defaced-volume pipeline's folder is precomputed:<folder>'s, a BIDS dseg.tsv (index, name) is the table; a map that
+    names no condition stays out, and a label-map task fails that case's unmapped conditions with the reason."""
+    head = make_head(SHAPE, SPACING)
+    root = tmp_path / "bids"
+    (root / "participants.tsv").parent.mkdir(parents=True)
+    (root / "participants.tsv").write_text("participant_id\nsub-01\nsub-02\n")
+
+    def write(rel: str, labels=None) -> str:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        volume = head if labels is None else Volume(labels.astype(np.float32), head.affine, "MR")
+        save_nifti(volume, path, dtype=None if labels is None else np.int16)
+        return str(path)
+
+    for sub in ("sub-01", "sub-02"):
+        write(f"{sub}/anat/{sub}_T1w.nii.gz")
+    write("derivatives/mri_reface/sub-01/anat/sub-01_desc-defaced_T1w.nii.gz")
+    ext = write("derivatives/mri_reface/sub-01/anat/sub-01_desc-aseg_dseg.nii.gz", ext_labels(0))
+    seg = "derivatives/segmentations"
+    original = write(f"{seg}/sub-01/anat/sub-01_desc-original_dseg.nii.gz", original_labels(0))
+    deface = write(f"{seg}/sub-01/anat/sub-01_desc-deface_dseg.nii.gz", deface_labels(0))
+    table = "index\tname\tregion\tlateral_ventricle\n2\tWM\tcerebral_wm\tno\n4\tventricle\tventricles\tyes\n11\tcaudate\tcaudate\tno\n"
+    (root / "derivatives/mri_reface/dseg.tsv").write_text(table + "12\tputamen\tputamen\tno\n")
+    (root / seg / "dseg.tsv").write_text(table)  # not the pipeline's table: sub-01 keeps no map
+    assert not load_cohort(str(root), "seg-fidelity").cases[0].label_maps
+    (root / seg / "dseg.tsv").write_text(table + "12\tputamen\tputamen\tno\n")
+    write(f"{seg}/sub-02/anat/sub-02_desc-original_dseg.nii.gz", original_labels(1))
+    unnamed = write(f"{seg}/sub-02/anat/sub-02_dseg.nii.gz", original_labels(1))
+    one, two = load_cohort(str(root), "seg-fidelity").cases
+    assert {c: str(p) for c, p in one.label_maps.items()} == {"original": original, "deface": deface,
+                                                              "precomputed:mri_reface": ext}
+    assert Path(one.label_table).name == "dseg.tsv" and "label_map_problems" not in one.meta
+    assert set(two.label_maps) == {"original"} and unnamed in two.meta["label_map_problems"][0]
+    task = get_task("seg-fidelity")
+    o = task.solve_direct(one, {"t1": head}, "original")
+    d = task.solve_direct(one, {"t1": head}, "deface")
+    assert o["table"] == "dseg.tsv" and o["regions"]["caudate"] == [11]
+    assert task.compare(o, d)["dice_cerebral_wm"] == pytest.approx(2 * 240 / (288 + 240))
+    kind, message = sample_jobs.solve(task, two, lambda: {"t1": head}, "reface", "direct")["failed"]
+    assert kind == FailureKind.BAD_INPUT and "none for 'reface'" in message and unnamed in message

@@ -35,12 +35,14 @@ class CaseLabels:
 
 def case_label_map(case, t1, condition: str) -> CaseLabels:
     qc: dict = {}
-    if case.label_maps:
+    problems = case.meta.get("label_map_problems") or []  # maps the cohort source could not assign (BIDS)
+    if case.label_maps or problems:
         path = case.label_maps.get(condition)
         if path is None:
-            raise LabelMapError(f"case {case.id} gives label maps for {', '.join(sorted(case.label_maps))} but none "
-                                f"for {condition!r} (manifest \"labels\": {{{condition!r}: PATH}} or a "
-                                f"labels@{condition} column)")
+            given = f"gives label maps for {', '.join(sorted(case.label_maps))} but" if case.label_maps else "has"
+            raise LabelMapError(f"case {case.id} {given} none for {condition!r} (manifest \"labels\": "
+                                f"{{{condition!r}: PATH}} or a labels@{condition} column; BIDS: a *_dseg file)"
+                                + "".join(f"; {p}" for p in problems))
         table = label_table(case.label_table)
         given = label_map_on(path, t1)
         labels, source = given.labels, f"label map {Path(path).name}"

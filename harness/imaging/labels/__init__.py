@@ -8,7 +8,7 @@ as the built-in files (freesurfer.tsv, slant.tsv beside this module):
 
     label <TAB> name <TAB> region <TAB> brain <TAB> lateral_ventricle      (a header line; '#' lines are comments)
 
-`label` a positive integer, `name` text; `region` one of REGIONS[1:] or empty; `brain` yes/no (default yes: counted
+`label` a positive integer (a BIDS dseg.tsv's `index` column is read as label), `name` text; `region` one of REGIONS[1:] or empty; `brain` yes/no (default yes: counted
 in whole_brain); `lateral_ventricle` yes/no (default no: the labels whose frontal horns the Evans ratio measures).
 Only `label` and `name` are required columns.
 """
@@ -79,6 +79,8 @@ def _parse(text: str, source: str) -> LabelTable:
     if not lines:
         raise LabelTableError(f"{source}: the label table is empty")
     reader = csv.DictReader([line for _, line in lines], delimiter="\t")
+    if reader.fieldnames and "label" not in reader.fieldnames and "index" in reader.fieldnames:
+        reader.fieldnames = ["label" if f == "index" else f for f in reader.fieldnames]  # BIDS dseg.tsv
     missing = {"label", "name"} - set(reader.fieldnames or ())
     if missing:
         raise LabelTableError(f"{source}: the header must name the columns label and name (tab-separated); "
