@@ -43,9 +43,12 @@ class Board:
 
 
 def _task_identity(manifest: dict, task: str) -> dict:
+    """The task's identity in a run's manifest, without the run's mode: a board has a row per model x mode x defacer
+    and pairs samples within a mode, so runs of one task in different modes (an agent run, a direct run, a labels
+    run) share a board."""
     tasks = manifest.get("tasks")
     if isinstance(tasks, dict) and isinstance(tasks.get(task), dict):
-        return dict(tasks[task])
+        return {k: v for k, v in tasks[task].items() if k != "mode"}
     return {}
 
 

@@ -4,7 +4,8 @@
     DIR/<board>.html                one page per board (a board = one task, or one task variant with --separate)
     DIR/plots/<board>-*.png|svg     figures
     DIR/results/<board>.csv|.json|.md|.parquet       flat rows (leaderboard.tables documents the columns)
-    DIR/results/<board>-pairs.csv|.parquet           one row per case x model x mode x defacer, case ids hashed
+    DIR/results/<board>-pairs.csv|.parquet           one row per case x model x mode x defacer, case ids hashed:
+                                                     accuracy scores on both conditions, the pair's fidelity values
     DIR/leaderboard.json            schema "harness-leaderboard/1": boards with facts, columns and TaskSummary
     DIR/README.md                   the boards as Markdown
 

@@ -80,11 +80,11 @@ def qc_line(task, case, condition, face=0.9, surface=12.0, brain=0, status="ok")
 
 
 def write_run(directory: Path, samples, qc=(), *, task_version="1", cohort_hash="cohort-abc", argv=None,
-              harness_version=None) -> Path:
+              harness_version=None, mode="single") -> Path:
     manifest = build_manifest(
         {"api_key": OPENAI_KEY, "cohort_path": str(directory.parent / "cohorts" / "PLANTED-LOCAL-DIR")},
         tasks={MeasureTask.name: {"task": MeasureTask.name, "version": task_version,
-                                  "render_specs": ["axial-montage-abc123"]}},
+                                  "render_specs": ["axial-montage-abc123"], "mode": mode}},
         defacers={"quickshear": {"name": "quickshear", "version": "1.1.0", "params": {}},
                   "reface": {"name": "reface", "version": "0.2", "params": {"template": "/opt/PLANTED-TEMPLATE.nii"}}},
         models={"m1": {"id": "m1", "revision": "r1"}, "m2": {"id": "/home/someone/models/m2-local", "revision": None}},

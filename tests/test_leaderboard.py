@@ -227,6 +227,17 @@ def test_incomparable_runs_are_refused_or_separated(tmp_path):
         build(runs[:2], tmp_path / "precious", tasks=TASKS, salt_dir=tmp_path / "salts")
 
 
+def test_runs_of_one_task_in_different_modes_share_a_board(tmp_path):
+    """A run per mode (e.g. nph-evans agent, direct and labels): one board, a row per mode."""
+    runs = _runs(tmp_path / "a")
+    direct = write_run(tmp_path / "b" / "r5", [sample(TASK, c, cond, "algorithm:toy", 0.3, mode="direct")
+                                               for c in CASES for cond in ("original", "quickshear")], mode="direct")
+    result = build(runs + [direct], tmp_path / "site", tasks=TASKS, salt_dir=tmp_path / "salts")
+    assert result.boards == ["toy-measure"]
+    rows = _csv(tmp_path / "site" / "results" / "toy-measure.csv")
+    assert sorted((r["model"], r["mode"]) for r in rows) == [("algorithm:toy", "direct"), ("m1", "single"), ("m2", "single")]
+
+
 def test_dataset_folder_loads_with_datasets(built, tmp_path):
     datasets = pytest.importorskip("datasets")
     root, _ = built
