@@ -338,10 +338,11 @@ def test_unknown_mode_is_a_clear_error(task, cohort, tmp_path):
         Runner(EvalConfig(tasks=["nph-evans"], defacers=["reface"], cohort=str(cohort), mode="agent", out=tmp_path))
 
 
-def test_the_privacy_stage_attacks_every_volume_and_the_summary_shows_it(task, cohort, tmp_path):
+def test_the_privacy_stage_attacks_every_volume_and_the_summary_shows_it(task, cohort, tmp_path, capsys):
     pytest.importorskip("dlib", reason="the attack needs the [privacy] extra, which [test] includes")
     cache = tmp_path / "cache"
     first = run(cohort, tmp_path / "runs", cache, defacers=["deface"], privacy=True, limit=1)
+    assert "privacy 2/2" in capsys.readouterr().err.splitlines()[-1]  # the stage counts on the progress display
     records = [json.loads(line) for line in (first.run_dir / "qc" / "reidentification.jsonl").read_text().splitlines()]
     # a case x {original (the positive control), deface}: one record each, no image and no embedding
     assert Counter(r["condition"] for r in records) == {"original": 1, "deface": 1}

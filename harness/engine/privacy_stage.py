@@ -15,6 +15,8 @@ import time
 from harness.core.errors import HarnessError
 from harness.engine.grid import REFERENCE
 
+STAGE = "privacy"  # its bar: one unit per (volume, condition) attacked, cached or not
+
 
 class PrivacyStage:
     def __init__(self, ctx):
@@ -38,7 +40,7 @@ class PrivacyStage:
         return on_cluster
 
     def run(self, items, store, progress) -> None:
-        from harness.privacy.cohort_attack import attack_findings, attack_job, cohort_volumes, in_process
+        from harness.privacy.cohort_attack import ORIGINAL, attack_findings, attack_job, cohort_volumes, in_process
         from harness.privacy.face_models import attack_identity
         from harness.privacy.reidentify import condition_outcomes
 
@@ -50,8 +52,18 @@ class PrivacyStage:
             for task_name, task in self.ctx.tasks.items():
                 case_ids = sorted({i.case_id for i in items if i.task == task_name})
                 volumes = cohort_volumes([self.ctx.case(task_name, c) for c in case_ids], task.roles)
-                outcomes = condition_outcomes(*attack_findings(volumes, conditions, self.ctx.cache_dir,
+                planned = len(volumes) * (1 + sum(c != ORIGINAL for c in conditions))
+                progress.add_total(STAGE, planned)
+                done = 0
+
+                def one_done(_what: str) -> None:
+                    nonlocal done
+                    done += 1
+                    progress.advance(STAGE)
+
+                outcomes = condition_outcomes(*attack_findings(volumes, conditions, self.ctx.cache_dir, one_done,
                                                                run_jobs=self._runner(attack_job, in_process)))
+                progress.advance(STAGE, planned - done)  # volumes with no face in view have no probe to attack
                 for condition, probes in outcomes.items():
                     records += [{"task": task_name, "condition": condition, "case_id": p["person"],
                                  "role": p["label"].rsplit("/", 1)[-1], **p,
