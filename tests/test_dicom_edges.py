@@ -113,6 +113,26 @@ def test_monochrome1_with_a_nonzero_minimum_maps_max_to_min(tmp_path):
     np.testing.assert_array_equal(load_volume(tmp_path / "s").data, data)
 
 
+def test_monochrome1_is_flipped_over_the_series_range_and_never_for_ct(tmp_path):
+    """Slices whose own ranges differ (a slice without the bright block) map alike: the flip uses the series' range.
+    A CT's rescale gives Hounsfield units whatever the display convention: not flipped."""
+    data = np.full((6, 8, 4), 10.0, np.float32)
+    data[2:4, 2:6, 1:] = 100.0  # slice 0 holds only the background
+    paths = write_dicom_series(Volume(data, np.eye(4), "MR"), tmp_path / "mr")
+
+    def invert(ds, n):
+        ds.PixelData = (110 - ds.pixel_array).astype(np.int16).tobytes()  # series range 10..100, inverted
+        ds.PhotometricInterpretation = "MONOCHROME1"
+
+    edit_slices(paths, invert)
+    np.testing.assert_array_equal(load_volume(tmp_path / "mr").data, data)
+    ct = np.full((6, 8, 4), -1000.0, np.float32)
+    ct[2:4, 2:6, :] = 40.0
+    paths = write_dicom_series(Volume(ct, np.eye(4), "CT"), tmp_path / "ct")
+    edit_slices(paths, lambda ds, n: setattr(ds, "PhotometricInterpretation", "MONOCHROME1"))
+    np.testing.assert_array_equal(load_volume(tmp_path / "ct").data, ct)
+
+
 def test_orientation_vectors_slightly_off_unit_length_do_not_scale_the_slice_step(series):
     # some writers round ImageOrientationPatient loosely: vectors of norm 1.004 are accepted, and the slice step
     # still comes from the positions (2 mm), not from the positions times the normal's length

@@ -253,13 +253,20 @@ def _read_pixels(path: Path, ds: pydicom.Dataset) -> np.ndarray:
         ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
         syntax = f" (transfer syntax {ts.name})" if ts is not None else ""
         raise VolumeError(path, f"pixel data cannot be decoded{syntax}: {exc.__class__.__name__}: {exc}") from None
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        arr = arr.max() - arr + arr.min()
     return arr
 
 
-def _pixels(slices: list[SliceRef], datasets: dict[Path, pydicom.Dataset]) -> np.ndarray:
-    """Rescaled pixel planes stacked as [rows, cols, k]; one decoded file is kept at a time."""
+def _monochrome1(ds: pydicom.Dataset) -> bool:
+    return str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+
+
+def _pixels(slices: list[SliceRef], datasets: dict[Path, pydicom.Dataset], modality: str) -> np.ndarray:
+    """Rescaled pixel planes stacked as [rows, cols, k]; one decoded file is kept at a time.
+
+    MONOCHROME1 (low values shown white) is flipped so that high values are bright, as everywhere else - over the
+    series' stored range, so every slice maps alike (slice by slice, a slice's own range would shift its values).
+    Not for CT: its rescale gives Hounsfield units whatever the display convention, and those stay as they are."""
+    inverted = [_monochrome1(datasets[s.path]) for s in slices] if modality != "CT" else []
     current: tuple[Path | None, np.ndarray | None] = (None, None)
     planes = []
     for s in slices:
@@ -276,6 +283,10 @@ def _pixels(slices: list[SliceRef], datasets: dict[Path, pydicom.Dataset]) -> np
     slopes = np.array([s.slope for s in slices], dtype=np.float64)
     intercepts = np.array([s.intercept for s in slices], dtype=np.float64)
     pixels = np.stack(planes, axis=-1).astype(np.float64)
+    if any(inverted):
+        flip = np.array(inverted)
+        stored = pixels[..., flip]
+        pixels[..., flip] = stored.max() + stored.min() - stored
     pixels *= slopes
     pixels += intercepts
     return pixels
@@ -333,7 +344,7 @@ def load_dicom(path, *, modality: str | None = None, series_uid: str | None = No
     step_vec = (slices[-1].ipp - slices[0].ipp) / (len(slices) - 1)
     in_plane = step_vec - (step_vec @ normal) * normal
     tilt = math.degrees(math.atan2(np.linalg.norm(in_plane), abs(step)))
-    pixels = _pixels(slices, dict(members))  # [rows, cols, k]
+    pixels = _pixels(slices, dict(members), modality)  # [rows, cols, k]
     meta = _safe_meta(ds0, modality)
     if tilt > TILT_TOLERANCE_DEG:
         # Gantry tilt: slices are offset in-plane as they advance. Resample onto an orthogonal grid by shifting each

@@ -22,7 +22,7 @@ from harness.core.hashing import content_key
 from harness.core.volume import Volume
 
 # Bump when a loader's output changes for the same file (orientation, rescaling, DICOM sorting): old hashes lapse.
-LOADER_VERSION = 1
+LOADER_VERSION = 2  # 2: MONOCHROME1 flipped over the series range, never for CT
 
 
 class HashMemo:
