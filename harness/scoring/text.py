@@ -166,12 +166,13 @@ class BertScore(TextMetric):
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
+        self._encoder = None  # harness.scoring.onnx_encoder, exported on first use (not for idf, which bert-score runs)
 
     def details(self) -> dict[str, Any]:
         return {"model": self.model_id, "model_source": self.model_source, "num_layers": self.num_layers,
                 "device": str(self._scorer.device),
                 "idf": self.idf, "rescale_with_baseline": False, "value": "F1",
-                "library": f"bert-score {_version('bert-score')}"}
+                "library": f"bert-score {_version('bert-score')}", "encoder": f"onnxruntime {_version('onnxruntime')}"}
 
     def _score(self, candidates, references):
         import torch
@@ -184,22 +185,27 @@ class BertScore(TextMetric):
         return f1.tolist(), {"precision_mean": float(precision.mean()), "recall_mean": float(recall.mean())}
 
     def _remembering_score(self, candidates: list[str], references: list[str]):
-        """bert-score's computation (embeddings by bert_score.utils.get_bert_embedding, greedy matching as
-        bert_score.utils.greedy_cos_idf does for a pair scored alone), with each text's token embeddings remembered
-        across calls: a run scores one reference report against every condition and model, and an original answer
-        against every defacer, so most texts come back."""
+        """bert-score's computation (its tokenisation and padding, bert_score.utils.collate_idf; the encoder run by
+        ONNX Runtime, harness.scoring.onnx_encoder; greedy matching as bert_score.utils.greedy_cos_idf does for a pair
+        scored alone), with each text's token embeddings remembered across calls: a run scores one reference report
+        against every condition and model, and an original answer against every defacer, so most texts come back."""
         import torch
-        from bert_score.utils import get_bert_embedding
+        from bert_score.utils import collate_idf
 
         scorer, texts, weights = self._scorer, list(dict.fromkeys((*references, *candidates))), self._idf_weights()
         stats = {t: known for t in texts if (known := self._embeddings.get(t)) is not None}
         new = sorted((t for t in texts if t not in stats), key=lambda t: len(t.split(" ")), reverse=True)
+        if new and self._encoder is None:
+            from harness.scoring.onnx_encoder import OnnxEncoder
+
+            self._encoder = OnnxEncoder(scorer._model, torch.get_num_threads())
         for start in range(0, len(new), self.batch_size):
             batch = new[start:start + self.batch_size]
-            embs, masks, idf = get_bert_embedding(batch, scorer._model, scorer._tokenizer, weights, device=scorer.device)
+            ids, idf, lengths, masks = collate_idf(batch, scorer._tokenizer, weights, device="cpu")
+            embs = torch.from_numpy(self._encoder(ids.numpy(), masks.numpy()))
             for i, text in enumerate(batch):
-                n = int(masks[i].sum())
-                stats[text] = (embs[i, :n].cpu().clone(), idf[i, :n].cpu().clone())
+                n = int(lengths[i])
+                stats[text] = (embs[i, :n].clone(), idf[i, :n].clone())
                 self._embeddings.put(text, stats[text])
 
         precision, recall, f1 = zip(*(_greedy_match(*stats[r], *stats[c]) for c, r in zip(candidates, references)))
