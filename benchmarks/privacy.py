@@ -176,8 +176,9 @@ def main() -> None:
     face_distances(items, originals)
     if args.figure:
         defaced_figure(items, args.defacers.split(","), args.figure, cache)
-    seconds = [json.loads(p.read_text()).get("seconds", 0.0) for p in (cache / "face-attack").glob("*.json")]
-    seconds = [s for s in seconds if s > 0]
+    # this cohort's entries only (a cache folder can hold entries of other render versions): seconds as computed
+    found = [*originals.values(), *(f for probes in defaced.values() for f in probes.values())]
+    seconds = [f.seconds for f in found if not isinstance(f, str) and f.seconds > 0]
     if seconds:
         print(f"attack seconds per (volume, condition): mean {np.mean(seconds):.2f}, max {np.max(seconds):.2f} "
               f"over {len(seconds)}")
