@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.errors import HarnessError
+from harness.imaging.face_render import FACE_RENDER_VERSION
 
 # dlib's own rule: two embeddings closer than this are one person (99.38 % on LFW).
 SAME_PERSON_DISTANCE = 0.6
@@ -64,7 +65,7 @@ def attack_identity() -> dict:
     """What decides an attack's results: goes into every cache key and is named in the leaderboard."""
     dlib = _dlib()
     folder = _models_folder()
-    return {"name": ATTACK_NAME, "recipe": RECIPE, "dlib": dlib.__version__,
+    return {"name": ATTACK_NAME, "recipe": RECIPE, "dlib": dlib.__version__, "render": FACE_RENDER_VERSION,
             "models": {f: (folder / f).stat().st_size for f in MODEL_FILES.values()},
             "same_person_distance": SAME_PERSON_DISTANCE}
 
