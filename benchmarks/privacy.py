@@ -5,9 +5,12 @@
 
 Prints:
 - real heads (the pydeface average head, Colin27): face in view or why not, faces found per view, the distance of
-  each re-render to the head's own gallery face and to the other head, and the same for its refaced copy;
+  each re-render to the head's own gallery face and to the other head, and the same for its refaced copy; a head
+  with no face in view is also rendered without that check, with each view's best HOG and CNN scores;
 - the sample cohort of --task: originals detected, positive-control rank-1, and per defacer detection, rank-1,
   rank-5 (95 % CIs) and same-person share (harness privacy --json);
+- the detector scores of the faces found in probe views, originals against each defacer (would a minimum score
+  tell a defacer's leftovers from faces?);
 - how far apart dlib puts the cohort's faces: each volume's probe views from its own gallery faces (same person)
   and each person's gallery faces from every other person's, within and across face sources (phantom anatomy);
 - seconds per (volume, condition) of the attack as computed (render + detect + embed; the pose fit is shared with
@@ -28,9 +31,11 @@ import numpy as np
 import defacers
 from defacers.template import pydeface_template
 from harness.imaging.io import load_volume
-from harness.imaging.face_render import GALLERY_VIEW
-from harness.privacy.cohort_attack import attack_cohort, attack_findings, cohort_items, defaced_copy, defacer_for
-from harness.privacy.reidentify import Gallery, probe_embeddings
+from harness.imaging.face_render import GALLERY_VIEW, PROBE_VIEWS, VIEWS, render_faces
+from harness.privacy.cohort_attack import attack_findings, cohort_items, defaced_copy, defacer_for
+from harness.privacy.face_models import face_models
+from harness.privacy.pose import fitted_pose
+from harness.privacy.reidentify import Gallery, probe_embeddings, reidentification_report
 from harness.privacy.volume_faces import attack_volume
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
@@ -46,6 +51,7 @@ def real_heads(cache: Path) -> None:
         original = attack_volume(head, head, defacers.get("original").identity, cache)
         if original.no_face:
             print(f"{name}: {original.no_face}")
+            beyond_the_view_check(name, head)
             continue
         refaced = attack_volume(head, defacers.deface_cached(reface, head, cache).volume, reface.identity, cache)
         found[name] = (original, refaced)
@@ -66,9 +72,45 @@ def real_heads(cache: Path) -> None:
                 print(f"{name} vs {other}: {np.linalg.norm(np.subtract(e2, gallery)):.2f}")
 
 
-def face_distances(items, cache: Path) -> None:
-    """Same-person and between-person embedding distances of the cohort's originals (from the attack's cache)."""
-    originals, _ = attack_findings(items, [], cache)
+def beyond_the_view_check(name: str, head) -> None:
+    """A head the attack calls "no face in view" (Colin27: its field of view ends between the nose and the mouth),
+    rendered anyway in its fitted pose, with what is missing left absent: each view's best HOG score (the attack
+    counts >= 0 as a face; near misses down to -1 listed) and CNN confidence, and what the attack would find."""
+    models = face_models()
+    found = {}
+    for render in render_faces(head, fitted_pose(head), VIEWS):
+        hog, cnn = models.best_scores(render.image)
+        found[render.view.name] = models.find(render.image)
+        print(f"  {name} {render.view.name} without the view check: HOG best {hog}, CNN best {cnn}, "
+              f"attack finds {found[render.view.name].detector or 'no face'}")
+    gallery = found[GALLERY_VIEW.name].embedding
+    if gallery is not None:
+        own = [np.linalg.norm(np.subtract(f.embedding, gallery)) for n, f in found.items()
+               if n != GALLERY_VIEW.name and f.embedding is not None]
+        print(f"  {name} without the view check: {len(own)} re-renders found, within "
+              f"{max(own) if own else float('nan'):.2f} of its gallery face")
+
+
+def detection_scores(originals: dict, defaced: dict) -> None:
+    """Detector scores of the probe views where the attack found a face: the originals' (real faces) against each
+    defacer's. A minimum score could tell a defacer's leftovers from faces only if these ranges separated."""
+    conditions = {"original": originals, **defaced}
+    probe_names = {v.name for v in PROBE_VIEWS}
+    for name, faces in conditions.items():
+        findings = [f for v in faces.values() if not isinstance(v, str) and not v.no_face
+                    for view, f in v.findings.items() if view in probe_names]
+        for detector in ("hog", "cnn"):
+            scores = np.array([f.score for f in findings if f.detector == detector])
+            if len(scores):
+                q = np.quantile(scores, [0.0, 0.1, 0.25, 0.5, 1.0])
+                print(f"{name} {detector}: {len(scores)}/{len(findings)} probe renders, score min {q[0]:.2f}, "
+                      f"10 % {q[1]:.2f}, 25 % {q[2]:.2f}, median {q[3]:.2f}, max {q[4]:.2f}")
+            else:
+                print(f"{name} {detector}: 0/{len(findings)} probe renders")
+
+
+def face_distances(items, originals: dict) -> None:
+    """Same-person and between-person embedding distances of the cohort's originals."""
     gallery = Gallery(originals)
     source = {item.subject.person: item.case.meta.get("anatomy", "?") for item in items}
     same = [d for s, f in originals.items() if not f.no_face and s.person in gallery.people
@@ -96,7 +138,6 @@ def defaced_figure(items, defacer_names: list[str], path: Path, cache: Path) -> 
     volume of each face source in the cohort (frontal, +15 and -30 degrees of yaw)."""
     from PIL import Image, ImageDraw
 
-    from harness.imaging.face_render import VIEWS, render_faces
     from harness.privacy.volume_faces import pose_cached
 
     firsts = {}
@@ -127,14 +168,17 @@ def main() -> None:
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="privacy-bench-"))
     real_heads(cache)
     items = cohort_items(None, args.task, limit=None, cache_dir=cache)
-    report = attack_cohort(items, args.defacers.split(","), cache)
+    originals, defaced = attack_findings(items, args.defacers.split(","), cache)
+    report = reidentification_report(originals, defaced)
     report.pop("attack")
     print(json.dumps(report, indent=1))
-    face_distances(items, cache)
+    detection_scores(originals, defaced)
+    face_distances(items, originals)
     if args.figure:
         defaced_figure(items, args.defacers.split(","), args.figure, cache)
-    seconds = [json.loads(p.read_text()).get("seconds", 0.0) for p in (cache / "face-attack").glob("*.json")]
-    seconds = [s for s in seconds if s > 0]
+    # this cohort's entries only (a cache folder can hold entries of other render versions): seconds as computed
+    found = [*originals.values(), *(f for probes in defaced.values() for f in probes.values())]
+    seconds = [f.seconds for f in found if not isinstance(f, str) and f.seconds > 0]
     if seconds:
         print(f"attack seconds per (volume, condition): mean {np.mean(seconds):.2f}, max {np.max(seconds):.2f} "
               f"over {len(seconds)}")

@@ -13,7 +13,7 @@ from harness.imaging.face_render import GALLERY_VIEW, PROBE_VIEWS, VIEWS, render
 from harness.imaging.io import load_nifti, save_nifti
 from harness.privacy import volume_faces
 from harness.privacy.face_models import SAME_PERSON_DISTANCE, face_models
-from harness.privacy.pose import NoFaceInView, face_pose
+from harness.privacy.pose import NoFaceInView, face_pose, fitted_pose
 from harness.privacy.volume_faces import attack_volume
 
 ORIGINAL = {"name": "original", "version": "1", "params": {}}
@@ -54,6 +54,10 @@ def test_renders_are_deterministic_and_show_a_face_dlib_finds(head, pose, render
     gallery = found[GALLERY_VIEW.name].embedding
     # the same head in other yaws and light is the same person by dlib's rule
     assert max(_distance(gallery, found[v.name].embedding) for v in PROBE_VIEWS) < SAME_PERSON_DISTANCE
+    # the diagnostic scores name the candidate the attack took, and nothing where there is no candidate
+    assert found[GALLERY_VIEW.name].detector == "hog"
+    assert models.best_scores(front.image)[0] == found[GALLERY_VIEW.name].score
+    assert models.best_scores(np.zeros_like(front.image)) == (None, None)
 
 
 def test_pose_follows_a_turned_head(head, pose):
@@ -80,6 +84,16 @@ def test_bad_input_is_no_face_in_view_with_the_reason(head, pose):
     cut = Volume(head.data[:, :, eyes_k + 8:], affine, "MR")
     with pytest.raises(NoFaceInView, match="field of view ends before the (eyes|mouth)"):
         face_pose(cut)
+    # Colin27's case: the field of view ends between the nose and the mouth. The attack refuses it; the fitted pose
+    # (a diagnostic's) is still the head's own
+    below_nose = eyes_k - int(round(30 / head.spacing[2]))
+    affine[:3, 3] = head.voxel_to_world([0, 0, below_nose])
+    no_mouth = Volume(head.data[:, :, below_nose:], affine, "MR")
+    with pytest.raises(NoFaceInView, match="field of view ends before the mouth"):
+        face_pose(no_mouth)
+    fitted = fitted_pose(no_mouth)
+    assert np.degrees(np.arccos(np.clip(np.dot(fitted.anterior, pose.anterior), -1, 1))) < 3.0
+    assert _distance(fitted.anchor, pose.anchor) < 4.0  # mm
 
 
 def test_attack_is_cached_by_content_and_a_cached_answer_runs_no_model(head, tmp_path, monkeypatch):

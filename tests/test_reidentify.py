@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.imaging.face_render import GALLERY_VIEW, PROBE_VIEWS
+from harness.imaging.face_render import FACE_RENDER_VERSION, GALLERY_VIEW, PROBE_VIEWS
 from harness.privacy.face_models import Finding
 from harness.privacy.reidentify import Gallery, Subject, reidentification_report, score_condition
+from harness.privacy.report_text import attack_label
 from harness.privacy.volume_faces import VolumeFaces
 
 NONE = Finding(None, 0.0, None)
@@ -80,4 +81,6 @@ def test_report_counts_the_positive_control_and_no_face(originals):
     d = report["defacers"]["reface"]
     # every probe is p0's face: only p0's volumes are identified
     assert d["n"] == 7 and d["rank1"] == approx(2 / 7)
-    assert set(report["attack"]) >= {"name", "dlib", "models"}
+    assert set(report["attack"]) >= {"name", "dlib", "models", "render"}
+    # the board's attack line names the render recipe: other renders, other figures with the same weights
+    assert f"renders {FACE_RENDER_VERSION}" in attack_label(report["attack"])

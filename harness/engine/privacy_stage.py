@@ -43,6 +43,7 @@ class PrivacyStage:
         from harness.privacy.cohort_attack import ORIGINAL, attack_findings, attack_job, cohort_volumes, in_process
         from harness.privacy.face_models import attack_identity
         from harness.privacy.reidentify import condition_outcomes
+        from harness.privacy.report_text import attack_label
 
         t0 = time.perf_counter()
         conditions = [c for c in self.ctx.defacer_specs if c != REFERENCE]
@@ -67,7 +68,7 @@ class PrivacyStage:
                 for condition, probes in outcomes.items():
                     records += [{"task": task_name, "condition": condition, "case_id": p["person"],
                                  "role": p["label"].rsplit("/", 1)[-1], **p,
-                                 "attack": f"{attack['name']} (dlib {attack['dlib']})",
+                                 "attack": attack_label(attack),
                                  **({"ran_on": self.placements[(condition, p["label"])]}
                                     if (condition, p["label"]) in self.placements else {})} for p in probes]
         except HarnessError as exc:  # dlib missing, or a cohort file unreadable: the samples are all kept

@@ -26,7 +26,7 @@ from harness.core.volume import Volume
 from harness.imaging.brainmask import otsu
 
 # Names the render recipe; it goes into every cache key of what is computed from renders.
-FACE_RENDER_VERSION = "raycast-1"
+FACE_RENDER_VERSION = "raycast-2"
 # Written into every face render PNG (an uncompressed text chunk): the leaderboard's publish scan refuses any file
 # that carries it, wherever it was copied to.
 FACE_RENDER_MARK = "harness face render: shows a face, never to be published"
@@ -75,8 +75,14 @@ class View:
         return f"{side}-light{'A' if self.light == LIGHT_A else 'B'}"
 
 
+# Two key lights as a photographer places them, ~23 degrees above the eyes and ~19 degrees to one side: the probe
+# light is the gallery light mirrored, so a re-render differs from the gallery by the side the light comes from (and
+# the yaw), not by a light lower than any portrait's. A light only 10 degrees above the eyes, (-0.4, 0.2, 1.0) in
+# raycast-1, flattened the shading that is all a render's identity (a render has no albedo: no brows, no lip
+# colour) and turned one phantom's frontal re-render 0.60 from its own gallery face: positive-control rank-1 84 %
+# on the sample cohort against 100 % with this light (benchmarks/privacy.py).
 LIGHT_A = (0.35, 0.45, 1.0)  # front, from the viewer's right and above
-LIGHT_B = (-0.4, 0.2, 1.0)  # front, from the viewer's left, lower
+LIGHT_B = (-0.35, 0.45, 1.0)  # front, from the viewer's left and above
 YAWS = (0.0, 15.0, -15.0, 30.0, -30.0)
 GALLERY_VIEW = View(0.0, LIGHT_A)
 # What an attack renders of every volume: the frontal gallery view, and every yaw in the other light (probes of

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.errors import HarnessError
+from harness.imaging.face_render import FACE_RENDER_VERSION
 
 # dlib's own rule: two embeddings closer than this are one person (99.38 % on LFW).
 SAME_PERSON_DISTANCE = 0.6
@@ -64,7 +65,7 @@ def attack_identity() -> dict:
     """What decides an attack's results: goes into every cache key and is named in the leaderboard."""
     dlib = _dlib()
     folder = _models_folder()
-    return {"name": ATTACK_NAME, "recipe": RECIPE, "dlib": dlib.__version__,
+    return {"name": ATTACK_NAME, "recipe": RECIPE, "dlib": dlib.__version__, "render": FACE_RENDER_VERSION,
             "models": {f: (folder / f).stat().st_size for f in MODEL_FILES.values()},
             "same_person_distance": SAME_PERSON_DISTANCE}
 
@@ -106,7 +107,7 @@ class FaceModels:
 
     def find(self, gray: np.ndarray) -> Finding:
         """Detect the most confident face of a uint8 render, align it on 5 landmarks and embed it."""
-        rgb = np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+        rgb = _rgb(gray)
         boxes, scores, _ = self.hog.run(rgb, HOG_UPSAMPLE, 0.0)
         detector = "hog"
         if len(boxes):
@@ -122,6 +123,20 @@ class FaceModels:
         embedding = np.asarray(self.embedder.compute_face_descriptor(rgb, shape, 1), dtype=np.float64)
         # rounded as stored, so a fresh finding equals the one read back from the cache
         return Finding(detector, round(score, 4), tuple(round(float(v), 6) for v in embedding))
+
+
+    def best_scores(self, gray: np.ndarray) -> tuple[float | None, float | None]:
+        """(HOG, CNN) score of the most confident candidate in a render at the attack's settings, None where a
+        detector has no candidate. HOG's candidates down to -1 are listed: how far a render is from being a face
+        (find counts HOG scores >= 0)."""
+        rgb = _rgb(gray)
+        _, hog, _ = self.hog.run(rgb, HOG_UPSAMPLE, -1.0)
+        cnn = [d.confidence for d in self.cnn(rgb, CNN_UPSAMPLE)]
+        return (round(float(max(hog)), 4) if len(hog) else None), (round(float(max(cnn)), 4) if cnn else None)
+
+
+def _rgb(gray: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
 
 
 @lru_cache(maxsize=1)

@@ -30,6 +30,15 @@ class NoFaceInView(HarnessError):
 
 
 def face_pose(volume: Volume) -> FacePose:
+    """The pose of the volume's face; raises NoFaceInView when the fit fails or the face is not in view."""
+    pose = fitted_pose(volume)
+    _check_in_view(volume, pose)
+    return pose
+
+
+def fitted_pose(volume: Volume) -> FacePose:
+    """The template fit read as a pose, whether or not the field of view holds the face (raises NoFaceInView only
+    when the fit itself fails): for a diagnostic of a head cut below the eyes, never for the attack."""
     try:
         fit = fit_template(volume)
     except RegistrationError as exc:
@@ -44,9 +53,7 @@ def face_pose(volume: Volume) -> FacePose:
     # A template direction d (RAS) is the subject direction R^T d, both converted through LPS.
     to_subject = LPS_FROM_RAS @ rotation.T @ LPS_FROM_RAS
     right, anterior, superior = (to_subject @ axis for axis in np.eye(3))
-    pose = FacePose(tuple(eyes), tuple(right), tuple(anterior), tuple(superior))
-    _check_in_view(volume, pose)
-    return pose
+    return FacePose(tuple(eyes), tuple(right), tuple(anterior), tuple(superior))
 
 
 def _check_in_view(volume: Volume, pose: FacePose) -> None:

@@ -11,9 +11,15 @@ def _ci(ci) -> str:
     return "" if not ci or ci[0] is None else f" [{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
+def attack_label(identity: dict) -> str:
+    """The attack as a board and a terminal name it: its models, dlib's version and the render recipe (a new recipe
+    gives other figures with the same weights)."""
+    return f"{identity['name']} (dlib {identity['dlib']}, renders {identity.get('render', '?')})"
+
+
 def report_lines(report: dict) -> list[str]:
     o = report["originals"]
-    lines = [f"attack: {report['attack']['name']} (dlib {report['attack']['dlib']})",
+    lines = [f"attack: {attack_label(report['attack'])}",
              f"originals: {o['n']} volumes, faces detected {_pct(o['detected'])}, "
              f"positive control rank-1 {_pct(o['control_rank1'])}{_ci(o['control_rank1_ci'])}",
              f"{'defacer':<28} {'n':>4} {'detected':>9} {'rank-1 [95% CI]':>20} {'rank-5 [95% CI]':>20} {'same person':>12} {'chance':>7}"]
