@@ -34,7 +34,7 @@ def eval_cmd(
     defacer: List[str] = typer.Option(..., "--defacer", "-d", help="Defacer to compare against the original (repeatable), e.g. reface; parameters as NAME(key=value,...), e.g. quickshear(buffer_mm=5); `harness defacers` lists them."),
     model: List[str] = typer.Option([], "--model", "-m", help="Model profile or BACKEND:MODEL (repeatable). Default: \\[eval] models in the config file, else each task's scripted baseline."),
     cohort: Optional[str] = typer.Option(None, "--cohort", help="Cohort source: a manifest (.jsonl/.csv/.parquet), BIDS folder, DICOM folder, UPENN-GBM folder or Hugging Face dataset. Default: the built-in sample cohort."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="single (fixed images + prompt), agent (tools), or direct (a task's algorithmic route). Default: each task's default."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="single (fixed images + prompt), agent (tools), direct (a task's algorithmic route) or labels (nph-evans: the Evans ratio of the cohort's label maps). Default: each task's default."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N cases per task."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for run directories."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory: finished samples are skipped."),
