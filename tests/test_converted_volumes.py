@@ -83,24 +83,37 @@ def test_only_a_dicom_series_is_converted(tmp_path, small_ct):
     assert not (tmp_path / "cache" / "converted").exists()
 
 
+def _rewrite_in_place(path) -> None:
+    """Other bytes at the end of the file (pixels), same size, same inode, the mtime put back (as cp -p or an
+    anonymiser leaves a file)."""
+    st = path.stat()
+    raw = bytearray(path.read_bytes())
+    raw[-200:] = bytes(255 - b for b in raw[-200:])
+    time.sleep(0.02)  # past the kernel's coarse clock tick, as any real edit after a read is
+    with open(path, "r+b") as fh:
+        fh.write(raw)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def test_a_series_rewritten_in_place_with_its_size_and_mtime_is_parsed_again(tmp_path):
     paths = _series(tmp_path / "ct")
     read = Reader(tmp_path / "ct", tmp_path / "cache")
     before = read()
-    victim = paths[len(paths) // 2]
-    st = victim.stat()
-    raw = bytearray(victim.read_bytes())
-    raw[-200:] = bytes(255 - b for b in raw[-200:])  # pixels of the last rows, same length
-    time.sleep(0.02)  # past the kernel's coarse clock tick, as any real edit after a read is
-    with open(victim, "r+b") as fh:  # in place: the inode stays
-        fh.write(raw)
-    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # as cp -p or an anonymiser leaves it
-    after = victim.stat()
-    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
-
+    _rewrite_in_place(paths[len(paths) // 2])
     changed = read()
     assert read.parses == 2 and changed.content_hash != before.content_hash
     _same(changed.volume if isinstance(changed, LazyVolume) else changed, load_volume(tmp_path / "ct", modality="CT"))
+
+
+def test_a_file_rewritten_in_place_with_its_size_and_mtime_gets_a_new_hash(tmp_path, small_ct):
+    # not converted, but its remembered hash is what its cached renders are found by
+    path = save_nifti(small_ct, tmp_path / "ct.nii")
+    before = remembered_volume(path, lambda: load_volume(path), tmp_path / "cache")
+    _rewrite_in_place(path)
+    after = remembered_volume(path, lambda: load_volume(path), tmp_path / "cache")
+    assert not isinstance(after, LazyVolume) and after.content_hash != before.content_hash
 
 
 def _truncate(path):
