@@ -139,11 +139,12 @@ def remembered_volume(path, load: Callable[[], Volume], cache_dir, verify: bool 
         key = memo.key(path, **facts)
     except OSError:  # missing or unreadable: the loader says what is wrong with it
         return load()
-    if slow_to_read(path):
+    convert = slow_to_read(path)
+    if convert:
         load = _keeping_converted(load, cache_dir)
     record = memo.get(key)
     if record is not None:
-        if slow_to_read(path):
+        if convert:
             load = _converted_first(load, cache_dir, record)
         return LazyVolume(load, record, rewrite_record=lambda v: memo.put(key, v), verify=verify)
     volume = load()
