@@ -35,17 +35,21 @@ def atomic_write_text(path, text: str, *, durable: bool = True) -> Path:
 
 
 def file_identity(path) -> dict:
-    """What must stay the same for a file (or a folder's files) to hold the same bytes as when it was hashed."""
+    """What must stay the same for a file (or a folder's files) to hold the same bytes as when it was hashed.
+
+    The status-change time (ctime) is in it because a file rewritten in place keeps its inode and, written to the same
+    size by a tool that restores timestamps (cp -p, rsync -t, an anonymiser), its size and mtime too; every write sets
+    ctime, and no tool can set it back."""
     path = Path(path).resolve()
     if path.is_dir():
         files = []
         for root, _, names in os.walk(path):
             for name in names:
                 st = os.stat(os.path.join(root, name))
-                files.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns, st.st_ino))
+                files.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
         return {"folder": str(path), "files": sorted(files)}
     st = path.stat()
-    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
 
 
 def read_cache_entry(path) -> dict | None:

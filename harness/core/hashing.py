@@ -59,8 +59,9 @@ _digest_folder: Path | None = None
 
 
 def use_digest_cache(cache_dir) -> None:
-    """Remember file digests under cache_dir/file-digests by file identity (path, size, mtime, inode): a run's start
-    then stats a large cohort instead of reading every byte of it again. None: digests live for the process only."""
+    """Remember file digests under cache_dir/file-digests by file identity (path, size, mtime, ctime, inode): a run's
+    start then stats a large cohort instead of reading every byte of it again. None: digests live for the process
+    only."""
     global _digest_folder
     _digest_folder = None if cache_dir is None else Path(cache_dir) / "file-digests"
 

@@ -2,10 +2,11 @@
 
 Every cache (defaced volumes, renders, model replies, sample ids) is keyed by a volume's content hash, and reading a
 DICOM series or a .nii.gz only to learn that hash costs far more than the cached work it unlocks (a 98-slice CT
-series: about 0.35 s). So the hash is remembered per file identity - the absolute path, size, modification time and
-inode of the file, or of every file in a DICOM folder - plus the loader's version; a file changed in any of those
-ways is read again. A volume found in this memo is a LazyVolume: it reads its voxels on first use, which a fully
-cached sample never makes.
+series: about 0.35 s). So the hash is remembered per file identity - the absolute path, size, modification time,
+status-change time and inode of the file, or of every file in a DICOM folder - plus the loader's version; a file
+changed in any of those ways is read again. A volume found in this memo is a LazyVolume: it reads its voxels on
+first use, which a fully cached sample never makes. An unchanged DICOM series is parsed once: later reads take its
+converted voxels from the cache (imaging.io.converted), checked against the remembered hash.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from harness.core.files import file_identity, read_cache_entry, write_cache_entry
 from harness.core.hashing import content_key
 from harness.core.volume import Volume
+from harness.imaging.io.converted import keep_converted, read_converted
 
 # Bump when a loader's output changes for the same file (orientation, rescaling, DICOM sorting): old hashes lapse.
 LOADER_VERSION = 2  # 2: MONOCHROME1 flipped over the series range, never for CT
@@ -137,9 +139,40 @@ def remembered_volume(path, load: Callable[[], Volume], cache_dir, verify: bool 
         key = memo.key(path, **facts)
     except OSError:  # missing or unreadable: the loader says what is wrong with it
         return load()
+    convert = slow_to_read(path)
+    if convert:
+        load = _keeping_converted(load, cache_dir)
     record = memo.get(key)
     if record is not None:
+        if convert:
+            load = _converted_first(load, cache_dir, record)
         return LazyVolume(load, record, rewrite_record=lambda v: memo.put(key, v), verify=verify)
     volume = load()
     memo.put(key, volume)
     return volume
+
+
+def slow_to_read(path) -> bool:
+    """A DICOM series (a folder, or a file that is not NIfTI): parsing it costs 32-157 ms for a sample CT, reading
+    its converted voxels back and checking their hash 5-23 ms (benchmarks/converted.py). A .nii.gz is not converted:
+    copies of ct-report's defaced volumes too saved about 5 ms of harness CPU per sample (within the noise) for
+    twice the disk."""
+    from harness.imaging.io import is_nifti
+
+    path = Path(path)
+    return path.is_dir() or not is_nifti(path)
+
+
+def _keeping_converted(load: Callable[[], Volume], cache_dir) -> Callable[[], Volume]:
+    def read_source() -> Volume:
+        volume = load()
+        keep_converted(cache_dir, volume)
+        return volume
+
+    return read_source
+
+
+def _converted_first(load: Callable[[], Volume], cache_dir, record: dict) -> Callable[[], Volume]:
+    # the entry is keyed and checked by the hash the memo remembers for this file identity, the same trust a cached
+    # render of it already gets; a missing or damaged entry is read from the source (and rewritten)
+    return lambda: read_converted(cache_dir, record) or load()
