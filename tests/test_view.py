@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -275,3 +276,22 @@ def test_a_hostile_transcript_is_shown_not_fatal(made, tmp_path):
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "unreadable entry" in page and "made-up" in page
     assert view.get(f"runs/{run.rid}/image/{slug(record['sample_id'])}-0.png") is None
+
+
+def test_an_encoded_label_map_in_an_answer_is_shown_by_its_size_not_its_bytes(made, tmp_path):
+    """A seg-fidelity answer carries its label map (tens of kB of base64): the page says how big it is instead."""
+    from harness.imaging.compact import encode_labels
+
+    _, runs, cache = made
+    copy = shutil.copytree(runs[0], tmp_path / "run")
+    lines = (copy / "samples.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    labels = np.random.default_rng(0).integers(0, 50, (30, 30, 30))
+    record["answer"] = {**(record.get("answer") or {}), "labels": encode_labels(labels)}
+    (copy / "samples.jsonl").write_text("\n".join([json.dumps(record)] + lines[1:]) + "\n")
+    view = View(load_runs([copy]), ImageSource(cache))
+    run = next(iter(view.runs.values()))
+    page = view.get(f"runs/{run.rid}/sample/{slug(record['sample_id'])}.html")[1].decode()
+    data = record["answer"]["labels"]["data"]
+    assert data[:40] not in page and f"[{len(data):,} characters of encoded label map voxels, not shown]" in page
+    assert '"voxels": ' + str(int(np.count_nonzero(labels))) in page  # the rest of the encoding stays readable

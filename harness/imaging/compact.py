@@ -94,3 +94,16 @@ def mask_dice(a: dict, b: dict) -> float | None:
         return None
     total = int(ma.sum()) + int(mb.sum())
     return 2.0 * int((ma & mb).sum()) / total if total else 1.0
+
+
+def abbreviated(value):
+    """`value` (an answer) with each encoded mask or label map's payload replaced by a note of its size, for a person
+    to read (a label map's payload runs to tens of kB); everything else as it is."""
+    if isinstance(value, dict):
+        if value.get("format") in (MASK_FORMAT, LABELS_FORMAT) and isinstance(value.get("data"), str):
+            kind = "mask" if value["format"] == MASK_FORMAT else "label map"
+            return {**value, "data": f"[{len(value['data']):,} characters of encoded {kind} voxels, not shown]"}
+        return {k: abbreviated(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [abbreviated(v) for v in value]
+    return value

@@ -19,6 +19,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from harness.core.sample import Sample
+from harness.imaging.compact import abbreviated
 from harness.view.catalog import Pair, Selection, ViewRun
 from harness.view.images import ImageSource, shown_images
 from harness.view.transcript import budgets, entries, raw_answer
@@ -49,6 +50,7 @@ class View:
         self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                                trim_blocks=True, lstrip_blocks=True)
         self.env.filters["num"] = _num
+        self.env.filters["abbreviated"] = abbreviated  # encoded masks and label maps: their size, not their bytes
         self.env.globals.update(slug=slug, sample_link=self.sample_link, pair_link=self.pair_link)
 
     # ---- what is in the view ----------------------------------------------------------------------------------
