@@ -181,6 +181,10 @@ def test_timeouts_are_retried_then_recorded():
     with FakeOpenAI(default=("sleep", 1.0)) as fake:
         with pytest.raises(ModelError) as err:
             chat(model_for(fake, timeout_s=0.2, retry=RetryPolicy(max_retries=1, base_delay_s=0.01)), [Message.user("hi")])
+        # on a busy machine the server may read the second request only after the client gave up on it
+        deadline = time.monotonic() + 10
+        while len(fake.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert err.value.reason == "timeout" and err.value.attempts == 2 and len(fake.requests) == 2
 
 
