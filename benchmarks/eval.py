@@ -72,7 +72,9 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         continued = f"({n_samples} already done before this run)" in rerun.stdout + rerun.stderr
         print(f"2. the same command again (new process): {seconds:.2f} s = {100 * seconds / first.wall_seconds:.1f}% of "
-              f"the first run; {'continued the finished run' if continued else 'DID NOT continue the run'} (rc {rerun.returncode})")
+              f"the first run; {'continued the finished run' if continued else 'DID NOT continue the run'} (rc {rerun.returncode})"
+              + ("\n   (with --cache-dir the first run found defaced volumes and renders already made: the share is of a "
+                 "short first run; run without --cache-dir for the target's figure)" if args.cache_dir else ""))
         again = run(EvalConfig(out=tmp / "runs", resume=first.run_dir, **base))
         print(f"   --resume in-process: {again.model_calls} model calls, {again.defacer_runs} defacer runs, "
               f"{again.wall_seconds:.2f} s = {100 * again.wall_seconds / first.wall_seconds:.1f}% of the first run")
