@@ -16,7 +16,6 @@ is scanned for case ids, local paths and secrets before build returns (LeakError
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -29,7 +28,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.results.aggregate import AggregateError, group_cells, privacy_by_defacer, reidentification_by_condition, summarize_task
+from harness.results.aggregate import (
+    AggregateError,
+    group_cells,
+    numeric,
+    privacy_by_defacer,
+    reidentification_by_condition,
+    summarize_task,
+)
 from harness.store.run_store import read_run
 from harness.core.files import atomic_write_text
 from harness.core.errors import HarnessError
@@ -167,9 +173,8 @@ def _pair_records(task, summary, tc, salt: bytes) -> list[dict]:
     delta and test from them; hashed ids keep the pairing) and the pair's fidelity values - the declared metrics,
     then whatever else compare() measures per case (seg-fidelity: Dice and volume change of every raw label)."""
     acc = [m["name"] for m in summary.accuracy_metrics]
-    compared = {id(cell): cell.compared(task) for cell in tc.cells}
     declared = [m["name"] for m in summary.fidelity_metrics]
-    values = [got for per_case in compared.values() for got in per_case.values()]
+    values = [got for cell in tc.cells for got in cell.compared(task).values()]  # computed once per cell
     extra = {k for got in values for k in got if k not in declared}
     extra = {k for k in extra if all(isinstance(got.get(k), (int, float, type(None))) and not isinstance(got.get(k), bool)
                                      for got in values)}  # measurements only, not labels or notes
@@ -184,16 +189,12 @@ def _pair_records(task, summary, tc, salt: bytes) -> list[dict]:
             for m in acc:
                 rec[f"{m}_original"] = _score(o, m)
                 rec[f"{m}_defaced"] = _score(d, m)
-            got = compared[id(cell)].get(case, {})
+            got = cell.compared(task).get(case, {})
             for name in fidelity:
-                rec[name] = float(got[name]) if _number(got.get(name)) else None
+                rec[name] = float(got[name]) if numeric(got.get(name)) else None
             out.append(rec)
     out.sort(key=lambda r: (r["model"], r["mode"], r["defacer"], r["case"]))
     return out
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _natural(name: str) -> tuple:

@@ -195,7 +195,8 @@ def _usable(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def _numeric(v) -> bool:
+def numeric(v) -> bool:
+    """A finite number: a value the statistics (and the leaderboard's per-case table) take."""
     return isinstance(v, (int, float, np.integer, np.floating)) and _usable(v) and math.isfinite(float(v))
 
 
@@ -226,7 +227,7 @@ def _accuracy(metric, ok_orig: list[Sample], ok_def: list[Sample], pairs) -> Met
             k = cohen_kappa([str(v) for v in po], [str(v) for v in pd])
             res.kappa, res.statistic, res.note = _est(k.kappa, k.low, k.high, k.n), _finite(k.kappa), k.reason
         return res
-    if not all(_numeric(v) for v in (*filter(_usable, o_vals), *filter(_usable, d_vals))):
+    if not all(numeric(v) for v in (*filter(_usable, o_vals), *filter(_usable, d_vals))):
         res.note = f"{metric.kind} metric {metric.name} has non-numeric values; not estimated"
         return res
     res.original = estimate(filter(_usable, o_vals))
@@ -255,7 +256,7 @@ def _set_metric(task, metric, ok_orig: list[Sample], ok_def: list[Sample], pairs
 
     def matrix(samples) -> np.ndarray:
         rows = [[s.scores.get(k) for k in keys] for s in samples]
-        rows = [r for r in rows if all(_numeric(v) for v in r)]
+        rows = [r for r in rows if all(numeric(v) for v in r)]
         return np.asarray(rows, dtype=float).reshape(len(rows), len(keys))
 
     def one(samples) -> Estimate:
@@ -267,7 +268,7 @@ def _set_metric(task, metric, ok_orig: list[Sample], ok_def: list[Sample], pairs
 
     res = MetricResult(one(ok_orig), one(ok_def), note="set-level metric: bootstrap CIs, no paired test")
     both = [(o, d) for _, o, d in pairs
-            if all(_numeric(o.scores.get(k)) and _numeric(d.scores.get(k)) for k in keys)]
+            if all(numeric(o.scores.get(k)) and numeric(d.scores.get(k)) for k in keys)]
     if both:
         mo, md = matrix([o for o, _ in both]), matrix([d for _, d in both])
         r = bootstrap_ci((mo, md), lambda a, b: statistic(b) - statistic(a), paired=True, n_resamples=N_RESAMPLES, seed=SEED)
@@ -284,7 +285,7 @@ def _fidelity(task, cell: Cell, fid) -> dict[str, Estimate]:
     for got in cell.compared(task).values():
         for name in values:
             v = got.get(name)
-            if _numeric(v):
+            if numeric(v):
                 values[name].append(float(v))
     return {name: estimate(v) for name, v in values.items()}
 
@@ -326,9 +327,9 @@ def privacy_by_defacer(qc_records: Iterable[dict], reidentification: Iterable[di
     out = {}
     for key, recs in groups.items():
         ok = [r.get("qc") for r in recs if r.get("status") == "ok" and isinstance(r.get("qc"), dict)]
-        face = [q["face_fraction_changed"] for q in ok if _numeric(q.get("face_fraction_changed"))]
-        surface = [q["face_surface_change_mm"] for q in ok if _numeric(q.get("face_surface_change_mm"))]
-        brain = [int(q["brain_voxels_changed"]) for q in ok if _numeric(q.get("brain_voxels_changed"))]
+        face = [q["face_fraction_changed"] for q in ok if numeric(q.get("face_fraction_changed"))]
+        surface = [q["face_surface_change_mm"] for q in ok if numeric(q.get("face_surface_change_mm"))]
+        brain = [int(q["brain_voxels_changed"]) for q in ok if numeric(q.get("brain_voxels_changed"))]
         out[key] = Privacy(
             volumes=len(ok), refused=sum(r.get("status") == "refused" for r in recs),
             failed=sum(r.get("status") == "failed" for r in recs),
