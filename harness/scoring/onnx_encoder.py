@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from importlib import metadata
 
 import numpy as np
 import onnxruntime as ort
@@ -22,7 +21,6 @@ import torch
 
 class OnnxEncoder:
     def __init__(self, model, threads: int):
-        self.runtime = f"onnxruntime {metadata.version('onnxruntime')}"
         previous = model.config._attn_implementation
         model.set_attn_implementation("eager")
         try:
