@@ -302,3 +302,25 @@ def test_bids_derivatives_give_label_maps_per_condition(tmp_path):
     assert task.compare(o, d)["dice_cerebral_wm"] == pytest.approx(2 * 240 / (288 + 240))
     kind, message = sample_jobs.solve(task, two, lambda: {"t1": head}, "reface", "direct")["failed"]
     assert kind == FailureKind.BAD_INPUT and "none for 'reface'" in message and unnamed in message
+
+
+def test_unreadable_bids_label_table_is_that_cases_problem(tmp_path, monkeypatch):
+    """A dseg.tsv that cannot be read leaves that case without label maps, with the reason; the cohort still loads."""
+    head = make_head(SHAPE, SPACING)
+    root = tmp_path / "bids"
+    save_nifti(head, root / "sub-01/anat/sub-01_T1w.nii.gz")
+    seg = root / "derivatives/segmentations"
+    save_nifti(Volume(original_labels(0).astype(np.float32), head.affine, "MR"),
+               seg / "sub-01/anat/sub-01_desc-original_dseg.nii.gz", dtype=np.int16)
+    (seg / "dseg.tsv").write_text("index\tname\tregion\n2\tWM\tcerebral_wm\n")
+    read_bytes = Path.read_bytes
+
+    def refuse(self):
+        if self.name == "dseg.tsv":
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    (case,) = load_cohort(str(root), "seg-fidelity").cases
+    assert not case.label_maps
+    assert "dseg.tsv: label table not readable (Permission denied)" in case.meta["label_map_problems"][0]
