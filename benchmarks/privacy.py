@@ -2,6 +2,7 @@
 (Run as a module: benchmarks/defacers.py would shadow the defacers package as a script.)
 
     python -m benchmarks.privacy [--task tumor-slice] [--defacers deface,quickshear,reface] [--cache-dir DIR]
+    python -m benchmarks.privacy --choose-hog-score [--cache-dir DIR]   (how the probes' HOG score was chosen)
 
 Prints:
 - real heads (the pydeface average head, Colin27): face in view or why not, faces found per view, the distance of
@@ -36,7 +37,7 @@ from harness.privacy.cohort_attack import attack_findings, cohort_items, defaced
 from harness.privacy.face_models import face_models
 from harness.privacy.pose import fitted_pose
 from harness.privacy.reidentify import Gallery, probe_embeddings, reidentification_report
-from harness.privacy.volume_faces import attack_volume
+from harness.privacy.volume_faces import attack_volume, pose_cached
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 
@@ -80,7 +81,7 @@ def beyond_the_view_check(name: str, head) -> None:
     found = {}
     for render in render_faces(head, fitted_pose(head), VIEWS):
         hog, cnn = models.best_scores(render.image)
-        found[render.view.name] = models.find(render.image)
+        found[render.view.name] = models.find(render.image, enrol=render.view == GALLERY_VIEW)
         print(f"  {name} {render.view.name} without the view check: HOG best {hog}, CNN best {cnn}, "
               f"attack finds {found[render.view.name].detector or 'no face'}")
     gallery = found[GALLERY_VIEW.name].embedding
@@ -138,8 +139,6 @@ def defaced_figure(items, defacer_names: list[str], path: Path, cache: Path) -> 
     volume of each face source in the cohort (frontal, +15 and -30 degrees of yaw)."""
     from PIL import Image, ImageDraw
 
-    from harness.privacy.volume_faces import pose_cached
-
     firsts = {}
     for item in items:
         firsts.setdefault(item.case.meta.get("anatomy", "?"), item)
@@ -158,14 +157,44 @@ def defaced_figure(items, defacer_names: list[str], path: Path, cache: Path) -> 
     print(f"wrote {path}")
 
 
+def choose_hog_score(tasks: list[str], cache: Path) -> None:
+    """How face_models.HOG_SURE was chosen, on cohorts the acceptance figures are not measured on: per volume, is a
+    face found in any probe view of its original and of its deface copy when a HOG candidate counts at score >= t
+    and below it only with a CNN face. Prints, per t, those shares and Youden's J (originals minus deface); the
+    largest J wins, the lowest t among equals."""
+    models = face_models()
+    views = {}  # (condition, volume) -> [(HOG best, CNN best)] per probe view
+    for task in tasks:
+        for item in cohort_items(None, task, limit=None, cache_dir=cache):
+            original = item.case.load_remembered(item.role, cache)
+            pose = pose_cached(original, cache)
+            deface = defaced_copy(item, defacer_for("deface", item.case, item.role), original, cache)
+            for condition, volume in (("original", original), ("deface", deface)):
+                views[condition, item.subject.label] = [models.best_scores(r.image)
+                                                        for r in render_faces(volume, pose, PROBE_VIEWS)]
+    best = None
+    for t in np.round(np.arange(0.0, 0.71, 0.05), 2):
+        share = {c: np.mean([any((h is not None and h >= t) or n is not None for h, n in found)
+                             for (cond, _), found in views.items() if cond == c]) for c in ("original", "deface")}
+        j = share["original"] - share["deface"]
+        best = (j, t) if best is None or j > best[0] + 1e-9 else best
+        print(f"HOG >= {t:.2f} or CNN: originals {share['original']:.3f}, deface {share['deface']:.3f}, J {j:.3f}")
+    print(f"largest J {best[0]:.3f} at HOG >= {best[1]:.2f} ({len(views) // 2} volumes of {', '.join(tasks)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", default="tumor-slice")
     parser.add_argument("--defacers", default="deface,quickshear,reface")
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: a fresh temporary folder (cold)")
     parser.add_argument("--figure", type=Path, default=None, help="write renders of the defaced volumes here (README)")
+    parser.add_argument("--choose-hog-score", action="store_true",
+                        help="only print how the probes' HOG score was chosen (on nph-evans and ct-report)")
     args = parser.parse_args()
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="privacy-bench-"))
+    if args.choose_hog_score:
+        choose_hog_score(["nph-evans", "ct-report"], cache)
+        return
     real_heads(cache)
     items = cohort_items(None, args.task, limit=None, cache_dir=cache)
     originals, defaced = attack_findings(items, args.defacers.split(","), cache)

@@ -60,6 +60,65 @@ def test_renders_are_deterministic_and_show_a_face_dlib_finds(head, pose, render
     assert models.best_scores(np.zeros_like(front.image)) == (None, None)
 
 
+def test_a_probe_face_needs_a_sure_hog_score_or_the_cnns_word(renders):
+    """A probe's HOG candidate below HOG_SURE is a face only where the CNN finds one (then with the CNN's box and
+    confidence); a gallery face is enrolled at HOG's own threshold; a sure HOG candidate never waits for the CNN."""
+    from collections import namedtuple
+    from copy import copy
+
+    from harness.privacy import face_models as fm
+
+    real = face_models()
+    image = renders[GALLERY_VIEW.name].image
+    boxes, scores, _ = real.hog.run(fm._rgb(image), fm.HOG_UPSAMPLE, 0.0)
+    box = boxes[int(np.argmax(scores))]
+    Detection = namedtuple("Detection", "rect confidence")
+
+    class Hog:
+        def __init__(self, score):
+            self.score = score
+
+        def run(self, rgb, upsample, threshold):
+            return [box], [self.score], [0]
+
+    class Cnn:
+        def __init__(self, *found):
+            self.found, self.calls = list(found), 0
+
+        def __call__(self, rgb, upsample):
+            self.calls += 1
+            return self.found
+
+    models = copy(real)
+    models.hog, models.cnn = Hog(fm.HOG_SURE - 0.01), Cnn()
+    assert not models.find(image).detected and models.cnn.calls == 1
+    enrolled = models.find(image, enrol=True)
+    assert enrolled.detector == "hog" and enrolled.score == pytest.approx(fm.HOG_SURE - 0.01)
+    models.cnn = Cnn(Detection(box, 0.2), Detection(box, 0.9))
+    confirmed = models.find(image)
+    assert confirmed.detector == "cnn" and confirmed.score == 0.9 and confirmed.detected
+    models.hog, models.cnn = Hog(fm.HOG_SURE), Cnn()
+    assert models.find(image).detector == "hog" and models.cnn.calls == 0
+
+
+def test_only_an_originals_gallery_view_is_enrolled(head, renders, tmp_path, monkeypatch):
+    real = face_models()
+    enrolled = []
+
+    class Recorder:
+        def find(self, gray, *, enrol=False):
+            enrolled.append((enrol, gray.copy()))
+            return real.find(gray, enrol=enrol)
+
+    monkeypatch.setattr(volume_faces, "face_models", Recorder)
+    attack_volume(head, head, ORIGINAL, tmp_path)
+    assert [e for e, _ in enrolled].count(True) == 1 and len(enrolled) == len(VIEWS)
+    assert np.array_equal(next(g for e, g in enrolled if e), renders[GALLERY_VIEW.name].image)
+    enrolled.clear()
+    attack_volume(head, head, {"name": "reface", "version": "1", "params": {}}, tmp_path)
+    assert len(enrolled) == len(PROBE_VIEWS) and not any(e for e, _ in enrolled)
+
+
 def test_pose_follows_a_turned_head(head, pose):
     t = np.radians(20.0)
     rot = np.eye(4)

@@ -3,7 +3,8 @@
 An original and every defaced copy of it are rendered in the ORIGINAL's pose (one template fit per case, which the
 defacers did anyway): the camera is the same whatever a defacer did to the face, and a face a defacer removed
 cannot move the camera somewhere it finds a face. Originals get every view (the frontal gallery view and the
-probe views of the positive control); defaced volumes the probe views.
+probe views of the positive control); defaced volumes the probe views. The gallery view is enrolled (any HOG
+candidate is a face); a probe view's face must convince the detectors (face_models.HOG_SURE).
 
 Cache (local only: embeddings are biometric templates, never copied to a run folder or a leaderboard):
     <cache>/face-poses/<key>.json    the original's pose, or why it shows no face
@@ -24,7 +25,7 @@ from defacers.template import pydeface_template
 from harness.core.files import atomic_write_text
 from harness.core.hashing import content_key
 from harness.core.volume import Volume
-from harness.imaging.face_render import FACE_RENDER_VERSION, PROBE_VIEWS, VIEWS, FacePose, render_faces
+from harness.imaging.face_render import FACE_RENDER_VERSION, GALLERY_VIEW, PROBE_VIEWS, VIEWS, FacePose, render_faces
 from harness.privacy.face_models import Finding, attack_identity, face_models
 from harness.privacy.pose import NoFaceInView, face_pose
 
@@ -116,7 +117,8 @@ def attack_volume(original: Volume, probe: Volume, defacer_identity: dict, cache
                                f"original's {original.shape}, so the original's pose does not apply")
         views = VIEWS if defacer_identity.get("name") == ORIGINAL else PROBE_VIEWS
         models = face_models()
-        findings = {r.view.name: models.find(r.image) for r in render_faces(probe, pose, views)}
+        findings = {r.view.name: models.find(r.image, enrol=r.view == GALLERY_VIEW)
+                    for r in render_faces(probe, pose, views)}
         faces = VolumeFaces(findings, None, time.perf_counter() - start)
     atomic_write_text(_path(original.content_hash, defacer_identity, cache_dir), json.dumps(faces.as_dict()))
     return faces
