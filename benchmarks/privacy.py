@@ -8,10 +8,11 @@ Prints:
 - real heads (the pydeface average head, Colin27): face in view or why not, faces found per view, the distance of
   each re-render to the head's own gallery face and to the other head, and the same for its refaced copy; a head
   with no face in view is also rendered without that check, with each view's best HOG and CNN scores;
-- the sample cohort of --task: originals detected, positive-control rank-1, and per defacer detection, rank-1,
-  rank-5 (95 % CIs) and same-person share (harness privacy --json);
-- the detector scores of the faces found in probe views, originals against each defacer (would a minimum score
-  tell a defacer's leftovers from faces?);
+- the sample cohort of --task (`--task all`: every volume of every task's phantoms, one gallery): originals
+  detected, positive-control rank-1, and per defacer detection, rank-1, rank-5 (95 % CIs) and same-person share
+  (harness privacy --json);
+- the detector scores of the face candidates in probe views, originals against each defacer: detected faces (HOG at
+  or above face_models.HOG_SURE, the CNN) and the unsure HOG candidates that are matched but not detected;
 - how far apart dlib puts the cohort's faces: each volume's probe views from its own gallery faces (same person)
   and each person's gallery faces from every other person's, within and across face sources (phantom anatomy);
 - seconds per (volume, condition) of the attack as computed (render + detect + embed; the pose fit is shared with
@@ -100,14 +101,15 @@ def detection_scores(originals: dict, defaced: dict) -> None:
     for name, faces in conditions.items():
         findings = [f for v in faces.values() if not isinstance(v, str) and not v.no_face
                     for view, f in v.findings.items() if view in probe_names]
-        for detector in ("hog", "cnn"):
-            scores = np.array([f.score for f in findings if f.detector == detector])
+        for detector, sure in (("hog", True), ("cnn", True), ("hog", False)):
+            scores = np.array([f.score for f in findings if f.detector == detector and f.sure == sure])
+            kind = detector if sure else "unsure hog candidate (matched, not detected)"
             if len(scores):
                 q = np.quantile(scores, [0.0, 0.1, 0.25, 0.5, 1.0])
-                print(f"{name} {detector}: {len(scores)}/{len(findings)} probe renders, score min {q[0]:.2f}, "
+                print(f"{name} {kind}: {len(scores)}/{len(findings)} probe renders, score min {q[0]:.2f}, "
                       f"10 % {q[1]:.2f}, 25 % {q[2]:.2f}, median {q[3]:.2f}, max {q[4]:.2f}")
             else:
-                print(f"{name} {detector}: 0/{len(findings)} probe renders")
+                print(f"{name} {kind}: 0/{len(findings)} probe renders")
 
 
 def face_distances(items, originals: dict) -> None:
@@ -184,7 +186,7 @@ def choose_hog_score(tasks: list[str], cache: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", default="tumor-slice")
+    parser.add_argument("--task", default="tumor-slice", help='a task\'s phantoms, or "all" (one gallery of every task\'s)')
     parser.add_argument("--defacers", default="deface,quickshear,reface")
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: a fresh temporary folder (cold)")
     parser.add_argument("--figure", type=Path, default=None, help="write renders of the defaced volumes here (README)")
@@ -196,7 +198,7 @@ def main() -> None:
         choose_hog_score(["nph-evans", "ct-report"], cache)
         return
     real_heads(cache)
-    items = cohort_items(None, args.task, limit=None, cache_dir=cache)
+    items = cohort_items(None, None if args.task == "all" else args.task, limit=None, cache_dir=cache)
     originals, defaced = attack_findings(items, args.defacers.split(","), cache)
     report = reidentification_report(originals, defaced)
     report.pop("attack")

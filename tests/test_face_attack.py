@@ -61,8 +61,9 @@ def test_renders_are_deterministic_and_show_a_face_dlib_finds(head, pose, render
 
 
 def test_a_probe_face_needs_a_sure_hog_score_or_the_cnns_word(renders):
-    """A probe's HOG candidate below HOG_SURE is a face only where the CNN finds one (then with the CNN's box and
-    confidence); a gallery face is enrolled at HOG's own threshold; a sure HOG candidate never waits for the CNN."""
+    """A probe's HOG candidate below HOG_SURE is a detected face only where the CNN finds one (then with the CNN's
+    box and confidence), else an unsure candidate that is still embedded; a gallery face is enrolled at HOG's own
+    threshold; a sure HOG candidate never waits for the CNN."""
     from collections import namedtuple
     from copy import copy
 
@@ -91,9 +92,14 @@ def test_a_probe_face_needs_a_sure_hog_score_or_the_cnns_word(renders):
 
     models = copy(real)
     models.hog, models.cnn = Hog(fm.HOG_SURE - 0.01), Cnn()
-    assert not models.find(image).detected and models.cnn.calls == 1
+    unsure = models.find(image)
+    assert not unsure.detected and not unsure.sure and models.cnn.calls == 1
     enrolled = models.find(image, enrol=True)
-    assert enrolled.detector == "hog" and enrolled.score == pytest.approx(fm.HOG_SURE - 0.01)
+    assert enrolled.detector == "hog" and enrolled.sure and enrolled.score == pytest.approx(fm.HOG_SURE - 0.01)
+    assert unsure.detector == "hog" and unsure.embedding == enrolled.embedding  # the same box, matched all the same
+    models.hog = Hog(fm.HOG_SURE - 0.01)
+    models.hog.run = lambda rgb, upsample, threshold: ([], [], [])
+    assert models.find(image).embedding is None  # no candidate at all: nothing to match
     models.cnn = Cnn(Detection(box, 0.2), Detection(box, 0.9))
     confirmed = models.find(image)
     assert confirmed.detector == "cnn" and confirmed.score == 0.9 and confirmed.detected
@@ -177,6 +183,12 @@ def test_attack_is_cached_by_content_and_a_cached_answer_runs_no_model(head, tmp
     files[0].write_text("{not json")  # a damaged entry is computed again, never trusted
     with pytest.raises(AssertionError, match="cached attack"):
         attack_volume(head, head, ORIGINAL, tmp_path)
+
+
+def test_a_fresh_pose_is_the_cached_pose(head, tmp_path):
+    """What is rendered never depends on whether the pose was cached: a fresh fit comes back as stored."""
+    fresh = volume_faces.pose_cached(head, tmp_path)
+    assert volume_faces.pose_cached(head, tmp_path) == fresh
 
 
 def test_a_volume_without_a_face_is_recorded_as_such(tmp_path, head):

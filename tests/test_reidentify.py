@@ -62,6 +62,17 @@ def test_ranks_distances_and_shares(originals):
     assert gallery.rank("p1", np.asarray([_unit(2) * 0.9 + _unit(1) * 0.3]))[0] == 2
 
 
+def test_an_unsure_candidate_is_matched_but_not_detected(originals):
+    """A probe whose only candidate the detectors are not sure of (a weak HOG score, no CNN face) is not a detected
+    face, yet an attacker still matches it: it ranks its person and counts as the same person."""
+    gallery = Gallery(originals)
+    unsure = Finding("hog", 0.1, tuple(_unit(0) + _unit(60, 0.2)), sure=False)
+    faces = VolumeFaces({GALLERY_VIEW.name: NONE, PROBE_VIEWS[0].name: unsure, PROBE_VIEWS[1].name: NONE})
+    s = score_condition(gallery, {Subject("p0", "p0/t1"): faces})
+    assert s["detected"] == 0.0 and s["rank1"] == 1.0 and s["same_person"] == 1.0
+    assert Finding.from_dict(unsure.as_dict()) == unsure and not unsure.detected
+
+
 def test_the_best_view_and_any_gallery_face_of_the_person_count(originals):
     originals[Subject("p1", "p1/flair")] = _faces(_unit(9), [])  # p1's second volume looks different
     gallery = Gallery(originals)

@@ -8,9 +8,10 @@ people strictly closer. Per condition:
 - n: probes with a face in view (a volume whose original shows no face - no head, a skull-stripped brain, a field
   of view that ends above the face - is listed under no_face with the reason, never counted as re-identified or
   as private; so is a volume the defacer refused);
-- detected: share of the n probes with a face found in any view;
+- detected: share of the n probes with a face the detectors are sure of in any view (face_models.HOG_SURE);
 - rank1 / rank5: share of the probes whose own person is in the gallery (n_ranked) that rank it first / in the
-  top five; a probe with no face found is not identified; bootstrap 95 % CIs over those probes;
+  top five, over every face candidate of its views, sure or not (an attacker tries them all); a probe with no
+  candidate is not identified; bootstrap 95 % CIs over those probes;
 - same_person: share of n_ranked probes within dlib's 0.6 of their own person's gallery face;
 - chance_rank1: 1 / number of people in the gallery (what a blind guess scores).
 """
@@ -97,7 +98,8 @@ def probe_outcomes(gallery: Gallery, probes: dict[Subject, "VolumeFaces | str"])
             rec["no_face"] = reason
         else:
             embeddings = probe_embeddings(faces)
-            rec["detected"] = bool(len(embeddings))
+            probe_names = {v.name for v in PROBE_VIEWS}
+            rec["detected"] = any(f.detected for name, f in faces.findings.items() if name in probe_names)
             if rec["in_gallery"]:
                 rank, distance = gallery.rank(subject.person, embeddings)
                 rec["rank"], rec["distance"] = rank, (None if rank is None else round(distance, 4))

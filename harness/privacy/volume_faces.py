@@ -29,7 +29,11 @@ from harness.imaging.face_render import FACE_RENDER_VERSION, GALLERY_VIEW, PROBE
 from harness.privacy.face_models import Finding, attack_identity, face_models
 from harness.privacy.pose import NoFaceInView, face_pose
 
-LAYOUT = 1
+# 2: findings are computed in the pose as cached (rounded), also when the pose was fitted just before; layout 1
+# rendered a first run in the unrounded pose, so its entries depended on whether the pose was cached (up to 0.03 in
+# embedding distance on the pydeface head).
+LAYOUT = 2
+POSE_LAYOUT = 1
 ORIGINAL = "original"
 
 
@@ -61,18 +65,19 @@ class VolumeFaces:
 
 
 def _pose_key(original_hash: str) -> str:
-    return content_key(kind="face-pose", layout=LAYOUT, volume=original_hash, registration=REG_VERSION,
+    return content_key(kind="face-pose", layout=POSE_LAYOUT, volume=original_hash, registration=REG_VERSION,
                        template=pydeface_template().key)
 
 
 def pose_cached(original: Volume, cache_dir) -> FacePose:
-    """face_pose(original), remembered under cache_dir; raises NoFaceInView (also remembered)."""
+    """face_pose(original), remembered under cache_dir; raises NoFaceInView (also remembered). A fresh fit is returned
+    as it is stored (rounded), so what is rendered in it never depends on whether the pose was cached."""
     path = Path(cache_dir) / "face-poses" / f"{_pose_key(original.content_hash)}.json"
     try:
         doc = json.loads(path.read_text())
         if doc.get("no_face"):
             raise NoFaceInView(str(doc["no_face"]))
-        return FacePose(*(tuple(float(v) for v in doc["pose"][k]) for k in ("anchor", "right", "anterior", "superior")))
+        return _pose_from(doc)
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
@@ -80,8 +85,13 @@ def pose_cached(original: Volume, cache_dir) -> FacePose:
     except NoFaceInView as exc:
         atomic_write_text(path, json.dumps({"no_face": str(exc)}))
         raise
-    atomic_write_text(path, json.dumps({"pose": pose.as_dict()}))
-    return pose
+    doc = {"pose": pose.as_dict()}
+    atomic_write_text(path, json.dumps(doc))
+    return _pose_from(doc)
+
+
+def _pose_from(doc: dict) -> FacePose:
+    return FacePose(*(tuple(float(v) for v in doc["pose"][k]) for k in ("anchor", "right", "anterior", "superior")))
 
 
 def attack_key(original_hash: str, defacer_identity: dict) -> str:
