@@ -4,7 +4,8 @@ An original and every defaced copy of it are rendered in the ORIGINAL's pose (on
 defacers did anyway): the camera is the same whatever a defacer did to the face, and a face a defacer removed
 cannot move the camera somewhere it finds a face. Originals get every view (the frontal gallery view and the
 probe views of the positive control); defaced volumes the probe views. The gallery view is enrolled (any HOG
-candidate is a face); a probe view's face must convince the detectors (face_models.HOG_SURE).
+candidate is a face); a probe view's face is detected only if it convinces the detectors (face_models.HOG_SURE),
+and an unsure candidate is still embedded and matched.
 
 Cache (local only: embeddings are biometric templates, never copied to a run folder or a leaderboard):
     <cache>/face-poses/<key>.json    the original's pose, or why it shows no face
