@@ -18,11 +18,12 @@ With --defacer the defaced volume is rendered, in the original's pose, as the re
 
 PRIVACY_HELP = """Re-identification attack: can a face-recognition model match defaced volumes to their originals?
 
-Renders every volume's face, detects (dlib HOG, CNN fallback), aligns (5 landmarks) and embeds (ResNet, 128-D)
-it; the gallery is the originals' frontal faces, the probes each defacer's outputs, and a positive control the
-originals seen again from other angles and light. Per defacer: face detection rate, rank-1 and rank-5
-identification with bootstrap 95 % CIs, and the share within dlib's 0.6 same-person distance. The attack uses no
-ground truth. Results are cached by content: a second run reads them back.
+Renders every volume's face, detects (dlib HOG; the CNN where HOG is not sure), aligns (5 landmarks) and embeds
+(ResNet, 128-D) it; the gallery is the originals' frontal faces, the probes each defacer's outputs, and a positive
+control the originals seen again from other angles and light. Per defacer: face detection rate (faces the
+detectors are sure of), rank-1 and rank-5 identification over every face candidate with bootstrap 95 % CIs, and the
+share within dlib's 0.6 same-person distance. The attack uses no ground truth. Results are cached by content: a
+second run reads them back.
 """
 
 
