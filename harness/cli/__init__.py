@@ -36,7 +36,7 @@ def _root(
 
 
 def _register() -> None:
-    from harness.cli import data, deface, defacers, eval, leaderboard, models, privacy, runs, view, volumes
+    from harness.cli import cache, data, deface, defacers, eval, leaderboard, models, privacy, runs, view, volumes
 
     eval.register(app)
     volumes.register(app)
@@ -48,6 +48,7 @@ def _register() -> None:
     leaderboard.register(app)
     view.register(app)
     privacy.register(app)
+    cache.register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
