@@ -97,10 +97,8 @@ def detection_scores(originals: dict, defaced: dict) -> None:
     """Detector scores of the probe views where the attack found a face: the originals' (real faces) against each
     defacer's. A minimum score could tell a defacer's leftovers from faces only if these ranges separated."""
     conditions = {"original": originals, **defaced}
-    probe_names = {v.name for v in PROBE_VIEWS}
     for name, faces in conditions.items():
-        findings = [f for v in faces.values() if not isinstance(v, str) and not v.no_face
-                    for view, f in v.findings.items() if view in probe_names]
+        findings = [f for v in faces.values() if not isinstance(v, str) and not v.no_face for f in v.probes]
         for detector, sure in (("hog", True), ("cnn", True), ("hog", False)):
             scores = np.array([f.score for f in findings if f.detector == detector and f.sure == sure])
             kind = detector if sure else "unsure hog candidate (matched, not detected)"

@@ -149,7 +149,7 @@ class FaceModels:
     def best_scores(self, gray: np.ndarray) -> tuple[float | None, float | None]:
         """(HOG, CNN) score of the most confident candidate in a render at the attack's settings, None where a
         detector has no candidate. HOG's candidates down to -1 are listed: how far a render is from being a face
-        (find counts HOG scores >= 0)."""
+        (find takes HOG scores >= 0 as candidates, and >= HOG_SURE, or the CNN's word, as a probe's face)."""
         rgb = _rgb(gray)
         _, hog, _ = self.hog.run(rgb, HOG_UPSAMPLE, -1.0)
         cnn = [d.confidence for d in self.cnn(rgb, CNN_UPSAMPLE)]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.imaging.face_render import GALLERY_VIEW, PROBE_VIEWS
+from harness.imaging.face_render import GALLERY_VIEW
 from harness.privacy.face_models import SAME_PERSON_DISTANCE, attack_identity
 from harness.scoring.stats.bootstrap import bootstrap_ci
 
@@ -42,8 +42,7 @@ class Subject:
 
 
 def probe_embeddings(faces: "VolumeFaces") -> np.ndarray:
-    probe_names = {v.name for v in PROBE_VIEWS}
-    rows = [f.embedding for name, f in sorted(faces.findings.items()) if name in probe_names and f.embedding is not None]
+    rows = [f.embedding for f in faces.probes if f.embedding is not None]
     return np.asarray(rows, dtype=np.float64).reshape(-1, 128)
 
 
@@ -98,8 +97,7 @@ def probe_outcomes(gallery: Gallery, probes: dict[Subject, "VolumeFaces | str"])
             rec["no_face"] = reason
         else:
             embeddings = probe_embeddings(faces)
-            probe_names = {v.name for v in PROBE_VIEWS}
-            rec["detected"] = any(f.detected for name, f in faces.findings.items() if name in probe_names)
+            rec["detected"] = any(f.detected for f in faces.probes)
             if rec["in_gallery"]:
                 rank, distance = gallery.rank(subject.person, embeddings)
                 rec["rank"], rec["distance"] = rank, (None if rank is None else round(distance, 4))

@@ -36,6 +36,7 @@ from harness.privacy.pose import NoFaceInView, face_pose
 LAYOUT = 2
 POSE_LAYOUT = 1
 ORIGINAL = "original"
+PROBE_NAMES = frozenset(v.name for v in PROBE_VIEWS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class VolumeFaces:
     @property
     def embeddings(self) -> list[tuple[float, ...]]:
         return [f.embedding for name, f in sorted(self.findings.items()) if f.embedding is not None]
+
+    @property
+    def probes(self) -> list[Finding]:
+        """The findings of the probe views (every view but the gallery's), in view-name order."""
+        return [f for name, f in sorted(self.findings.items()) if name in PROBE_NAMES]
 
     def as_dict(self) -> dict:
         return {"no_face": self.no_face, "seconds": round(self.seconds, 3),
