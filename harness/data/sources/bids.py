@@ -98,14 +98,12 @@ def _label_maps(derivatives: list[Path], within: Path, pipelines: set[str]) -> t
         else:
             maps[condition] = files[0]
     tables = {c: _dseg_table(f) for c, f in maps.items()}
-    contents = {}
-    for t in set(tables.values()) - {"freesurfer"}:
-        try:
-            contents[t] = Path(t).read_bytes()
-        except OSError as exc:  # one case's unreadable table: its label-map samples fail with this, nothing else
-            problems.append(f"{t}: label table not readable ({exc.strerror or exc})")
-            return {}, "", problems
-    if len({contents.get(t, t) for t in tables.values()}) > 1:  # copies are one table
+    try:
+        distinct = {t if t == "freesurfer" else Path(t).read_bytes() for t in tables.values()}  # copies are one table
+    except OSError as exc:  # one case's unreadable table: its label-map samples fail with this, nothing else
+        problems.append(f"{exc.filename}: label table not readable ({exc.strerror or exc})")
+        return {}, "", problems
+    if len(distinct) > 1:
         problems.append("the label maps use different tables: " + "; ".join(f"{c}: {t}" for c, t in sorted(tables.items())))
         maps = {}
     table = next(iter(tables.values()), "freesurfer") if maps else ""
