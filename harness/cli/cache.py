@@ -67,8 +67,8 @@ def clear_cmd(
     listing = ", ".join(f"{k.name} ({human(present[k.name].bytes)})" for k in targets)
     if not yes and not typer.confirm(f"remove from {folder}: {listing}?"):
         raise typer.Exit(1)
-    freed = clear(folder, targets)
-    typer.echo(f"removed {listing}: {human(freed)} freed")
+    clear(folder, targets)
+    typer.echo(f"removed {listing}: {human(sum(present[k.name].bytes for k in targets))} freed")
 
 
 def register(app: typer.Typer) -> None:

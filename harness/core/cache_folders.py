@@ -70,8 +70,9 @@ def usage(folder: Path) -> list[CacheUsage]:
     """What is in the cache folder: each known kind that exists, then whatever else is there (not the harness's)."""
     out, known = [], set()
     for kind in KINDS:
-        paths = [p for p in _paths(folder, kind) if p.exists() or p.is_symlink()]
-        known.update(p.name for p in _paths(folder, kind))
+        candidates = _paths(folder, kind)
+        known.update(p.name for p in candidates)
+        paths = [p for p in candidates if p.exists() or p.is_symlink()]
         if paths:
             sizes = [_size(p) for p in paths]
             out.append(CacheUsage(kind, folder / kind.name, sum(f for f, _ in sizes), sum(b for _, b in sizes)))
@@ -82,19 +83,14 @@ def usage(folder: Path) -> list[CacheUsage]:
     return out
 
 
-def clear(folder: Path, kinds: list[CacheKind]) -> int:
-    """Remove these kinds from the cache folder; returns the bytes freed. Nothing but the named kinds is touched."""
-    freed = 0
+def clear(folder: Path, kinds: list[CacheKind]) -> None:
+    """Remove these kinds from the cache folder (their sizes: usage). Nothing but the named kinds is touched."""
     for kind in kinds:
         for path in _paths(folder, kind):
-            if not (path.exists() or path.is_symlink()):
-                continue
-            freed += _size(path)[1]
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
-            else:
+            elif path.exists() or path.is_symlink():
                 path.unlink()
-    return freed
 
 
 def human(n: float) -> str:
