@@ -77,14 +77,15 @@ def real_heads(cache: Path) -> None:
 def beyond_the_view_check(name: str, head) -> None:
     """A head the attack calls "no face in view" (Colin27: its field of view ends between the nose and the mouth),
     rendered anyway in its fitted pose, with what is missing left absent: each view's best HOG score (the attack
-    counts >= 0 as a face; near misses down to -1 listed) and CNN confidence, and what the attack would find."""
+    takes >= 0 as a candidate and, in a probe view, >= face_models.HOG_SURE as a face; near misses down to -1 listed)
+    and CNN confidence, and what the attack would find: a face, an unsure candidate (matched, not detected), or none."""
     models = face_models()
     found = {}
     for render in render_faces(head, fitted_pose(head), VIEWS):
         hog, cnn = models.best_scores(render.image)
-        found[render.view.name] = models.find(render.image, enrol=render.view == GALLERY_VIEW)
-        print(f"  {name} {render.view.name} without the view check: HOG best {hog}, CNN best {cnn}, "
-              f"attack finds {found[render.view.name].detector or 'no face'}")
+        f = found[render.view.name] = models.find(render.image, enrol=render.view == GALLERY_VIEW)
+        what = "no face" if f.detector is None else f"a {f.detector} face" if f.sure else f"an unsure {f.detector} candidate"
+        print(f"  {name} {render.view.name} without the view check: HOG best {hog}, CNN best {cnn}, attack finds {what}")
     gallery = found[GALLERY_VIEW.name].embedding
     if gallery is not None:
         own = [np.linalg.norm(np.subtract(f.embedding, gallery)) for n, f in found.items()
